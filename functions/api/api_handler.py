@@ -1,0 +1,80 @@
+"""Management API (design.md §3.3): profiles, segments, members, erasure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from segmentation import bootstrap
+from segmentation.adapters.repository import InvalidCursorError
+from segmentation.domain.profile import Profile
+from segmentation.views import profile_view
+
+logger = Logger()
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _profile(profile_id: str) -> Profile:
+    profile = bootstrap.repository().get(profile_id)
+    if profile is None:
+        raise NotFoundError(f"no profile {profile_id}")
+    return profile
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/profiles")
+def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> dict:
+    profile = bootstrap.repository().find(f"email#{email.strip().lower()}")
+    if profile is None:
+        raise NotFoundError("no profile with that email")
+    return profile_view(profile)
+
+
+@app.get("/profiles/<profile_id>")
+def get_profile(profile_id: str) -> dict:
+    return profile_view(_profile(profile_id))
+
+
+@app.delete("/profiles/<profile_id>")
+def erase_profile(profile_id: str) -> dict:
+    bootstrap.repository().erase(_profile(profile_id))
+    logger.info("erased", extra={"profile_id": profile_id})
+    return {"profile_id": profile_id, "erased": True}
+
+
+@app.get("/segments")
+def list_segments() -> dict:
+    repo = bootstrap.repository()
+    return {
+        "segments": [
+            {**d.model_dump(), "size": repo.segment_size(d.id)} for d in bootstrap.evaluator().definitions()
+        ]
+    }
+
+
+@app.get("/segments/<segment_id>/members")
+def segment_members(
+    segment_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict:
+    if segment_id not in {d.id for d in bootstrap.evaluator().definitions()}:
+        raise NotFoundError(f"no segment {segment_id}")
+    try:
+        page = bootstrap.repository().members(segment_id, limit, cursor)
+    except InvalidCursorError as exc:
+        raise BadRequestError(str(exc)) from None
+    return {"segment_id": segment_id, "profile_ids": page.profile_ids, "cursor": page.cursor}
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,58 @@
+"""POST|GET|HEAD /webhooks/{source}: verify, normalise, dedupe, publish (design.md §3.2)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from segmentation import bootstrap
+from segmentation.adapters.dedupe import DeliveryInProgressError
+from segmentation.adapters.webhook import WebhookRequest
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+METHODS = ["POST", "GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(status, content_type="application/json", body=json.dumps(body))
+
+
+@app.route("/webhooks/<source>", method=METHODS)
+def webhook(source: str) -> Response:
+    event = app.current_event
+    try:
+        body = base64.b64decode(event.body or "", validate=True) if event.is_base64_encoded else (event.body or "").encode()
+    except (binascii.Error, ValueError):
+        return _json(400, {"error": "MalformedPayloadError", "reason": "body is not valid base64"})
+    request = WebhookRequest(
+        method=event.request_context.http.method.upper(),
+        source=source,
+        body=body,
+        headers={k.lower(): v for k, v in (event.headers or {}).items()},
+        query=event.query_string_parameters or {},
+    )
+    try:
+        reply = bootstrap.webhook_ingest().handle(request)
+    except DeliveryInProgressError:
+        return _json(409, {"error": "DeliveryInProgress", "reason": "the same delivery is being processed; retry"})
+    # Logs name the source and outcome, never the body or headers (PII, signatures).
+    logger.info("webhook", extra={"source": source, "status": reply.status, "body_bytes": len(body)})
+    return _json(reply.status, reply.body)
+
+
+@app.exception_handler(Exception)
+def fault(exc: Exception) -> Response:
+    # A fault on our side (storage, bus, configuration): the provider retries a 503.
+    logger.exception("webhook fault")
+    return _json(503, {"error": "ServiceUnavailable", "reason": "temporary fault; the delivery was not accepted"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context) -> dict:
+    bootstrap.webhook_ingest().dedupe.register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Serverless email segmentation: the domain core, adapters and use cases shipped as a Lambda layer."""

@@ -1,0 +1,56 @@
+"""EventBridge publisher for canonical events and membership changes (design.md §3.4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ..domain.events import CustomerEvent
+from ..domain.profile import MembershipChange
+
+INGEST_SOURCE = "segmentation.ingest"
+PROFILES_SOURCE = "segmentation.profiles"
+CUSTOMER_EVENT = "CustomerEvent"
+#: PutEvents takes at most 10 entries per call.
+BATCH = 10
+
+
+class PublishError(Exception):
+    """EventBridge refused some entries; nothing is acknowledged, so the sender retries."""
+
+
+class EventPublisher:
+    def __init__(self, client: Any, bus_name: str) -> None:
+        self.client = client
+        self.bus_name = bus_name
+
+    def _put(self, entries: list[dict]) -> None:
+        for i in range(0, len(entries), BATCH):
+            out = self.client.put_events(Entries=entries[i:i + BATCH])
+            if out.get("FailedEntryCount"):
+                codes = {e.get("ErrorCode") for e in out["Entries"] if e.get("ErrorCode")}
+                raise PublishError(f"{out['FailedEntryCount']} entries refused: {sorted(codes)}")
+
+    def publish_events(self, events: Iterable[CustomerEvent]) -> None:
+        self._put([
+            {
+                "EventBusName": self.bus_name,
+                "Source": INGEST_SOURCE,
+                "DetailType": CUSTOMER_EVENT,
+                "Time": e.occurred_at,
+                "Detail": e.model_dump_json(),
+            }
+            for e in events
+        ])
+
+    def publish_changes(self, changes: Iterable[MembershipChange]) -> None:
+        self._put([
+            {
+                "EventBusName": self.bus_name,
+                "Source": PROFILES_SOURCE,
+                "DetailType": c.detail_type,
+                "Detail": json.dumps(c.detail()),
+            }
+            for c in changes
+        ])

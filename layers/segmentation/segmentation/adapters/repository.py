@@ -1,0 +1,268 @@
+"""Profile storage. :class:`ProfileRepository` states the contract;
+:class:`DynamoDBProfileRepository` is the only code that knows the table layout.
+
+Layout (one table each, names from template.yaml through the environment):
+
+* profiles     ``profile_id`` -> ``version`` (N), ``state`` (S, the profile as compact JSON),
+  ``email`` (S), ``next_due_at`` (N)
+* aliases      ``alias`` (e.g. ``email#ana@example.com``) -> ``profile_id``
+* memberships  ``segment_id`` + ``profile_id`` -> ``entered_at``, ``version``; and the segment's
+  size as counters sharded over ``#size#<segment_id>`` + ``<shard>`` so that no single item
+  takes every write of a popular segment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.profile import MembershipChange, Profile
+
+SIZE_SHARDS = 8
+SIZE_PREFIX = "#size#"
+TRANSACTION_LIMIT = 100
+
+
+class ConcurrentUpdateError(Exception):
+    """Another writer changed the profile (or claimed one of its aliases) first: reload and retry."""
+
+
+class InvalidCursorError(ValueError):
+    """A pagination cursor that this API did not issue."""
+
+
+@dataclass
+class LoadedProfile:
+    """A profile as read for an update, with the alias owners found for the event's identities."""
+
+    profile: Profile | None
+    alias_owners: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MembersPage:
+    profile_ids: list[str]
+    cursor: str | None
+
+
+class ProfileRepository(ABC):
+    @abstractmethod
+    def load(self, alias_keys: list[str]) -> LoadedProfile:
+        """Find the profile owning any of ``alias_keys`` (the first key that has an owner wins)."""
+
+    @abstractmethod
+    def get(self, profile_id: str) -> Profile | None: ...
+
+    @abstractmethod
+    def find(self, alias_key: str) -> Profile | None: ...
+
+    @abstractmethod
+    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange]) -> None:
+        """Write ``profile`` as version ``profile.version + 1`` if the stored version is still
+        ``profile.version``, together with its new aliases and membership changes, atomically.
+
+        Raises :class:`ConcurrentUpdateError` when another writer got there first.
+        On success ``profile.version`` is incremented.
+        """
+
+    @abstractmethod
+    def erase(self, profile: Profile) -> None:
+        """Delete the profile, its aliases and its memberships."""
+
+    @abstractmethod
+    def segment_size(self, segment_id: str) -> int: ...
+
+    @abstractmethod
+    def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage: ...
+
+
+def _shard(profile_id: str) -> str:
+    return str(zlib.crc32(profile_id.encode()) % SIZE_SHARDS)
+
+
+def encode_state(profile: Profile) -> str:
+    return profile.model_dump_json(exclude={"version"}, exclude_none=True)
+
+
+class DynamoDBProfileRepository(ProfileRepository):
+    """Profiles in DynamoDB through the low-level client (no resource layer: faster cold start)."""
+
+    def __init__(self, client: Any, profiles_table: str, aliases_table: str, memberships_table: str):
+        self.client = client
+        self.profiles = profiles_table
+        self.aliases = aliases_table
+        self.memberships = memberships_table
+
+    # -- reads ------------------------------------------------------------------------------
+    def load(self, alias_keys: list[str]) -> LoadedProfile:
+        owners: dict[str, str] = {}
+        if alias_keys:
+            keys = [{"alias": {"S": a}} for a in dict.fromkeys(alias_keys)]
+            request = {self.aliases: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                out = self.client.batch_get_item(RequestItems=request)
+                for item in out["Responses"].get(self.aliases, []):
+                    owners[item["alias"]["S"]] = item["profile_id"]["S"]
+                request = out.get("UnprocessedKeys") or None
+        owner = next((owners[a] for a in alias_keys if a in owners), None)
+        return LoadedProfile(profile=self.get(owner) if owner else None, alias_owners=owners)
+
+    def get(self, profile_id: str) -> Profile | None:
+        out = self.client.get_item(
+            TableName=self.profiles, Key={"profile_id": {"S": profile_id}}, ConsistentRead=True
+        )
+        item = out.get("Item")
+        if not item:
+            return None
+        profile = Profile.model_validate_json(item["state"]["S"])
+        profile.version = int(item["version"]["N"])
+        return profile
+
+    def find(self, alias_key: str) -> Profile | None:
+        out = self.client.get_item(TableName=self.aliases, Key={"alias": {"S": alias_key}})
+        item = out.get("Item")
+        return self.get(item["profile_id"]["S"]) if item else None
+
+    # -- writes -----------------------------------------------------------------------------
+    def _profile_put(self, profile: Profile) -> dict:
+        item: dict[str, Any] = {
+            "profile_id": {"S": profile.profile_id},
+            "version": {"N": str(profile.version + 1)},
+            "state": {"S": encode_state(profile)},
+        }
+        if profile.email:
+            item["email"] = {"S": profile.email}
+        if profile.next_due_at is not None:
+            item["next_due_at"] = {"N": str(profile.next_due_at)}
+        put: dict[str, Any] = {"TableName": self.profiles, "Item": item}
+        if profile.version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(profile_id)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = {":v": {"N": str(profile.version)}}
+        return put
+
+    def _membership_writes(self, changes: list[MembershipChange]) -> list[dict]:
+        writes = []
+        for c in changes:
+            key = {"segment_id": {"S": c.segment_id}, "profile_id": {"S": c.profile_id}}
+            if c.change == "entered":
+                writes.append({"Put": {"TableName": self.memberships, "Item": {
+                    **key, "entered_at": {"N": str(c.at)}, "version": {"N": str(c.version)}}}})
+            else:
+                writes.append({"Delete": {"TableName": self.memberships, "Key": key}})
+            writes.append(self._size_update(c.segment_id, c.profile_id, 1 if c.change == "entered" else -1))
+        return writes
+
+    def _size_update(self, segment_id: str, profile_id: str, delta: int) -> dict:
+        return {"Update": {
+            "TableName": self.memberships,
+            "Key": {"segment_id": {"S": SIZE_PREFIX + segment_id}, "profile_id": {"S": _shard(profile_id)}},
+            "UpdateExpression": "ADD size_count :d",
+            "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+        }}
+
+    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange]) -> None:
+        put = self._profile_put(profile)
+        cc = self.client.exceptions
+        if not new_aliases and not changes:
+            try:
+                self.client.put_item(**put)
+            except cc.ConditionalCheckFailedException:
+                raise ConcurrentUpdateError(profile.profile_id) from None
+        else:
+            writes = [{"Put": put}]
+            for alias in new_aliases:
+                writes.append({"Put": {
+                    "TableName": self.aliases,
+                    "Item": {"alias": {"S": alias}, "profile_id": {"S": profile.profile_id}},
+                    "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
+                    "ExpressionAttributeValues": {":p": {"S": profile.profile_id}},
+                }})
+            writes += self._membership_writes(changes)
+            if len(writes) > TRANSACTION_LIMIT:
+                raise ValueError(f"one profile write touches {len(writes)} items (limit {TRANSACTION_LIMIT})")
+            try:
+                self.client.transact_write_items(TransactItems=writes)
+            except cc.TransactionCanceledException:
+                raise ConcurrentUpdateError(profile.profile_id) from None
+        profile.version += 1
+
+    def erase(self, profile: Profile) -> None:
+        writes: list[dict] = []
+        for alias in profile.aliases:
+            writes.append({"Delete": {"TableName": self.aliases, "Key": {"alias": {"S": alias}},
+                                      "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
+                                      "ExpressionAttributeValues": {":p": {"S": profile.profile_id}}}})
+        for segment_id in profile.segments:
+            writes.append({"Delete": {"TableName": self.memberships, "Key": {
+                "segment_id": {"S": segment_id}, "profile_id": {"S": profile.profile_id}}}})
+            writes.append(self._size_update(segment_id, profile.profile_id, -1))
+        delete_profile = {"Delete": {
+            "TableName": self.profiles, "Key": {"profile_id": {"S": profile.profile_id}},
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(profile.version)}},
+        }}
+        # The profile goes last, in the final transaction: if anything before fails, a retry
+        # still finds the profile and its lists of aliases and memberships.
+        chunks = [writes[i:i + TRANSACTION_LIMIT - 1] for i in range(0, len(writes), TRANSACTION_LIMIT - 1)] or [[]]
+        chunks[-1].append(delete_profile)
+        for chunk in chunks:
+            try:
+                self.client.transact_write_items(TransactItems=chunk)
+            except self.client.exceptions.TransactionCanceledException:
+                raise ConcurrentUpdateError(profile.profile_id) from None
+
+    # -- segments ---------------------------------------------------------------------------
+    def segment_size(self, segment_id: str) -> int:
+        total = 0
+        kwargs: dict[str, Any] = {
+            "TableName": self.memberships,
+            "KeyConditionExpression": "segment_id = :s",
+            "ExpressionAttributeValues": {":s": {"S": SIZE_PREFIX + segment_id}},
+            "ConsistentRead": True,
+        }
+        while True:
+            out = self.client.query(**kwargs)
+            total += sum(int(i.get("size_count", {"N": "0"})["N"]) for i in out["Items"])
+            if "LastEvaluatedKey" not in out:
+                return total
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage:
+        kwargs: dict[str, Any] = {
+            "TableName": self.memberships,
+            "KeyConditionExpression": "segment_id = :s",
+            "ExpressionAttributeValues": {":s": {"S": segment_id}},
+            "ProjectionExpression": "profile_id",
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = {
+                "segment_id": {"S": segment_id}, "profile_id": {"S": _decode_cursor(cursor, segment_id)}
+            }
+        out = self.client.query(**kwargs)
+        ids = [i["profile_id"]["S"] for i in out["Items"]]
+        last = out.get("LastEvaluatedKey")
+        return MembersPage(ids, _encode_cursor(segment_id, last["profile_id"]["S"]) if last else None)
+
+
+def _encode_cursor(segment_id: str, profile_id: str) -> str:
+    raw = json.dumps([segment_id, profile_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, segment_id: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        seg, pid = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidCursorError("cursor is not one this API issued") from None
+    if seg != segment_id or not isinstance(pid, str) or not pid:
+        raise InvalidCursorError("cursor belongs to another segment")
+    return pid

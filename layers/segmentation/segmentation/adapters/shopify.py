@@ -1,0 +1,265 @@
+"""Shopify: verify ``X-Shopify-Hmac-Sha256`` and normalise order, checkout and customer topics.
+
+See shared/webhooks.md §1. Only the body is signed; topic, shop domain and ids
+travel in unsigned headers, so they are used for routing and dedupe, never as
+proof of anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain.events import (
+    CheckoutProperties,
+    CustomerEvent,
+    CustomerProperties,
+    EmailConsent,
+    EventType,
+    Identity,
+    LineItem,
+    OrderProperties,
+)
+from .errors import MalformedPayloadError, SignatureMismatchError, UnsupportedMediaTypeError
+from .webhook import Normalised, WebhookRequest, hmac_matches
+
+SOURCE = "shopify"
+ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}
+CHECKOUT_TOPICS = {"checkouts/create", "checkouts/update"}
+CUSTOMER_TOPICS = {"customers/create", "customers/update"}
+#: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
+MAX_ITEMS = 100
+CONSENT_STATES = {"subscribed", "not_subscribed", "pending", "unsubscribed", "redacted", "invalid"}
+
+
+def verify(secrets: Sequence[bytes], body: bytes, signature: str | None) -> None:
+    """Raise :class:`SignatureMismatchError` unless ``signature`` is base64(HMAC-SHA256(secret, body))."""
+    if not signature:
+        raise SignatureMismatchError("missing X-Shopify-Hmac-Sha256 header")
+    try:
+        received = base64.b64decode(signature.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureMismatchError("X-Shopify-Hmac-Sha256 is not base64") from None
+    if not hmac_matches(secrets, body, received):
+        raise SignatureMismatchError("X-Shopify-Hmac-Sha256 does not match the body")
+
+
+def parse(request: WebhookRequest, secrets: Sequence[bytes]) -> Normalised:
+    """Verify then normalise one HTTPS delivery."""
+    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json":
+        raise UnsupportedMediaTypeError(f"Shopify webhooks are application/json, got {content_type!r}")
+    verify(secrets, request.body, request.header("x-shopify-hmac-sha256"))
+    topic = request.header("x-shopify-topic")
+    if not topic:
+        raise MalformedPayloadError("missing X-Shopify-Topic header")
+    shop = request.header("x-shopify-shop-domain") or "-"
+    delivery_id = request.header("x-shopify-event-id") or request.header("x-shopify-webhook-id")
+    if not delivery_id:
+        delivery_id = "sha256:" + hashlib.sha256(request.body).hexdigest()
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedPayloadError("body is not valid JSON") from None
+    dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id}"
+    return normalise(topic, shop, payload, dedupe_key)
+
+
+def normalise(topic: str, shop: str, payload: Any, dedupe_key: str) -> Normalised:
+    """Turn a Shopify payload (from HTTPS or EventBridge) into canonical events."""
+    if not isinstance(payload, dict):
+        raise MalformedPayloadError("body must be a JSON object")
+    try:
+        if topic in ORDER_TOPICS:
+            event = _order(topic, shop, payload)
+        elif topic in CHECKOUT_TOPICS:
+            event = _checkout(shop, payload)
+        elif topic in CUSTOMER_TOPICS:
+            event = _customer(shop, payload)
+        else:
+            return Normalised(dedupe_key, [], ignored_reason=f"topic {topic} is not used")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MalformedPayloadError(f"invalid {where}: {first['msg']}") from None
+    except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
+        raise MalformedPayloadError(str(exc) or type(exc).__name__) from None
+    if event is None:
+        return Normalised(dedupe_key, [], ignored_reason="no customer email or id in the payload")
+    return Normalised(dedupe_key, [event])
+
+
+# -- field helpers -------------------------------------------------------------------------
+
+
+def _require(payload: dict, key: str) -> Any:
+    value = payload.get(key)
+    if value is None or value == "":
+        raise ValueError(f"missing field {key!r}")
+    return value
+
+
+def _time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be an ISO 8601 string")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
+
+
+def _money(value: Any, field: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal("0")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{field} must be a decimal string")
+    amount = Decimal(str(value))
+    if not amount.is_finite() or abs(amount) >= Decimal("1e15"):
+        raise ValueError(f"{field} is out of range")
+    return amount
+
+
+def _id(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{field} must be a string or integer")
+    text = str(value)
+    if not text or len(text) > 128:
+        raise ValueError(f"{field} must be 1 to 128 characters")
+    return text
+
+
+def _identity(payload: dict) -> Identity:
+    customer = payload.get("customer")
+    if customer is not None and not isinstance(customer, dict):
+        raise ValueError("customer must be an object")
+    customer = customer or {}
+    email = payload.get("email") or customer.get("email")
+    phone = payload.get("phone") or customer.get("phone")
+    cid = customer.get("id")
+    if email is not None and not isinstance(email, str):
+        raise ValueError("email must be a string")
+    if phone is not None and not isinstance(phone, str):
+        raise ValueError("phone must be a string")
+    return Identity(
+        email=email, phone=phone, shopify_customer_id=None if cid is None else _id(cid, "customer.id")
+    )
+
+
+def _items(payload: dict) -> list[LineItem]:
+    raw = payload.get("line_items") or []
+    if not isinstance(raw, list):
+        raise ValueError("line_items must be a list")
+    items = []
+    for item in raw[:MAX_ITEMS]:
+        if not isinstance(item, dict):
+            raise ValueError("line_items entries must be objects")
+        pid = item.get("product_id")
+        items.append(
+            LineItem(
+                product_id=None if pid is None else _id(pid, "line_items.product_id"),
+                sku=item.get("sku") or None,
+                title=item.get("title") or None,
+                quantity=item.get("quantity") or 1,
+                price=_money(item.get("price"), "line_items.price"),
+            )
+        )
+    return items
+
+
+# -- topics ----------------------------------------------------------------------------------
+
+
+def _order(topic: str, shop: str, p: dict) -> CustomerEvent | None:
+    order_id = _id(_require(p, "id"), "id")
+    created = _time(_require(p, "created_at"), "created_at")
+    updated = _time(p.get("updated_at") or p.get("cancelled_at") or p["created_at"], "updated_at")
+    if topic == "orders/cancelled" or p.get("cancelled_at"):
+        status = "cancelled"
+    elif p.get("financial_status") == "refunded":
+        status = "refunded"
+    else:
+        status = "placed"
+    identity = _identity(p)
+    if identity.is_empty():
+        return None
+    # current_total_price reflects refunds and edits; total_price is the amount at checkout.
+    total = _money(p.get("current_total_price", p.get("total_price")), "total_price")
+    props = OrderProperties(
+        order_id=order_id, status=status, total=total, currency=p.get("currency"),
+        updated_at=updated, items=_items(p),
+    )
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "order", order_id, updated.isoformat(), status),
+        source=SOURCE, type=EventType.ORDER, occurred_at=created, shop=shop,
+        identity=identity, properties=props,
+    )
+
+
+def _checkout(shop: str, p: dict) -> CustomerEvent | None:
+    checkout_id = _id(p.get("token") or _require(p, "id"), "token")
+    created = _time(_require(p, "created_at"), "created_at")
+    updated = _time(p.get("updated_at") or p["created_at"], "updated_at")
+    completed = p.get("completed_at")
+    identity = _identity(p)
+    if identity.is_empty():
+        return None
+    props = CheckoutProperties(
+        checkout_id=checkout_id,
+        cart_token=p.get("cart_token") if isinstance(p.get("cart_token"), str) else None,
+        completed_at=_time(completed, "completed_at") if completed else None,
+        updated_at=updated, total=_money(p.get("total_price"), "total_price"),
+        currency=p.get("currency"),
+    )
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "checkout", checkout_id, updated.isoformat()),
+        source=SOURCE, type=EventType.CHECKOUT, occurred_at=created, shop=shop,
+        identity=identity, properties=props,
+    )
+
+
+def _consent(p: dict) -> EmailConsent | None:
+    consent = p.get("email_marketing_consent")
+    if isinstance(consent, dict) and consent.get("state"):
+        state = str(consent["state"]).lower()
+        if state not in CONSENT_STATES:
+            raise ValueError(f"unknown email_marketing_consent.state {state[:30]!r}")
+        at = consent.get("consent_updated_at")
+        return EmailConsent(state=state, updated_at=_time(at, "consent_updated_at") if at else None)
+    if "accepts_marketing" in p:  # API versions before 2022-04
+        at = p.get("accepts_marketing_updated_at")
+        return EmailConsent(
+            state="subscribed" if p["accepts_marketing"] is True else "not_subscribed",
+            updated_at=_time(at, "accepts_marketing_updated_at") if at else None,
+        )
+    return None
+
+
+def _customer(shop: str, p: dict) -> CustomerEvent | None:
+    customer_id = _id(_require(p, "id"), "id")
+    updated = _time(p.get("updated_at") or _require(p, "created_at"), "updated_at")
+    email = p.get("email")
+    if email is not None and not isinstance(email, str):
+        raise ValueError("email must be a string")
+    tags = p.get("tags") or ""
+    if not isinstance(tags, str):
+        raise ValueError("tags must be a comma-separated string")
+    props = CustomerProperties(
+        first_name=p.get("first_name") or None,
+        last_name=p.get("last_name") or None,
+        tags=[t.strip() for t in tags.split(",") if t.strip()],
+        email_consent=_consent(p),
+    )
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "customer", customer_id, updated.isoformat()),
+        source=SOURCE, type=EventType.CUSTOMER, occurred_at=updated, shop=shop,
+        identity=Identity(email=email, phone=p.get("phone") or None, shopify_customer_id=customer_id),
+        properties=props,
+    )

@@ -1,0 +1,50 @@
+"""What every source adapter receives and returns."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..domain.events import CustomerEvent
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One HTTP delivery as the provider sent it: raw body bytes, lower-cased headers."""
+
+    method: str
+    source: str
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The result of an accepted delivery.
+
+    ``dedupe_key`` identifies the delivery across retries; ``events`` may be empty
+    (a topic we acknowledge but do not use).
+    """
+
+    dedupe_key: str
+    events: list[CustomerEvent]
+    ignored_reason: str | None = None
+
+
+def hmac_matches(secrets: Sequence[bytes], message: bytes, received: bytes, digest=hashlib.sha256) -> bool:
+    """Constant-time check of ``received`` against the MAC of ``message`` under each secret.
+
+    Every secret is tried (no early exit) so timing does not reveal which one matched;
+    two secrets are configured while one rotates.
+    """
+    ok = False
+    for secret in secrets:
+        expected = hmac.new(secret, message, digest).digest()
+        ok |= hmac.compare_digest(expected, received)
+    return ok

@@ -1,0 +1,59 @@
+"""The one place where real adapters are wired to the use cases.
+
+Everything is built on first use and cached for the life of the execution
+environment, so importing a handler stays cheap (cold start) and warm
+invocations reuse clients.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+
+import boto3
+
+from .adapters.dedupe import Deduplicator
+from .adapters.publisher import EventPublisher
+from .adapters.repository import DynamoDBProfileRepository
+from .adapters.secrets import WebhookSecrets
+from .domain.segments import DefaultCatalog, SegmentEvaluator
+from .service.ingest import WebhookIngest
+from .service.profiles import ProfileService
+from .settings import load_settings
+
+
+@cache
+def _client(service: str):
+    return boto3.client(service)
+
+
+@cache
+def evaluator() -> SegmentEvaluator:
+    return DefaultCatalog()
+
+
+@cache
+def repository() -> DynamoDBProfileRepository:
+    s = load_settings()
+    return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table)
+
+
+@cache
+def publisher() -> EventPublisher:
+    return EventPublisher(_client("events"), load_settings().event_bus_name)
+
+
+@cache
+def webhook_ingest() -> WebhookIngest:
+    s = load_settings()
+    return WebhookIngest(
+        secrets=WebhookSecrets(s.webhook_secret_id, s.secrets_max_age_s),
+        dedupe=Deduplicator(s.idempotency_table, s.dedupe_ttl_days * 86400, client=_client("dynamodb")),
+        publisher=publisher(),
+        max_body_bytes=s.max_body_bytes,
+    )
+
+
+@cache
+def profile_service() -> ProfileService:
+    return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()))

@@ -1,0 +1,150 @@
+"""The canonical customer event: what every source is normalised into.
+
+Pure pydantic: no boto3, no clock, no environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class EventType(StrEnum):
+    """What happened, in the domain's words (not the provider's topic names)."""
+
+    ORDER = "order"  # an order was placed or its state changed (cancelled, refunded)
+    CHECKOUT = "checkout"  # a checkout was started or updated
+    CUSTOMER = "customer"  # identity, descriptive traits or email consent changed
+
+
+def to_utc(value: datetime) -> datetime:
+    """Return ``value`` in UTC, truncated to whole seconds (the engine's resolution)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+UtcDatetime = Annotated[datetime, Field(description="timezone-aware, UTC, whole seconds")]
+
+
+class Identity(BaseModel):
+    """Who the event is about. Every field is optional; at least one must be set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str | None = None
+    phone: str | None = None
+    shopify_customer_id: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _normalise_email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        return value or None
+
+    def alias_keys(self, shop: str | None = None) -> list[str]:
+        """Keys under which a profile is found: lower-cased email, then the platform id."""
+        keys = []
+        if self.email:
+            keys.append(f"email#{self.email}")
+        if self.shopify_customer_id:
+            keys.append(f"shopify#{shop or '-'}#{self.shopify_customer_id}")
+        return keys
+
+    def is_empty(self) -> bool:
+        return not (self.email or self.phone or self.shopify_customer_id)
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    product_id: str | None = None
+    sku: str | None = None
+    title: str | None = None
+    category: str | None = None
+    quantity: int = 1
+    price: Decimal = Decimal("0")
+
+
+class OrderProperties(BaseModel):
+    """State of one order as of ``updated_at``; the latest state of an order wins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["order"] = "order"
+    order_id: str
+    status: Literal["placed", "cancelled", "refunded"] = "placed"
+    total: Decimal = Decimal("0")
+    currency: str | None = None
+    updated_at: datetime
+    items: list[LineItem] = Field(default_factory=list)
+
+
+class CheckoutProperties(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["checkout"] = "checkout"
+    checkout_id: str
+    cart_token: str | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime
+    total: Decimal = Decimal("0")
+    currency: str | None = None
+
+
+class EmailConsent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    state: Literal["subscribed", "not_subscribed", "pending", "unsubscribed", "cleaned", "spam", "bounced", "redacted", "invalid"]
+    updated_at: datetime | None = None
+
+
+class CustomerProperties(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["customer"] = "customer"
+    first_name: str | None = None
+    last_name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    email_consent: EmailConsent | None = None
+
+
+Properties = Annotated[
+    OrderProperties | CheckoutProperties | CustomerProperties, Field(discriminator="kind")
+]
+
+
+class CustomerEvent(BaseModel):
+    """One thing a customer did or had done to them, from any source.
+
+    ``event_id`` is deterministic: the same fact delivered twice (a retry, a second
+    subscription, the HTTPS and EventBridge paths) has the same id.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    source: str
+    type: EventType
+    occurred_at: datetime
+    shop: str | None = None
+    identity: Identity
+    properties: Properties
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return to_utc(value)
+
+    @staticmethod
+    def make_id(*parts: object) -> str:
+        """A stable id from the parts that identify one fact (source, resource, version)."""
+        joined = "\x1f".join("" if p is None else str(p) for p in parts)
+        return hashlib.sha256(joined.encode()).hexdigest()[:32]

@@ -1,0 +1,77 @@
+"""Webhook ingestion: verify, normalise, dedupe, publish. Returns what to answer the sender."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..adapters import shopify
+from ..adapters.errors import PayloadTooLargeError, WebhookError
+from ..adapters.webhook import Normalised, WebhookRequest
+from ..domain.events import CustomerEvent
+
+#: source name -> parse(request, secrets) -> Normalised
+ADAPTERS: dict[str, Callable[[WebhookRequest, Sequence[bytes]], Normalised]] = {
+    "shopify": shopify.parse,
+}
+KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict = field(default_factory=dict)
+
+
+class Secrets(Protocol):
+    def for_source(self, source: str) -> list[bytes]: ...
+
+
+class Deduplicator(Protocol):
+    def once(self, key: str, action: Callable[[], dict]) -> dict: ...
+
+
+class Publisher(Protocol):
+    def publish_events(self, events: list[CustomerEvent]) -> None: ...
+
+
+class WebhookIngest:
+    def __init__(self, secrets: Secrets, dedupe: Deduplicator, publisher: Publisher, max_body_bytes: int):
+        self.secrets = secrets
+        self.dedupe = dedupe
+        self.publisher = publisher
+        self.max_body_bytes = max_body_bytes
+
+    def handle(self, request: WebhookRequest) -> Reply:
+        """Answer one delivery. Raises only on faults (storage, bus), never on bad input."""
+        adapter = ADAPTERS.get(request.source)
+        if adapter is None:
+            known = ", ".join(ADAPTERS)
+            reason = (
+                f"source {request.source!r} is not enabled yet" if request.source in KNOWN_SOURCES
+                else f"unknown source {request.source!r}"
+            )
+            return Reply(404, {"error": "not_found", "reason": f"{reason}; accepted: {known}"})
+        if request.method != "POST":
+            return Reply(405, {"error": "method_not_allowed", "reason": f"{request.source} webhooks are POST"})
+        try:
+            if len(request.body) > self.max_body_bytes:
+                raise PayloadTooLargeError(f"body is {len(request.body)} bytes; the limit is {self.max_body_bytes}")
+            normalised = adapter(request, self._secrets_for(request.source))
+        except WebhookError as exc:
+            return Reply(exc.status, {"error": type(exc).__name__, "reason": exc.reason})
+
+        def publish() -> dict:
+            if normalised.events:
+                self.publisher.publish_events(normalised.events)
+            return {"accepted": len(normalised.events)}
+
+        result = self.dedupe.once(normalised.dedupe_key, publish)
+        body = {"status": "accepted", **result}
+        if normalised.ignored_reason:
+            body["ignored"] = normalised.ignored_reason
+        return Reply(200, body)
+
+    def _secrets_for(self, source: str) -> list[bytes]:
+        return self.secrets.for_source(source)

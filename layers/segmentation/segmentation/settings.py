@@ -1,0 +1,42 @@
+"""Configuration, parsed once from the environment into a typed object.
+
+Handlers call :func:`load_settings` at start-up so that a missing or malformed
+variable fails the cold start with a message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, Field, ValidationError
+
+
+class ConfigurationError(RuntimeError):
+    """The function's environment is missing a variable or holds a bad value."""
+
+
+class Settings(BaseModel):
+    profiles_table: str = Field(alias="PROFILES_TABLE")
+    aliases_table: str = Field(alias="ALIASES_TABLE")
+    memberships_table: str = Field(alias="MEMBERSHIPS_TABLE")
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    webhook_secret_id: str = Field(alias="WEBHOOK_SECRET_ARN")
+    max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)
+    dedupe_ttl_days: int = Field(alias="DEDUPE_TTL_DAYS", default=14, gt=0)
+    secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
+
+
+@cache
+def load_settings() -> Settings:
+    """Read :class:`Settings` from ``os.environ``; raise :class:`ConfigurationError` naming what is wrong."""
+    try:
+        return Settings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(
+            f"bad function environment ({problems}); template.yaml sets these in Globals"
+        ) from None

@@ -1,0 +1,1 @@
+"""segctl: the local runner (embedded AWS via moto, no Docker)."""

@@ -1,0 +1,103 @@
+"""`segctl demo`: start the embedded stack, replay signed Shopify webhooks over HTTP, print a segment report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .provision import dev_secret_values
+from .runtime import LocalStack
+from .server import LocalApi
+from .signing import shopify_headers
+from .template import Template
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def materialise(delivery: dict, now: datetime) -> bytes:
+    """The delivery's payload with its times set relative to ``now``, as exact body bytes."""
+    payload = dict(delivery["payload"])
+    created = now - timedelta(hours=delivery["ago_hours"])
+    updated = now - timedelta(hours=delivery.get("updated_ago_hours", delivery["ago_hours"]))
+    payload["created_at"] = _iso(created)
+    payload["updated_at"] = _iso(updated)
+    if delivery.get("cancel"):
+        payload["cancelled_at"] = _iso(updated)
+    if "completed_ago_hours" in delivery:
+        payload["completed_at"] = _iso(now - timedelta(hours=delivery["completed_ago_hours"]))
+    consent = payload.get("email_marketing_consent")
+    if isinstance(consent, dict):
+        payload["email_marketing_consent"] = {**consent, "consent_updated_at": _iso(created)}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            data = resp.read()
+            return resp.status, json.loads(data) if data else {}
+    except urllib.error.HTTPError as exc:
+        data = exc.read()
+        return exc.code, json.loads(data) if data else {}
+
+
+def replay(api_url: str, stream_path: Path, secret: str, now: datetime | None = None) -> dict[int, int]:
+    """POST every delivery of the stream, signed; return a count per status code."""
+    now = now or datetime.now(UTC)
+    doc = json.loads(stream_path.read_text())
+    statuses: dict[int, int] = {}
+    total = len(doc["deliveries"])
+    for i, d in enumerate(doc["deliveries"], 1):
+        body = materialise(d, now)
+        status, _ = http("POST", f"{api_url}/webhooks/shopify", body,
+                         shopify_headers(secret, body, d["topic"], d["event_id"], doc.get("shop", "demo-shop.myshopify.com")))
+        statuses[status] = statuses.get(status, 0) + 1
+        print(f"\r  replaying {i}/{total} deliveries", end="", flush=True)
+    print()
+    return statuses
+
+
+def report(api_url: str, members_shown: int = 5) -> str:
+    _, body = http("GET", f"{api_url}/segments")
+    lines = [f"{'segment':<18} {'size':>4}  members"]
+    for seg in body["segments"]:
+        _, page = http("GET", f"{api_url}/segments/{seg['id']}/members?limit={members_shown}")
+        emails = []
+        for pid in page.get("profile_ids", []):
+            _, prof = http("GET", f"{api_url}/profiles/{pid}")
+            emails.append(prof.get("email") or pid)
+        more = "" if seg["size"] <= len(emails) else f" (+{seg['size'] - len(emails)} more)"
+        lines.append(f"{seg['id']:<18} {seg['size']:>4}  {', '.join(sorted(emails)) or '-'}{more}")
+    return "\n".join(lines)
+
+
+def run(template_path: str, stream: str) -> int:
+    print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
+    stack = LocalStack(Template(template_path), log_level="WARNING").start()
+    api = LocalApi(stack, port=0).start()
+    stack.start_pollers()
+    try:
+        print(f"  local API on {api.url}; AWS endpoint {stack.endpoint}")
+        statuses = replay(api.url, Path(stream), dev_secret_values()["shopify"])
+        print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
+        print("  waiting for the profile queue to drain ...", flush=True)
+        if not stack.drain(60):
+            print("segctl demo: the profile queue did not drain within 60 s", file=sys.stderr)
+            return 1
+        errors = [e for p in stack.pollers for e in p.errors]
+        if errors:
+            print(f"segctl demo: {len(errors)} processing error(s): {errors[:3]}", file=sys.stderr)
+            return 1
+        print()
+        print(report(api.url))
+        return 0 if set(statuses) == {200} else 1
+    finally:
+        api.stop()
+        stack.stop()

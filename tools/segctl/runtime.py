@@ -1,0 +1,209 @@
+"""Run the template's functions in this process, as Lambda would.
+
+* :class:`LocalStack` starts (or connects to) the AWS endpoint, provisions the
+  template's resources there and sets the functions' environment.
+* :meth:`LocalStack.invoke` imports ``Handler`` from ``CodeUri`` and calls it with a
+  Lambda context; one invocation per function at a time, like one execution
+  environment (Powertools' resolvers keep the current event in module state).
+* :class:`SqsPoller` is the event source mapping: it long-polls the queue, hands
+  batches to the function and deletes what the function did not report as failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from .provision import dev_secret_values, provision
+from .template import ACCOUNT, Template
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    timeout_s: int
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{self.function_name}"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalStack:
+    """The template's resources on one endpoint, and its functions in this process."""
+
+    def __init__(self, template: Template, endpoint: str | None = None, log_level: str | None = None,
+                 secret_values: dict[str, str] | None = None) -> None:
+        self.template = template
+        self._moto = None
+        self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+        self.log_level = log_level
+        self.secret_values = secret_values
+        self._locks: dict[str, threading.Lock] = {}
+        self._handlers: dict[str, Any] = {}
+        self.pollers: list[SqsPoller] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        if not self.endpoint:
+            import logging
+
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.endpoint = f"http://{host}:{port}"
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.template.region)
+        os.environ.setdefault("AWS_REGION", self.template.region)
+        self.session = boto3.session.Session(region_name=self.template.region)
+        provision(self.template, self.session, self.secret_values or dev_secret_values())
+        if self.log_level:
+            self.template.parameters["LogLevel"] = self.log_level
+        # Every function sees its own variables; they share one process, so the union is set.
+        for name in self.template.functions():
+            os.environ.update(self.template.environment(name))
+        os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
+        return self
+
+    def start_pollers(self) -> None:
+        for function, queue, props in self.template.sqs_sources():
+            poller = SqsPoller(self, function, self.template.queue_url(queue, self.endpoint),
+                               int(props.get("BatchSize", 10)), self.template.arn(queue))
+            poller.start()
+            self.pollers.append(poller)
+
+    def stop(self) -> None:
+        for p in self.pollers:
+            p.stop()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def client(self, service: str):
+        return self.session.client(service)
+
+    # -- invoking -----------------------------------------------------------------------------
+    def handler(self, function: str):
+        if function not in self._handlers:
+            spec = self.template.functions().get(function)
+            if spec is None:
+                known = ", ".join(self.template.functions())
+                raise KeyError(f"no function {function!r} in {self.template.path}; functions: {known}")
+            if spec.code_uri not in sys.path:
+                sys.path.insert(0, spec.code_uri)
+            module = importlib.import_module(spec.module)
+            self._handlers[function] = getattr(module, spec.attr)
+            self._locks[function] = threading.Lock()
+        return self._handlers[function]
+
+    def invoke(self, function: str, event: dict) -> Any:
+        handler = self.handler(function)
+        spec = self.template.functions()[function]
+        with self._locks[function]:
+            return handler(event, LambdaContext(function_name=f"{self.template.stack_name}-{function}",
+                                                timeout_s=spec.timeout))
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every polled queue is empty and no batch is in flight."""
+        deadline = time.monotonic() + timeout_s
+        sqs = self.client("sqs")
+        while time.monotonic() < deadline:
+            busy = False
+            for p in self.pollers:
+                attrs = sqs.get_queue_attributes(
+                    QueueUrl=p.queue_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                if p.in_flight or int(attrs["ApproximateNumberOfMessages"]) or int(attrs["ApproximateNumberOfMessagesNotVisible"]):
+                    busy = True
+            if not busy:
+                return True
+            time.sleep(0.1)
+        return False
+
+
+class SqsPoller(threading.Thread):
+    """An SQS event source mapping with ReportBatchItemFailures."""
+
+    def __init__(self, stack: LocalStack, function: str, queue_url: str, batch_size: int, queue_arn: str):
+        super().__init__(daemon=True, name=f"sqs-{function}")
+        self.stack = stack
+        self.function = function
+        self.queue_url = queue_url
+        self.batch_size = batch_size
+        self.queue_arn = queue_arn
+        self.in_flight = False
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        sqs = self.stack.client("sqs")
+        while not self._stop.is_set():
+            try:
+                out = sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(self.batch_size, 10),
+                    WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"],
+                )
+            except Exception as exc:  # endpoint going away at shutdown
+                if self._stop.is_set():
+                    return
+                self.errors.append(repr(exc))
+                time.sleep(0.5)
+                continue
+            messages = out.get("Messages", [])
+            if not messages:
+                continue
+            self.in_flight = True
+            try:
+                self._deliver(sqs, messages)
+            finally:
+                self.in_flight = False
+
+    def _deliver(self, sqs: Any, messages: list[dict]) -> None:
+        event = {"Records": [
+            {
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": m.get("Attributes", {}), "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody"), "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arn, "awsRegion": self.stack.template.region,
+            }
+            for m in messages
+        ]}
+        try:
+            result = self.stack.invoke(self.function, event) or {}
+        except Exception as exc:  # the whole batch returns to the queue, as in Lambda
+            self.errors.append(repr(exc))
+            return
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if failed:
+            self.errors.append(f"{len(failed)} record(s) failed in {self.function}")
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )

@@ -1,0 +1,139 @@
+"""Serve every HttpApi route of template.yaml on 127.0.0.1, as API Gateway (payload 2.0) would.
+
+Authorization (AWS_IAM on the management routes) is not enforced locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from .runtime import LocalStack
+from .template import ACCOUNT
+
+TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
+
+
+def api_event(route, params: dict, method: str, path: str, query: str, headers: dict, body: bytes) -> dict:
+    """An API Gateway HTTP API (payload format 2.0) proxy event."""
+    content_type = headers.get("content-type", "")
+    is_text = any(content_type.startswith(t) for t in TEXT_TYPES)
+    try:
+        text = body.decode("utf-8") if is_text else None
+    except UnicodeDecodeError:
+        text = None
+    qs: dict[str, str] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        qs[k] = f"{qs[k]},{v}" if k in qs else v
+    now = time.time()
+    event = {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT, "apiId": "local", "domainName": headers.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": headers.get("user-agent", "")},
+            "requestId": str(uuid.uuid4()), "routeKey": route.route_key, "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": text is None,
+        "body": text if text is not None else base64.b64encode(body).decode(),
+    }
+    if qs:
+        event["queryStringParameters"] = qs
+    if params:
+        event["pathParameters"] = params
+    return event
+
+
+class LocalApi:
+    def __init__(self, stack: LocalStack, host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.stack = stack
+        self.routes = [(r, r.pattern()) for r in stack.template.routes()]
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):  # quiet; the functions log for themselves
+                pass
+
+            def _serve(self):
+                api.serve(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def match(self, method: str, path: str):
+        path_matched = False
+        for route, pattern in self.routes:
+            m = pattern.match(path)
+            if not m:
+                continue
+            path_matched = True
+            if route.method in (method, "ANY"):
+                return route, m.groupdict(), True
+        return None, {}, path_matched
+
+    def serve(self, req: BaseHTTPRequestHandler) -> None:
+        method = req.command.upper()
+        parts = urlsplit(req.path)
+        length = int(req.headers.get("content-length") or 0)
+        body = req.rfile.read(length) if length else b""
+        route, params, path_known = self.match(method, parts.path)
+        if route is None:
+            # API Gateway answers unmatched routes itself, with 404 whatever the method.
+            return self._write(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+        headers: dict[str, str] = {}
+        for k, v in req.headers.items():
+            k = k.lower()
+            headers[k] = f"{headers[k]},{v}" if k in headers else v
+        event = api_event(route, params, method, parts.path, parts.query, headers, body)
+        try:
+            result = self.stack.invoke(route.function, event)
+        except Exception as exc:  # what API Gateway shows for a crashed function
+            print(f"segctl: {route.function} raised {exc!r}", flush=True)
+            return self._write(req, 500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
+        status = int(result.get("statusCode", 200))
+        out_headers = {k.lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+        self._write(req, status, out_headers, b"" if method == "HEAD" else data)
+
+    @staticmethod
+    def _write(req: BaseHTTPRequestHandler, status: int, headers: dict, data: bytes) -> None:
+        req.send_response(status)
+        for k, v in headers.items():
+            if k not in ("content-length", "connection"):
+                req.send_header(k, v)
+        req.send_header("content-length", str(len(data)))
+        req.end_headers()
+        if data:
+            req.wfile.write(data)
+
+    def start(self) -> LocalApi:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="local-api")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def json_body(data: bytes) -> dict:
+    return json.loads(data) if data else {}
