@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
@@ -73,6 +75,13 @@ def segment_members(
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
     return {"segment_id": segment_id, "profile_ids": page.profile_ids, "cursor": page.cursor}
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    # 400 (not Powertools' default 422) with the validation messages, as design.md §3 promises.
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+    return Response(400, content_type="application/json", body=json.dumps({"error": "invalid_request", "detail": errors}))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

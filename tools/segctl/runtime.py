@@ -17,13 +17,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
 from .provision import dev_secret_values, provision
-from .template import ACCOUNT, Template
+from .template import ACCOUNT, FunctionSpec, Template
 
 
 @dataclass
@@ -42,6 +43,18 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def load_handler(spec: FunctionSpec) -> Callable:
+    """Import ``Handler`` from ``CodeUri``, as the Lambda runtime does."""
+    if spec.code_uri not in sys.path:
+        sys.path.insert(0, spec.code_uri)
+    return getattr(importlib.import_module(spec.module), spec.attr)
+
+
+def context_for(template: Template, function: str) -> LambdaContext:
+    spec = template.functions()[function]
+    return LambdaContext(function_name=f"{template.stack_name}-{function}", timeout_s=spec.timeout)
 
 
 class LocalStack:
@@ -110,19 +123,14 @@ class LocalStack:
             if spec is None:
                 known = ", ".join(self.template.functions())
                 raise KeyError(f"no function {function!r} in {self.template.path}; functions: {known}")
-            if spec.code_uri not in sys.path:
-                sys.path.insert(0, spec.code_uri)
-            module = importlib.import_module(spec.module)
-            self._handlers[function] = getattr(module, spec.attr)
+            self._handlers[function] = load_handler(spec)
             self._locks[function] = threading.Lock()
         return self._handlers[function]
 
     def invoke(self, function: str, event: dict) -> Any:
         handler = self.handler(function)
-        spec = self.template.functions()[function]
         with self._locks[function]:
-            return handler(event, LambdaContext(function_name=f"{self.template.stack_name}-{function}",
-                                                timeout_s=spec.timeout))
+            return handler(event, context_for(self.template, function))
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every polled queue is empty and no batch is in flight."""

@@ -6,7 +6,6 @@ Authorization (AWS_IAM on the management routes) is not enforced locally.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 import uuid
@@ -55,10 +54,35 @@ def api_event(route, params: dict, method: str, path: str, query: str, headers: 
     return event
 
 
+class Router:
+    """API Gateway's route selection: the most specific matching route; an explicit method beats ANY."""
+
+    def __init__(self, routes) -> None:
+        self.routes = [(r, r.pattern()) for r in routes]
+
+    def match(self, method: str, path: str):
+        """Return (route, path parameters), or (None, {}) when API Gateway would answer 404 itself."""
+        for route, pattern in self.routes:
+            m = pattern.match(path)
+            if m and route.method in (method, "ANY"):
+                return route, m.groupdict()
+        return None, {}
+
+
+def request_event(router: Router, method: str, url_path: str, body: bytes = b"", headers: dict | None = None):
+    """(function logical id, API Gateway event) for one request, or (None, None) if no route matches."""
+    parts = urlsplit(url_path)
+    route, params = router.match(method.upper(), parts.path)
+    if route is None:
+        return None, None
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    return route.function, api_event(route, params, method.upper(), parts.path, parts.query, lowered, body)
+
+
 class LocalApi:
     def __init__(self, stack: LocalStack, host: str = "127.0.0.1", port: int = 3000) -> None:
         self.stack = stack
-        self.routes = [(r, r.pattern()) for r in stack.template.routes()]
+        self.router = Router(stack.template.routes())
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,23 +102,12 @@ class LocalApi:
         self.url = f"http://{host}:{self.port}"
         self._thread: threading.Thread | None = None
 
-    def match(self, method: str, path: str):
-        path_matched = False
-        for route, pattern in self.routes:
-            m = pattern.match(path)
-            if not m:
-                continue
-            path_matched = True
-            if route.method in (method, "ANY"):
-                return route, m.groupdict(), True
-        return None, {}, path_matched
-
     def serve(self, req: BaseHTTPRequestHandler) -> None:
         method = req.command.upper()
         parts = urlsplit(req.path)
         length = int(req.headers.get("content-length") or 0)
         body = req.rfile.read(length) if length else b""
-        route, params, path_known = self.match(method, parts.path)
+        route, params = self.router.match(method, parts.path)
         if route is None:
             # API Gateway answers unmatched routes itself, with 404 whatever the method.
             return self._write(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
@@ -134,6 +147,3 @@ class LocalApi:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-
-def json_body(data: bytes) -> dict:
-    return json.loads(data) if data else {}

@@ -1,0 +1,127 @@
+"""Drive `segctl local start-api` over HTTP as a shop would (the Done-when of the walking skeleton)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import ROOT, signed_shopify
+
+pytestmark = pytest.mark.acceptance
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segctl.cli", "local", "start-api", "--port", str(port), "--log-level", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                pytest.fail(f"segctl exited early:\n{proc.stdout.read()}")
+            try:
+                if request("GET", f"{url}/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("segctl local start-api never answered /health")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data = resp.read()
+            return resp.status, json.loads(data) if data else {}
+    except urllib.error.HTTPError as exc:
+        data = exc.read()
+        return exc.code, json.loads(data) if data else {}
+
+
+def post_shopify(base_url, payload, topic="orders/create", event_id=None, secret=None):
+    event_id = event_id or f"evt-{topic}-{payload['id']}"
+    kwargs = {"secret": secret} if secret else {}
+    body, headers = signed_shopify(payload, topic=topic, event_id=event_id, **kwargs)
+    return request("POST", f"{base_url}/webhooks/shopify", body, headers)[0]
+
+
+def order(order_id, email, hours_ago=1.0, total="40.00"):
+    at = (NOW - timedelta(hours=hours_ago)).isoformat()
+    return {"id": order_id, "email": email, "created_at": at, "updated_at": at, "total_price": total,
+            "customer": {"id": order_id * 7, "email": email}}
+
+
+def eventually(base_url, email, predicate, timeout=30.0):
+    """The profile once processing (asynchronous, through the bus and the queue) has caught up."""
+    deadline = time.monotonic() + timeout
+    body = {}
+    while time.monotonic() < deadline:
+        status, body = request("GET", f"{base_url}/profiles?email={email}")
+        if status == 200 and predicate(body):
+            return body
+        time.sleep(0.2)
+    pytest.fail(f"profile {email} never satisfied the condition; last: {body}")
+
+
+def test_two_signed_orders_make_a_recent_repeat_buyer(base_url):
+    assert post_shopify(base_url, order(101, "two@example.com", hours_ago=30)) == 200
+    assert post_shopify(base_url, order(102, "two@example.com")) == 200
+    body = eventually(base_url, "two@example.com", lambda b: b["traits"]["order_count"] == 2)
+    assert {"repeat-buyers", "recent-buyers"} <= set(body["segments"])
+
+
+def test_the_same_delivery_twice_counts_once(base_url):
+    assert post_shopify(base_url, order(201, "dup@example.com"), event_id="evt-same") == 200
+    assert post_shopify(base_url, order(201, "dup@example.com"), event_id="evt-same") == 200
+    # A later order acts as a marker: once it is applied, the duplicate would have been too.
+    assert post_shopify(base_url, order(202, "dup@example.com")) == 200
+    body = eventually(base_url, "dup@example.com", lambda b: b["traits"]["order_count"] >= 2)
+    assert body["traits"]["order_count"] == 2
+
+
+def test_bad_signature_is_401_and_creates_nothing(base_url):
+    assert post_shopify(base_url, order(301, "forged@example.com"), secret="wrong-secret") == 401
+    assert post_shopify(base_url, order(302, "marker@example.com")) == 200
+    eventually(base_url, "marker@example.com", lambda b: True)
+    assert request("GET", f"{base_url}/profiles?email=forged@example.com")[0] == 404
+
+
+def test_checkout_over_an_hour_old_is_cart_abandoner_and_the_order_clears_it(base_url):
+    started = (NOW - timedelta(hours=2)).isoformat()
+    checkout = {"id": 1, "token": "co-accept", "email": "cart@example.com", "created_at": started,
+                "updated_at": started, "total_price": "30.00", "completed_at": None}
+    assert post_shopify(base_url, checkout, topic="checkouts/create") == 200
+    eventually(base_url, "cart@example.com", lambda b: "cart-abandoners" in b["segments"])
+    assert post_shopify(base_url, order(401, "cart@example.com", hours_ago=0.1)) == 200
+    body = eventually(base_url, "cart@example.com", lambda b: b["traits"]["order_count"] == 1)
+    assert "cart-abandoners" not in body["segments"]
+
+
+def test_segments_report_and_unknown_routes(base_url):
+    status, body = request("GET", f"{base_url}/segments")
+    assert status == 200 and {s["id"] for s in body["segments"]} >= {"recent-buyers", "cart-abandoners"}
+    assert request("GET", f"{base_url}/nothing-here")[0] == 404

@@ -1,0 +1,90 @@
+"""ApiFunction through the template's routes (design.md §3.3)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from segmentation import bootstrap
+from test_profile_function import checkout_event, order_event
+
+
+@pytest.fixture
+def shop(aws):
+    """Five recent buyers (one also an abandoner), applied through the real profile service."""
+    service = bootstrap.profile_service()
+    for i in range(5):
+        service.apply(order_event(i, email=f"c{i}@example.com"))
+    service.apply(checkout_event("co-x", email="c0@example.com", hours_ago=0.5))
+    service.apply(checkout_event("co-y", email="late@example.com", hours_ago=3))
+    return service
+
+
+def test_health(api):
+    assert api("GET", "/health").json() == {"status": "ok"}
+
+
+def test_profile_by_email_shows_segments_traits_and_consent(api, shop):
+    resp = api("GET", "/profiles?email=C1@Example.com")
+    assert resp.status == 200
+    body = resp.json()
+    assert body["email"] == "c1@example.com"
+    assert body["segments"] == ["recent-buyers"]
+    for trait in ("order_count", "lifetime_value", "last_order_at", "last_activity_at",
+                  "email_open_rate_30d", "preferred_category"):
+        assert trait in body["traits"]
+    assert body["traits"]["order_count"] == 1
+    assert set(body) >= {"profile_id", "email", "segments", "traits", "consent"}
+    by_id = api("GET", f"/profiles/{body['profile_id']}")
+    assert by_id.status == 200 and by_id.json() == body
+
+
+def test_unknown_profile_is_404_and_missing_email_is_400(api, shop):
+    assert api("GET", "/profiles?email=nobody@example.com").status == 404
+    assert api("GET", "/profiles/0000").status == 404
+    assert api("GET", "/profiles").status == 400
+
+
+def test_segments_list_sizes(api, shop):
+    sizes = {s["id"]: s["size"] for s in api("GET", "/segments").json()["segments"]}
+    assert sizes == {"recent-buyers": 5, "repeat-buyers": 0, "high-value": 0, "cart-abandoners": 1}
+    for s in api("GET", "/segments").json()["segments"]:
+        assert s["name"] and s["description"]
+
+
+def test_members_paginate_with_an_opaque_cursor(api, shop):
+    seen, cursor, pages = [], None, 0
+    while True:
+        url = "/segments/recent-buyers/members?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = api("GET", url).json()
+        seen += body["profile_ids"]
+        pages += 1
+        cursor = body["cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    assert pages >= 3
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=5000", "limit=abc", "cursor=%%%", "cursor=WyJvdGhlciIsIngiXQ"])
+def test_bad_paging_parameters_are_400(api, shop, query):
+    resp = api("GET", f"/segments/recent-buyers/members?{query}")
+    assert resp.status == 400, resp.text
+
+
+def test_unknown_segment_members_is_404(api, shop):
+    assert api("GET", "/segments/nope/members").status == 404
+
+
+def test_erasure_removes_profile_aliases_and_memberships(api, shop, aws):
+    profile = api("GET", "/profiles?email=c0@example.com").json()
+    pid = profile["profile_id"]
+    assert api("DELETE", f"/profiles/{pid}").status == 200
+    assert api("GET", f"/profiles/{pid}").status == 404
+    assert api("GET", "/profiles?email=c0@example.com").status == 404
+    ddb = boto3.client("dynamodb")
+    for table in ("ProfilesTable", "AliasesTable", "MembershipsTable"):
+        for item in ddb.scan(TableName=aws.physical_name(table))["Items"]:
+            assert pid not in str(item) and "c0@example.com" not in str(item), (table, item)
+    sizes = {s["id"]: s["size"] for s in api("GET", "/segments").json()["segments"]}
+    assert sizes["recent-buyers"] == 4 and sizes["cart-abandoners"] == 1
+    assert api("DELETE", f"/profiles/{pid}").status == 404

@@ -1,0 +1,146 @@
+"""WebhookFunction through its template route, against moto resources built from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import boto3
+import pytest
+from support import reset_caches, signed_shopify
+
+ORDER = {
+    "id": 5551234567890, "email": "Ana.Lopez@Example.com", "created_at": "2024-05-14T10:22:31-04:00",
+    "currency": "EUR", "total_price": "59.90",
+    "customer": {"id": 7001002003, "email": "ana.lopez@example.com", "phone": "+34600111222"},
+    "line_items": [{"product_id": 8801, "title": "Linen Shirt", "quantity": 1, "price": "49.90"}],
+}
+
+
+def queued(template) -> list[dict]:
+    """Messages the CustomerEvent rule delivered to the profile queue (received, then left visible)."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=template.physical_name("ProfileQueue"))["QueueUrl"]
+    seen: dict[str, dict] = {}
+    while True:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        new = [m for m in msgs if m["MessageId"] not in seen]
+        if not new:
+            return list(seen.values())
+        seen.update({m["MessageId"]: json.loads(m["Body"]) for m in new})
+
+
+def dedupe_items(template) -> list[dict]:
+    return boto3.client("dynamodb").scan(TableName=template.physical_name("IdempotencyTable"))["Items"]
+
+
+def test_signed_order_is_published_as_one_customer_event(api, aws):
+    body, headers = signed_shopify(ORDER)
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 200, resp.text
+    [message] = queued(aws)
+    assert message["detail-type"] == "CustomerEvent"
+    detail = message["detail"]
+    assert detail["type"] == "order"
+    assert detail["identity"]["email"] == "ana.lopez@example.com"
+    assert detail["identity"]["shopify_customer_id"] == "7001002003"
+    assert detail["occurred_at"].startswith("2024-05-14T14:22:31")
+
+
+def test_the_same_delivery_twice_is_published_once(api, aws):
+    body, headers = signed_shopify(ORDER, event_id="evt-dup")
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    assert len(queued(aws)) == 1
+
+
+def test_base64_encoded_body_from_api_gateway_verifies(api, aws):
+    body, headers = signed_shopify(ORDER)
+    headers["Content-Type"] = "application/json"
+    # The local router sends JSON as text; send it as API Gateway does for other types too.
+    from segctl.server import Router, request_event
+
+    function, event = request_event(Router(aws.routes()), "POST", "/webhooks/shopify", body, headers)
+    event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    handler = api._load(aws.functions()[function])
+    result = handler(event, api._context(aws, function))
+    assert result["statusCode"] == 200
+    assert len(queued(aws)) == 1
+
+
+@pytest.mark.parametrize("tamper", ["flip-bit", "no-header", "other-secret", "not-base64"])
+def test_bad_signature_is_401_and_stores_nothing(api, aws, tamper):
+    body, headers = signed_shopify(ORDER)
+    if tamper == "flip-bit":
+        body = body[:-2] + bytes([body[-2] ^ 1]) + body[-1:]
+    elif tamper == "no-header":
+        del headers["X-Shopify-Hmac-Sha256"]
+    elif tamper == "other-secret":
+        body, headers = signed_shopify(ORDER, secret="not-the-configured-secret")
+    else:
+        headers["X-Shopify-Hmac-Sha256"] = "%%%"
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 401
+    assert "error" in resp.json()
+    assert queued(aws) == []
+    assert dedupe_items(aws) == []
+
+
+@pytest.mark.parametrize("payload", [b"{not json", b"[1,2]", json.dumps({**ORDER, "total_price": "abc"}).encode(),
+                                     json.dumps({k: v for k, v in ORDER.items() if k != "created_at"}).encode()])
+def test_malformed_signed_body_is_400_with_reason_and_stores_nothing(api, aws, payload):
+    body, headers = signed_shopify(payload)
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 400
+    assert resp.json()["reason"]
+    assert queued(aws) == []
+    assert dedupe_items(aws) == []
+
+
+def test_wrong_content_type_is_415(api, aws):
+    body, headers = signed_shopify(ORDER)
+    headers["Content-Type"] = "text/plain"
+    assert api("POST", "/webhooks/shopify", body, headers).status == 415
+
+
+def test_oversize_body_is_413(api, aws, monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", "1024")
+    reset_caches()
+    body, headers = signed_shopify({**ORDER, "note": "x" * 2000})
+    assert api("POST", "/webhooks/shopify", body, headers).status == 413
+    assert queued(aws) == []
+
+
+def test_unknown_source_is_404_and_wrong_method_is_405(api, aws):
+    assert api("POST", "/webhooks/nosuchshop", b"{}", {"Content-Type": "application/json"}).status == 404
+    assert api("PUT", "/webhooks/shopify", b"{}", {"Content-Type": "application/json"}).status == 405
+
+
+def test_unused_topic_is_acknowledged_without_publishing(api, aws):
+    body, headers = signed_shopify({"id": 1, "title": "Linen Shirt"}, topic="products/create")
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 200 and "ignored" in resp.json()
+    assert queued(aws) == []
+
+
+def test_publish_failure_answers_503_and_the_retry_is_not_a_duplicate(api, aws, monkeypatch):
+    body, headers = signed_shopify(ORDER, event_id="evt-retry")
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
+    reset_caches()
+    assert api("POST", "/webhooks/shopify", body, headers).status == 503
+    monkeypatch.setenv("EVENT_BUS_NAME", aws.physical_name("EventBus"))
+    reset_caches()
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    assert len(queued(aws)) == 1
+
+
+def test_rotated_secret_both_values_verify(api, aws):
+    sm = boto3.client("secretsmanager")
+    sm.put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
+                        SecretString=json.dumps({"shopify": ["old-secret", "new-secret"]}))
+    reset_caches()
+    for i, secret in enumerate(["old-secret", "new-secret"]):
+        body, headers = signed_shopify(ORDER, event_id=f"evt-rot-{i}", secret=secret)
+        assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    body, headers = signed_shopify(ORDER, event_id="evt-rot-x", secret="third-secret")
+    assert api("POST", "/webhooks/shopify", body, headers).status == 401
