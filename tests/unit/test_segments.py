@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from segmentation.domain.events import (
     CheckoutProperties,
     CustomerEvent,
@@ -379,9 +381,6 @@ def test_next_due_at_is_strictly_later_than_now_and_nothing_changes_before_it(no
     assert segments_at(profile, ev.next_due_at) != ev.segments
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: next_due_at is the expiry of the oldest abandoned checkout even when another open checkout "
-    "keeps the profile in cart-abandoners, so nothing changes at next_due_at (design.md §3.5)"))
 def test_overlapping_abandoned_checkouts_next_due_at_is_when_the_last_one_expires():
     profile = profile_of(checkout("c1", S), checkout("c2", S + DAY))
     now = S + DAY + 2 * HOUR  # both abandoned
@@ -392,15 +391,66 @@ def test_overlapping_abandoned_checkouts_next_due_at_is_when_the_last_one_expire
     assert ev.next_due_at == S + 8 * DAY  # c1's expiry at S + 7 days changes nothing: c2 still counts
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a second checkout's 'abandoned after 1 h' instant is reported as next_due_at although the "
-    "profile is already a cart abandoner through the first checkout, so nothing changes then"))
 def test_second_checkout_becoming_abandoned_is_not_a_due_change_when_already_a_member():
     profile = profile_of(checkout("c1", S), checkout("c2", S + DAY))
     now = S + DAY + 60  # c1 abandoned, c2 not yet
     ev = evaluate(profile, now)
     assert CART in ev.segments
+    assert ev.next_due_at == S + 8 * DAY
     assert segments_at(profile, ev.next_due_at) != ev.segments
+
+
+def test_gap_between_checkouts_next_due_at_is_the_second_checkouts_entry():
+    profile = profile_of(checkout("c1", S), checkout("c2", S + 10 * DAY))
+    ev = evaluate(profile, S + 7 * DAY)  # c1 just expired, c2 not started yet
+    assert CART not in ev.segments
+    assert ev.next_due_at == S + 10 * DAY + 3601
+
+
+def test_cleared_checkout_does_not_hide_another_open_one():
+    profile = profile_of(checkout("c1", S), order("o1", S + DAY), checkout("c2", S + 2 * DAY))
+    assert CART not in segments_at(profile, S + DAY + 3601)  # c1 cleared by o1
+    assert CART in segments_at(profile, S + 2 * DAY + 3601)  # c2 started after o1
+    assert evaluate(profile, S + 2 * DAY + 3601).next_due_at == S + 9 * DAY
+
+
+# Random histories: an evaluation's next_due_at is exactly the first instant membership changes.
+# Membership is piecewise constant between the instants below, so checking them all is exhaustive.
+histories = st.lists(
+    st.one_of(
+        st.builds(lambda i, at, total, status, dt_: order(f"o{i}", T0 + at, total, status, T0 + at + dt_),
+                  st.integers(0, 3), st.integers(-20 * DAY, 20 * DAY), st.sampled_from(["10.00", "499.99", "250.00"]),
+                  st.sampled_from(["placed", "placed", "cancelled", "refunded"]), st.integers(0, DAY)),
+        st.builds(lambda i, at, done, dt_: checkout(f"c{i}", T0 + at, T0 + at + dt_ if done else None, T0 + at + dt_),
+                  st.integers(0, 3), st.integers(-20 * DAY, 20 * DAY), st.booleans(), st.integers(0, DAY)),
+    ),
+    max_size=6,
+)
+
+
+def change_instants(profile: Profile) -> set[int]:
+    out = set()
+    for o in profile.orders.values():
+        out |= {o.at + 14 * DAY}
+    for c in profile.checkouts.values():
+        out |= {c.started + 3601, c.started + 7 * DAY}
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=histories, offset=st.integers(-21 * DAY, 30 * DAY))
+def test_next_due_at_is_exactly_the_first_change(events, offset):
+    profile = profile_of(*events)
+    now = T0 + offset
+    ev = evaluate(profile, now)
+    later = sorted(i for i in change_instants(profile) if i > now)
+    if ev.next_due_at is None:
+        assert all(segments_at(profile, i) == ev.segments for i in later)
+        return
+    assert ev.next_due_at > now
+    assert segments_at(profile, ev.next_due_at) != ev.segments
+    assert segments_at(profile, ev.next_due_at - 1) == ev.segments
+    assert all(segments_at(profile, i) == ev.segments for i in later if i < ev.next_due_at)
 
 
 # -- computed traits --------------------------------------------------------------------------

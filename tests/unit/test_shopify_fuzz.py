@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from segmentation.adapters import shopify
@@ -28,10 +29,11 @@ TOPICS = sorted(shopify.ORDER_TOPICS | shopify.CHECKOUT_TOPICS | shopify.CUSTOME
     "products/create", "customers/redact", "app/uninstalled"]
 topics = st.sampled_from(TOPICS) | st.text(max_size=30)
 
-# Text with odd unicode: control characters, lone surrogates, combining marks, private use, RTL marks.
+# Text with odd unicode: lone surrogates, control characters, RTL override, BOM, combining marks, casing traps.
 odd_text = st.text(
-    alphabet=st.characters(exclude_categories=()) | st.sampled_from(["\u0000", "\u202e", "\ufeff", "\ud800",
-                                                                     "Z", "T", ":", "-", "+", "İ", "ß"]),
+    alphabet=st.characters()
+    | st.characters(categories=["Cs", "Cc", "Cf", "Co", "Mn"])
+    | st.sampled_from(["\u0000", "\u202e", "\ufeff", "\ud800", "Z", "T", ":", "-", "+", "İ", "ß", "٣"]),
     max_size=40,
 )
 scalars = (
@@ -48,48 +50,64 @@ json_values = st.recursive(
     max_leaves=25,
 )
 
-# Values that look like what the adapter reads, mixed with arbitrary JSON, to reach the deeper code.
+
+def mostly(valid: st.SearchStrategy, *odd: st.SearchStrategy) -> st.SearchStrategy:
+    """Usually a plausible value (so the deeper code is reached), sometimes anything at all."""
+    anything = st.one_of(*odd, json_values)
+    return st.integers(0, 9).flatmap(lambda n: valid if n else anything)
+
+
+# Payloads shaped like Shopify's, each field usually plausible, to reach the deeper code paths.
 times = st.sampled_from([
     "2024-05-14T10:22:31-04:00", "2024-05-14T14:22:31Z", "2024-05-14T14:22:31.123456Z", "2024-05-14",
+    "2024-05-14T14:22:31",
+])
+odd_times = st.sampled_from([
     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2024-02-30T00:00:00Z", "yesterday", "",
+    "２０２４-05-14T14:22:31Z", "2024-05-14T14:22:31ZZ",
 ]) | odd_text
-money = st.sampled_from(["59.90", "0", "-1", "1e14", "1e15", "NaN", "Infinity", "abc", ""]) | st.floats() | st.integers()
-ids = st.integers() | st.text(max_size=140) | st.sampled_from(["", "\ud800", "1" * 129])
-consent = st.fixed_dictionaries({}, optional={
-    "state": st.sampled_from(sorted(shopify.CONSENT_STATES) + ["SUBSCRIBED", "maybe", ""]) | json_values,
-    "consent_updated_at": times | json_values,
-    "opt_in_level": json_values,
-})
+money = st.sampled_from(["59.90", "0", "0.01", "499.99", "-1", "1e14"])
+odd_money = st.sampled_from(["1e15", "NaN", "Infinity", "-Infinity", "abc", "", "1_000"]) | st.floats() | st.integers()
+ids = st.integers(min_value=1, max_value=2**63) | st.text(st.characters(codec="ascii"), min_size=1, max_size=20)
+odd_ids = st.sampled_from(["", "\ud800", "1" * 129, 0, -1]) | st.text(max_size=140)
+emails = st.sampled_from(["Ana.Lopez@Example.COM", "ana@example.com", "  Bo@Example.org  "])
+odd_emails = st.sampled_from(["", "   ", "İ@example.com"]) | odd_text
+consent = st.fixed_dictionaries(
+    {"state": mostly(st.sampled_from(sorted(shopify.CONSENT_STATES) + ["SUBSCRIBED"]),
+                     st.sampled_from(["maybe", "", "cleaned"]))},
+    optional={"consent_updated_at": mostly(times, odd_times), "opt_in_level": json_values},
+)
 line_item = st.fixed_dictionaries({}, optional={
-    "product_id": ids | json_values, "sku": json_values, "title": odd_text | json_values,
-    "quantity": st.integers() | json_values, "price": money | json_values,
+    "product_id": mostly(ids, odd_ids), "sku": mostly(st.text(max_size=10)), "title": mostly(odd_text),
+    "quantity": mostly(st.integers(min_value=1, max_value=5), st.integers()), "price": mostly(money, odd_money),
 })
 customer = st.fixed_dictionaries({}, optional={
-    "id": ids | json_values, "email": odd_text | json_values, "phone": odd_text | json_values,
+    "id": mostly(ids, odd_ids), "email": mostly(emails, odd_emails), "phone": mostly(st.just("+34600111222"), odd_text),
 })
-shopify_shaped = st.fixed_dictionaries({}, optional={
-    "id": ids | json_values,
-    "token": ids | json_values,
-    "cart_token": json_values,
-    "email": st.sampled_from(["Ana@Example.com", "  ", ""]) | odd_text | json_values,
-    "phone": odd_text | json_values,
-    "created_at": times | json_values,
-    "updated_at": times | json_values,
-    "cancelled_at": times | json_values,
-    "completed_at": times | json_values,
-    "financial_status": st.sampled_from(["paid", "refunded", "partially_refunded"]) | json_values,
-    "total_price": money | json_values,
-    "current_total_price": money | json_values,
-    "currency": st.sampled_from(["EUR", "USD"]) | json_values,
-    "line_items": st.lists(line_item, max_size=3) | json_values,
-    "customer": customer | json_values,
-    "email_marketing_consent": consent | json_values,
-    "accepts_marketing": st.booleans() | json_values,
-    "accepts_marketing_updated_at": times | json_values,
-    "first_name": odd_text | json_values,
-    "last_name": odd_text | json_values,
-    "tags": odd_text | json_values,
-})
+shopify_shaped = st.fixed_dictionaries(
+    {"id": mostly(ids, odd_ids), "created_at": mostly(times, odd_times)},
+    optional={
+        "token": mostly(ids, odd_ids),
+        "cart_token": json_values,
+        "email": mostly(emails, odd_emails),
+        "phone": mostly(st.just("+34600111222"), odd_text),
+        "updated_at": mostly(times, odd_times),
+        "cancelled_at": mostly(times, odd_times),
+        "completed_at": mostly(times, odd_times),
+        "financial_status": mostly(st.sampled_from(["paid", "refunded", "partially_refunded"])),
+        "total_price": mostly(money, odd_money),
+        "current_total_price": mostly(money, odd_money),
+        "currency": mostly(st.sampled_from(["EUR", "USD"])),
+        "line_items": mostly(st.lists(line_item, max_size=3)),
+        "customer": mostly(customer),
+        "email_marketing_consent": mostly(consent),
+        "accepts_marketing": mostly(st.booleans()),
+        "accepts_marketing_updated_at": mostly(times, odd_times),
+        "first_name": mostly(st.just("Ana"), odd_text),
+        "last_name": mostly(st.just("Lopez"), odd_text),
+        "tags": mostly(st.just("vip, eu"), odd_text),
+    },
+)
 
 header_names = st.sampled_from([
     "content-type", HMAC_HEADER, "x-shopify-topic", "x-shopify-shop-domain", "x-shopify-event-id",

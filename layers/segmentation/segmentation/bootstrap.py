@@ -9,42 +9,54 @@ from __future__ import annotations
 
 import time
 from functools import cache
+from typing import TYPE_CHECKING
 
-import boto3
-
-from .adapters.dedupe import Deduplicator
-from .adapters.publisher import EventPublisher
-from .adapters.repository import DynamoDBProfileRepository
-from .adapters.secrets import WebhookSecrets
-from .domain.segments import DefaultCatalog, SegmentEvaluator
-from .service.ingest import WebhookIngest
-from .service.profiles import ProfileService
 from .settings import load_settings
+
+# Each handler imports only the adapters it uses (cold start): imports live in the builders.
+if TYPE_CHECKING:
+    from .adapters.publisher import EventPublisher
+    from .adapters.repository import DynamoDBProfileRepository
+    from .domain.segments import SegmentEvaluator
+    from .service.ingest import WebhookIngest
+    from .service.profiles import ProfileService
 
 
 @cache
 def _client(service: str):
+    import boto3
+
     return boto3.client(service)
 
 
 @cache
 def evaluator() -> SegmentEvaluator:
+    from .domain.segments import DefaultCatalog
+
     return DefaultCatalog()
 
 
 @cache
 def repository() -> DynamoDBProfileRepository:
+    from .adapters.repository import DynamoDBProfileRepository
+
     s = load_settings()
     return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table)
 
 
 @cache
 def publisher() -> EventPublisher:
+    from .adapters.publisher import EventPublisher
+
     return EventPublisher(_client("events"), load_settings().event_bus_name)
 
 
 @cache
 def webhook_ingest() -> WebhookIngest:
+    from .adapters.dedupe import Deduplicator
+    from .adapters.secrets import WebhookSecrets
+    from .service.ingest import WebhookIngest
+
     s = load_settings()
     return WebhookIngest(
         secrets=WebhookSecrets(s.webhook_secret_id, s.secrets_max_age_s),
@@ -56,4 +68,6 @@ def webhook_ingest() -> WebhookIngest:
 
 @cache
 def profile_service() -> ProfileService:
+    from .service.profiles import ProfileService
+
     return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()))

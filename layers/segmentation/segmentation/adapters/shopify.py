@@ -67,8 +67,8 @@ def parse(request: WebhookRequest, secrets: Sequence[bytes]) -> Normalised:
         delivery_id = "sha256:" + hashlib.sha256(request.body).hexdigest()
     try:
         payload = json.loads(request.body)
-    except (UnicodeDecodeError, ValueError):
-        raise MalformedPayloadError("body is not valid JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
     dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id}"
     return normalise(topic, shop, payload, dedupe_key)
 

@@ -117,20 +117,26 @@ class DefaultCatalog:
         if revenue >= t.high_value_revenue:
             members.add("high-value")
 
+        # A checkout with no purchase since its start makes the profile a member during
+        # (start + 1 h, start + N days): with one-second resolution, [start + 3601, start + N days - 1].
         window = t.cart_abandon_within_days * DAY
-        abandoned = False
-        for c in profile.checkouts.values():
-            if c.completed or any(ot >= c.started for ot in order_times):
-                continue
-            if c.started <= now - window:
-                continue  # out of the window for good
-            due.append(c.started + window)
-            if now - c.started > t.cart_abandon_after_s:
-                abandoned = True
-            else:
-                due.append(c.started + t.cart_abandon_after_s + 1)
+        spans = [
+            (c.started + t.cart_abandon_after_s + 1, c.started + window)
+            for c in profile.checkouts.values()
+            if not c.completed and not any(ot >= c.started for ot in order_times)
+        ]
+
+        def abandoned_at(instant: int) -> bool:
+            return any(start <= instant < end for start, end in spans)
+
+        abandoned = abandoned_at(now)
         if abandoned:
             members.add("cart-abandoners")
+        # Membership changes only at span edges: the first edge where it differs from now's.
+        for edge in sorted({e for span in spans for e in span if e > now}):
+            if abandoned_at(edge) != abandoned:
+                due.append(edge)
+                break
 
         traits = {
             "order_count": order_count,
