@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from segctl.demo import http as request
 from support import ROOT, signed_shopify
 
 pytestmark = pytest.mark.acceptance
@@ -49,17 +47,6 @@ def base_url():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            data = resp.read()
-            return resp.status, json.loads(data) if data else {}
-    except urllib.error.HTTPError as exc:
-        data = exc.read()
-        return exc.code, json.loads(data) if data else {}
 
 
 def post_shopify(base_url, payload, topic="orders/create", event_id=None, secret=None):
