@@ -70,7 +70,7 @@ def requests_per_event() -> None:
     from segctl.provision import create_tables
     from segmentation.adapters import shopify
     from segmentation.adapters.repository import DynamoDBProfileRepository
-    from segmentation.domain.segments import DefaultCatalog
+    from segmentation.domain.engine import default_evaluator
     from segmentation.service.profiles import ProfileService
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -95,7 +95,7 @@ def requests_per_event() -> None:
             def publish_changes(self, changes):
                 pass
 
-        service = ProfileService(repo, DefaultCatalog(), Null(), clock=lambda: int(time.time()))
+        service = ProfileService(repo, default_evaluator(), Null(), clock=lambda: int(time.time()))
         service.apply(checkout(0, 24 * 8))  # creates the profile
         no_change, with_change = [], []
         for i in range(1, 201):
@@ -109,11 +109,11 @@ def requests_per_event() -> None:
 
 
 def segment_eval() -> None:
+    from segmentation.domain.engine import default_evaluator
     from segmentation.domain.profile import CheckoutRecord, OrderRecord, Profile
-    from segmentation.domain.segments import DefaultCatalog
 
     now = int(time.time())
-    catalog = DefaultCatalog()
+    catalog = default_evaluator()
     profiles = []
     for p in range(500):
         prof = Profile(profile_id=str(p))

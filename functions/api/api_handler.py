@@ -55,11 +55,25 @@ def erase_profile(profile_id: str) -> dict:
 @app.get("/segments")
 def list_segments() -> dict:
     repo = bootstrap.repository()
-    return {
-        "segments": [
-            {**d.model_dump(), "size": repo.segment_size(d.id)} for d in bootstrap.evaluator().definitions()
-        ]
-    }
+    segments = []
+    for d in bootstrap.evaluator().definitions():
+        if not d.family:
+            segments.append({**d.model_dump(exclude={"family"}), "size": repo.segment_size(d.id)})
+            continue
+        # A family is listed as one segment per value it has had members for.
+        for value in repo.family_values(d.id):
+            sid = f"{d.id}:{value}"
+            segments.append({"id": sid, "name": f"{d.name}: {value}", "description": d.description,
+                             "family": d.id, "size": repo.segment_size(sid)})
+    return {"segments": segments}
+
+
+def _known_segment(segment_id: str) -> bool:
+    base, _, value = segment_id.partition(":")
+    for d in bootstrap.evaluator().definitions():
+        if d.id == base and bool(value) == d.family:
+            return True
+    return False
 
 
 @app.get("/segments/<segment_id>/members")
@@ -68,7 +82,7 @@ def segment_members(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict:
-    if segment_id not in {d.id for d in bootstrap.evaluator().definitions()}:
+    if not _known_segment(segment_id):
         raise NotFoundError(f"no segment {segment_id}")
     try:
         page = bootstrap.repository().members(segment_id, limit, cursor)

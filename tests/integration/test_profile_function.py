@@ -13,7 +13,7 @@ from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
 from segmentation.adapters import shopify
 from segmentation.adapters.repository import DynamoDBProfileRepository
-from segmentation.domain.segments import DefaultCatalog
+from segmentation.domain.engine import default_evaluator
 from segmentation.service.profiles import ProfileService
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -148,7 +148,7 @@ def test_profile_path_makes_at_most_three_dynamodb_requests_when_no_membership_c
     repo = DynamoDBProfileRepository(counter.client, aws.physical_name("ProfilesTable"),
                                      aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"))
     published = []
-    service = ProfileService(repo, DefaultCatalog(), type("P", (), {"publish_changes": lambda s, c: published.append(c)})(),
+    service = ProfileService(repo, default_evaluator(), type("P", (), {"publish_changes": lambda s, c: published.append(c)})(),
                              clock=lambda: int(time.time()))
     service.apply(order_event(1, hours_ago=24 * 40))  # old order: no membership, but creates the profile
     for i in range(2, 30):
@@ -186,7 +186,7 @@ def test_concurrent_writers_never_lose_an_update(aws):
         try:
             repo = RacingRepository(boto3.client("dynamodb"), aws.physical_name("ProfilesTable"),
                                     aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"))
-            ProfileService(repo, DefaultCatalog(), bootstrap.publisher(), clock=lambda: int(time.time())).apply(order_event(i))
+            ProfileService(repo, default_evaluator(), bootstrap.publisher(), clock=lambda: int(time.time())).apply(order_event(i))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

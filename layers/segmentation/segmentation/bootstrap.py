@@ -31,9 +31,10 @@ def _client(service: str):
 
 @cache
 def evaluator() -> SegmentEvaluator:
-    from .domain.segments import DefaultCatalog
+    from .domain.catalog import load_catalog
+    from .domain.engine import CatalogEvaluator
 
-    return DefaultCatalog()
+    return CatalogEvaluator(load_catalog(load_settings().catalog_file))
 
 
 @cache

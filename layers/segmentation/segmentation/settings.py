@@ -26,6 +26,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)
     dedupe_ttl_days: int = Field(alias="DEDUPE_TTL_DAYS", default=14, gt=0)
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
+    #: a catalog YAML file to use instead of the shipped default (path inside the function package)
+    catalog_file: str | None = Field(alias="CATALOG_FILE", default=None)
 
 
 @cache

@@ -3,7 +3,7 @@
 
 Layout (one table each, names from template.yaml through the environment):
 
-* profiles     ``profile_id`` -> ``version`` (N), ``state`` (S, the profile as compact JSON),
+* profiles     ``profile_id`` -> ``version`` (N), ``state`` (B, the profile as zlib-compressed JSON),
   ``email`` (S), ``next_due_at`` (N)
 * aliases      ``alias`` (e.g. ``email#ana@example.com``) -> ``profile_id``
 * memberships  ``segment_id`` + ``profile_id`` -> ``entered_at``, ``version``; and the segment's
@@ -25,6 +25,7 @@ from ..domain.profile import MembershipChange, Profile
 
 SIZE_SHARDS = 8
 SIZE_PREFIX = "#size#"
+FAMILY_PREFIX = "#family#"
 TRANSACTION_LIMIT = 100
 
 
@@ -78,6 +79,19 @@ class ProfileRepository(ABC):
     def segment_size(self, segment_id: str) -> int: ...
 
     @abstractmethod
+    def family_values(self, family: str) -> list[str]:
+        """Every value a family has had members for (``category-browsers`` -> categories)."""
+        values, kwargs = [], {
+            "TableName": self.memberships, "KeyConditionExpression": "segment_id = :s",
+            "ExpressionAttributeValues": {":s": {"S": FAMILY_PREFIX + family}},
+        }
+        while True:
+            out = self.client.query(**kwargs)
+            values += [i["profile_id"]["S"] for i in out["Items"]]
+            if "LastEvaluatedKey" not in out:
+                return values
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
     def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage: ...
 
 
@@ -85,8 +99,13 @@ def _shard(profile_id: str) -> str:
     return str(zlib.crc32(profile_id.encode()) % SIZE_SHARDS)
 
 
-def encode_state(profile: Profile) -> str:
-    return profile.model_dump_json(exclude={"version"}, exclude_none=True)
+def encode_state(profile: Profile) -> bytes:
+    """The profile as zlib-compressed JSON (DynamoDB Binary): compact state stays a few KB."""
+    return zlib.compress(profile.model_dump_json(exclude={"version"}, exclude_none=True).encode(), 6)
+
+
+def decode_state(data: bytes) -> Profile:
+    return Profile.model_validate_json(zlib.decompress(data))
 
 
 class DynamoDBProfileRepository(ProfileRepository):
@@ -119,7 +138,7 @@ class DynamoDBProfileRepository(ProfileRepository):
         item = out.get("Item")
         if not item:
             return None
-        profile = Profile.model_validate_json(item["state"]["S"])
+        profile = decode_state(item["state"]["B"])
         profile.version = int(item["version"]["N"])
         return profile
 
@@ -133,7 +152,7 @@ class DynamoDBProfileRepository(ProfileRepository):
         item: dict[str, Any] = {
             "profile_id": {"S": profile.profile_id},
             "version": {"N": str(profile.version + 1)},
-            "state": {"S": encode_state(profile)},
+            "state": {"B": encode_state(profile)},
         }
         if profile.email:
             item["email"] = {"S": profile.email}
@@ -154,6 +173,10 @@ class DynamoDBProfileRepository(ProfileRepository):
             if c.change == "entered":
                 writes.append({"Put": {"TableName": self.memberships, "Item": {
                     **key, "entered_at": {"N": str(c.at)}, "version": {"N": str(c.version)}}}})
+                if ":" in c.segment_id:  # a family instance: register its value so the API can list it
+                    family, value = c.segment_id.split(":", 1)
+                    writes.append({"Put": {"TableName": self.memberships, "Item": {
+                        "segment_id": {"S": FAMILY_PREFIX + family}, "profile_id": {"S": value}}}})
             else:
                 writes.append({"Delete": {"TableName": self.memberships, "Key": key}})
             writes.append(self._size_update(c.segment_id, c.profile_id, 1 if c.change == "entered" else -1))
@@ -232,6 +255,19 @@ class DynamoDBProfileRepository(ProfileRepository):
             total += sum(int(i.get("size_count", {"N": "0"})["N"]) for i in out["Items"])
             if "LastEvaluatedKey" not in out:
                 return total
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def family_values(self, family: str) -> list[str]:
+        """Every value a family has had members for (``category-browsers`` -> categories)."""
+        values, kwargs = [], {
+            "TableName": self.memberships, "KeyConditionExpression": "segment_id = :s",
+            "ExpressionAttributeValues": {":s": {"S": FAMILY_PREFIX + family}},
+        }
+        while True:
+            out = self.client.query(**kwargs)
+            values += [i["profile_id"]["S"] for i in out["Items"]]
+            if "LastEvaluatedKey" not in out:
+                return values
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage:

@@ -20,6 +20,28 @@ class EventType(StrEnum):
     ORDER = "order"  # an order was placed or its state changed (cancelled, refunded)
     CHECKOUT = "checkout"  # a checkout was started or updated
     CUSTOMER = "customer"  # identity, descriptive traits or email consent changed
+    PAGE_VIEWED = "page_viewed"
+    PRODUCT_VIEWED = "product_viewed"
+    CATEGORY_VIEWED = "category_viewed"  # a product list / category page
+    PRODUCT_ADDED = "product_added"  # added to cart
+    PAGE_ENGAGED = "page_engaged"  # time on page (seconds)
+    PAGE_SCROLLED = "page_scrolled"  # scroll depth (percent)
+    EMAIL_DELIVERED = "email_delivered"
+    EMAIL_OPENED = "email_opened"
+    EMAIL_CLICKED = "email_clicked"
+    EMAIL_BOUNCED = "email_bounced"  # hard bounce: the address is dead
+    EMAIL_SPAM = "email_spam"  # spam complaint
+    EMAIL_UNSUBSCRIBED = "email_unsubscribed"
+
+
+BROWSE_TYPES = frozenset({
+    EventType.PAGE_VIEWED, EventType.PRODUCT_VIEWED, EventType.CATEGORY_VIEWED, EventType.PRODUCT_ADDED,
+    EventType.PAGE_ENGAGED, EventType.PAGE_SCROLLED,
+})
+EMAIL_TYPES = frozenset({
+    EventType.EMAIL_DELIVERED, EventType.EMAIL_OPENED, EventType.EMAIL_CLICKED, EventType.EMAIL_BOUNCED,
+    EventType.EMAIL_SPAM, EventType.EMAIL_UNSUBSCRIBED,
+})
 
 
 def to_utc(value: datetime) -> datetime:
@@ -69,8 +91,51 @@ class LineItem(BaseModel):
     sku: str | None = None
     title: str | None = None
     category: str | None = None
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return normalise_category(value)
     quantity: int = 1
     price: Decimal = Decimal("0")
+
+
+class BrowseProperties(BaseModel):
+    """Site behaviour: page, product and category views, add to cart, engagement."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["browse"] = "browse"
+    url: str | None = None
+    category: str | None = None
+    product_id: str | None = None
+    price: Decimal | None = None
+    seconds: int | None = None  # page_engaged
+    depth_percent: int | None = None  # page_scrolled
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return normalise_category(value)
+
+
+class EmailProperties(BaseModel):
+    """An email event about one message; ``message_id`` makes it count once per message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["email"] = "email"
+    message_id: str
+    campaign: str | None = None
+    url: str | None = None
+
+
+def normalise_category(value: str | None) -> str | None:
+    """Categories compare case-insensitively and name segments: lower-case, trimmed, spaces as '-'."""
+    if value is None:
+        return None
+    value = "-".join(value.strip().lower().split())
+    return value[:64] or None
 
 
 class OrderProperties(BaseModel):
@@ -114,10 +179,13 @@ class CustomerProperties(BaseModel):
     last_name: str | None = None
     tags: list[str] = Field(default_factory=list)
     email_consent: EmailConsent | None = None
+    #: descriptive attributes for targeting: country, city, interests, survey answers, merge fields
+    attributes: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
 
 
 Properties = Annotated[
-    OrderProperties | CheckoutProperties | CustomerProperties, Field(discriminator="kind")
+    OrderProperties | CheckoutProperties | CustomerProperties | BrowseProperties | EmailProperties,
+    Field(discriminator="kind"),
 ]
 
 

@@ -1,29 +1,50 @@
 """The profile aggregate: one per customer, everything segmentation needs about them.
 
-Times are kept as integer epoch seconds (the engine's resolution is one second).
-The profile keeps compact state, not raw history: one small record per order,
-checkouts only while they can still matter, and a bounded list of applied event
-ids so that at-least-once delivery never counts an event twice.
+Times are integer epoch seconds (the engine's resolution is one second). The profile
+keeps compact state, not raw history:
+
+* one small record per order (orders can be cancelled or refunded later, so each is kept
+  by id and counts once however many deliveries carry it);
+* checkouts, email messages and browsing events only as long as the catalog's longest
+  window over them (:class:`Retention`), with email events folded into one record per
+  message (delivered, first open, first click);
+* lifetime counters and first/last times per signal, for lifetime conditions;
+* the last applied event ids, so at-least-once delivery never counts an event twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from .events import (
+    BrowseProperties,
     CheckoutProperties,
     CustomerEvent,
     CustomerProperties,
+    EmailProperties,
+    EventType,
     OrderProperties,
 )
 
 #: How many applied event ids (with the membership changes they caused) a profile remembers.
 RECENT_EVENTS_KEPT = 32
-#: Checkouts older than this can no longer make anyone a cart abandoner.
-CHECKOUT_RETENTION_S = 7 * 86400
+#: Browsing event types -> signal names used by the catalog.
+BROWSE_SIGNALS = {
+    EventType.PAGE_VIEWED: "page_viewed", EventType.PRODUCT_VIEWED: "product_viewed",
+    EventType.CATEGORY_VIEWED: "category_viewed", EventType.PRODUCT_ADDED: "product_added",
+    EventType.PAGE_ENGAGED: "page_engaged", EventType.PAGE_SCROLLED: "page_scrolled",
+}
+#: Signals that count as activity (design.md §4). A delivered email is not activity.
+ACTIVITY_SIGNALS = frozenset({
+    "email_opened", "email_clicked", "page_viewed", "product_viewed", "category_viewed", "product_added",
+    "checkout_started", "order_placed",
+})
+SUPPRESSING = {EventType.EMAIL_BOUNCED: "bounced", EventType.EMAIL_SPAM: "spam", EventType.EMAIL_UNSUBSCRIBED: "unsubscribed"}
 
 
 def epoch(value: datetime) -> int:
@@ -34,6 +55,28 @@ def from_epoch(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+def iso(value: int | None) -> str | None:
+    dt = from_epoch(value)
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def message_key(message_id: str) -> str:
+    """12 hex characters of SHA-256: per-message dedupe without storing provider ids (48 bits)."""
+    return hashlib.sha256(message_id.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the catalog needs each kind of state, in seconds (from :mod:`.catalog`)."""
+
+    browse: dict[str, int] = field(default_factory=dict)  # signal -> seconds
+    email: int = 0
+    checkouts: int = 0
+
+    def browse_max(self) -> int:
+        return max(self.browse.values(), default=0)
+
+
 class OrderRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -41,6 +84,7 @@ class OrderRecord(BaseModel):
     total: Decimal
     status: str  # placed | cancelled | refunded
     updated: int  # the order version this record reflects
+    cats: list[str] = Field(default_factory=list)  # categories of its line items
 
     @property
     def counts(self) -> bool:
@@ -56,9 +100,27 @@ class CheckoutRecord(BaseModel):
     updated: int
 
 
+class MessageRecord(BaseModel):
+    """One email message: when it was delivered, first opened, first clicked."""
+
+    d: int
+    o: int | None = None
+    c: int | None = None
+
+
 class ConsentRecord(BaseModel):
     state: str
-    updated: int | None = None
+    updated: int  # the time of the latest consent fact applied
+    since: int  # when the state last became what it is
+
+
+class Totals(BaseModel):
+    """Lifetime counters of one signal."""
+
+    n: int = 0
+    sum: Decimal = Decimal("0")
+    min: Decimal | None = None
+    max: Decimal | None = None
 
 
 class MembershipChange(BaseModel):
@@ -79,11 +141,8 @@ class MembershipChange(BaseModel):
 
     def detail(self) -> dict:
         return {
-            "profile_id": self.profile_id,
-            "segment_id": self.segment_id,
-            "at": from_epoch(self.at).isoformat().replace("+00:00", "Z"),
-            "cause": self.cause,
-            "version": self.version,
+            "profile_id": self.profile_id, "segment_id": self.segment_id, "at": iso(self.at),
+            "cause": self.cause, "version": self.version,
         }
 
 
@@ -106,17 +165,41 @@ class Profile(BaseModel):
     first_name: str | None = None
     last_name: str | None = None
     tags: list[str] = Field(default_factory=list)
+    attributes: dict = Field(default_factory=dict)
     email_consent: ConsentRecord | None = None
     orders: dict[str, OrderRecord] = Field(default_factory=dict)
     checkouts: dict[str, CheckoutRecord] = Field(default_factory=dict)
+    messages: dict[str, MessageRecord] = Field(default_factory=dict)
+    # browsing events within retention, sorted by time: parallel columns
+    browse_t: list[int] = Field(default_factory=list)
+    browse_s: list[str] = Field(default_factory=list)  # signal name
+    browse_c: list[str | None] = Field(default_factory=list)  # category
+    browse_v: list[float | None] = Field(default_factory=list)  # price / seconds / depth
+    totals: dict[str, Totals] = Field(default_factory=dict)
+    first_at: dict[str, int] = Field(default_factory=dict)
+    last_at: dict[str, int] = Field(default_factory=dict)
     first_seen_at: int | None = None
-    last_activity_at: int | None = None
     # the stored result of the last evaluation
+    catalog_version: str | None = None
     evaluated_at: int | None = None
     segments: list[str] = Field(default_factory=list)
     traits: dict = Field(default_factory=dict)
     next_due_at: int | None = None
     recent_events: list[AppliedEvent] = Field(default_factory=list)
+
+    # Times are stored as deltas: sorted epoch seconds compress to a byte or two each.
+    @field_serializer("browse_t")
+    def _deltas(self, times: list[int]) -> list[int]:
+        return [t - p for t, p in zip(times, [0, *times[:-1]], strict=False)]
+
+    @field_validator("browse_t", mode="before")
+    @classmethod
+    def _undelta(cls, deltas: list[int]) -> list[int]:
+        out, acc = [], 0
+        for d in deltas:
+            acc += d
+            out.append(acc)
+        return out
 
     # -- applying events -------------------------------------------------------------
     def applied(self, event_id: str) -> AppliedEvent | None:
@@ -144,11 +227,26 @@ class Profile(BaseModel):
         elif isinstance(props, CheckoutProperties):
             self._apply_checkout(at, props)
         elif isinstance(props, CustomerProperties):
-            self._apply_customer(props)
+            self._apply_customer(at, props)
+        elif isinstance(props, BrowseProperties) and event.type in BROWSE_SIGNALS:
+            self._apply_browse(at, BROWSE_SIGNALS[event.type], props)
+        elif isinstance(props, EmailProperties):
+            self._apply_email(at, event.type, props)
 
-    def _touch(self, at: int) -> None:
-        if self.last_activity_at is None or at > self.last_activity_at:
-            self.last_activity_at = at
+    def _seen(self, signal: str, at: int, value: Decimal | None = None, count: bool = True) -> None:
+        if signal not in self.first_at or at < self.first_at[signal]:
+            self.first_at[signal] = at
+        if signal not in self.last_at or at > self.last_at[signal]:
+            self.last_at[signal] = at
+        if count:
+            tot = self.totals.setdefault(signal, Totals())
+            tot.n += 1
+            if value is not None:
+                tot.sum += value
+                tot.min = value if tot.min is None else min(tot.min, value)
+                tot.max = value if tot.max is None else max(tot.max, value)
+        if signal in ACTIVITY_SIGNALS:
+            self._seen("activity", at, count=False)
 
     def _apply_order(self, at: int, props: OrderProperties) -> None:
         updated = epoch(props.updated_at)
@@ -156,47 +254,105 @@ class Profile(BaseModel):
         # Deliveries are unordered: an older version of the order never overwrites a newer one.
         if current is not None and current.updated > updated:
             return
+        cats = [i.category for i in props.items if i.category]
         self.orders[props.order_id] = OrderRecord(
-            at=at, total=props.total, status=props.status, updated=updated
+            at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else [])
         )
-        self._touch(at)
+        # Placing an order is activity even if it is cancelled later.
+        self._seen("order_any", at, count=False)
+        self._seen("activity", at, count=False)
 
     def _apply_checkout(self, at: int, props: CheckoutProperties) -> None:
         updated = epoch(props.updated_at)
         current = self.checkouts.get(props.checkout_id)
         if current is not None and current.updated > updated:
             return
+        started = current.started if current else at
         self.checkouts[props.checkout_id] = CheckoutRecord(
-            started=current.started if current else at,
+            started=started,
             completed=props.completed_at is not None or bool(current and current.completed),
             updated=updated,
         )
-        self._touch(current.started if current else at)
+        self._seen("checkout_started", started, count=current is None)
 
-    def _apply_customer(self, props: CustomerProperties) -> None:
+    def _apply_customer(self, at: int, props: CustomerProperties) -> None:
         if props.first_name:
             self.first_name = props.first_name
         if props.last_name:
             self.last_name = props.last_name
         if props.tags:
             self.tags = list(props.tags)
+        for key, value in props.attributes.items():
+            if value is None:
+                self.attributes.pop(key, None)
+            else:
+                self.attributes[key] = value
         consent = props.email_consent
         if consent is not None:
-            updated = epoch(consent.updated_at) if consent.updated_at else None
-            current = self.email_consent
-            # The latest consent by its own time wins, so a late retry cannot undo a newer choice.
-            if current is None or updated is None or (current.updated or 0) <= updated:
-                self.email_consent = ConsentRecord(state=consent.state, updated=updated)
+            self._consent(consent.state, epoch(consent.updated_at) if consent.updated_at else at)
 
-    def prune(self, now: int) -> None:
-        """Drop state that can no longer affect any segment at or after ``now``."""
-        self.checkouts = {
-            cid: c for cid, c in self.checkouts.items() if now - c.started < CHECKOUT_RETENTION_S
-        }
+    def _consent(self, state: str, at: int) -> None:
+        current = self.email_consent
+        # The latest consent by its own time wins, so a late retry cannot undo a newer choice.
+        if current is not None and current.updated > at:
+            return
+        since = current.since if current is not None and current.state == state else at
+        self.email_consent = ConsentRecord(state=state, updated=at, since=since)
+
+    def _apply_browse(self, at: int, signal: str, props: BrowseProperties) -> None:
+        value = props.price if signal in ("product_viewed", "product_added") else (
+            props.seconds if signal == "page_engaged" else props.depth_percent if signal == "page_scrolled" else None)
+        # Keep the columns sorted by time; events mostly arrive in order, so this is an append.
+        i = len(self.browse_t)
+        while i > 0 and self.browse_t[i - 1] > at:
+            i -= 1
+        self.browse_t.insert(i, at)
+        self.browse_s.insert(i, signal)
+        self.browse_c.insert(i, props.category)
+        self.browse_v.insert(i, None if value is None else float(value))
+        self._seen(signal, at, None if value is None else Decimal(str(value)))
+
+    def _apply_email(self, at: int, type_: EventType, props: EmailProperties) -> None:
+        if type_ in SUPPRESSING:
+            self._consent(SUPPRESSING[type_], at)
+            return
+        key = message_key(props.message_id)
+        msg = self.messages.get(key)
+        if msg is None:
+            # An open or click implies delivery: a message seen first through its open is delivered then.
+            msg = self.messages[key] = MessageRecord(d=at)
+            self._seen("email_delivered", at)
+        elif type_ == EventType.EMAIL_DELIVERED and at < msg.d:
+            msg.d = at
+        if type_ == EventType.EMAIL_OPENED:
+            if msg.o is None:
+                self._seen("email_opened", at)
+            msg.o = at if msg.o is None else min(msg.o, at)
+            self._seen("activity", at, count=False)  # every open is activity, not only the first
+        elif type_ == EventType.EMAIL_CLICKED:
+            if msg.c is None:
+                self._seen("email_clicked", at)
+            msg.c = at if msg.c is None else min(msg.c, at)
+            self._seen("activity", at, count=False)
+
+    def prune(self, now: int, retention: Retention) -> None:
+        """Drop state that can no longer affect any segment or trait at or after ``now``."""
+        self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
+        self.messages = {k: m for k, m in self.messages.items() if now - m.d < retention.email}
+        keep = [
+            i for i, (t, s) in enumerate(zip(self.browse_t, self.browse_s, strict=True))
+            if now - t < retention.browse.get(s, 0)
+        ]
+        if len(keep) != len(self.browse_t):
+            self.browse_t = [self.browse_t[i] for i in keep]
+            self.browse_s = [self.browse_s[i] for i in keep]
+            self.browse_c = [self.browse_c[i] for i in keep]
+            self.browse_v = [self.browse_v[i] for i in keep]
 
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(
-        self, segments: set[str], traits: dict, next_due_at: int | None, at: int, cause: str
+        self, segments: set[str], traits: dict, next_due_at: int | None, at: int, cause: str,
+        catalog_version: str | None = None,
     ) -> list[MembershipChange]:
         """Store an evaluation's result and return the membership changes it makes.
 
@@ -204,23 +360,19 @@ class Profile(BaseModel):
         """
         new_version = self.version + 1
         before = set(self.segments)
-        changes = [
-            MembershipChange(
-                profile_id=self.profile_id, segment_id=s, change="entered", at=at, cause=cause,
-                version=new_version,
-            )
-            for s in sorted(segments - before)
-        ] + [
-            MembershipChange(
-                profile_id=self.profile_id, segment_id=s, change="exited", at=at, cause=cause,
-                version=new_version,
-            )
-            for s in sorted(before - segments)
-        ]
+
+        def change(segment_id: str, kind: str) -> MembershipChange:
+            return MembershipChange(profile_id=self.profile_id, segment_id=segment_id, change=kind, at=at,
+                                    cause=cause, version=new_version)
+
+        changes = [change(s, "entered") for s in sorted(segments - before)]
+        changes += [change(s, "exited") for s in sorted(before - segments)]
         self.segments = sorted(segments)
         self.traits = traits
         self.next_due_at = next_due_at
         self.evaluated_at = at
+        if catalog_version is not None:
+            self.catalog_version = catalog_version
         if cause != "time":
             self.recent_events.append(AppliedEvent(event_id=cause, changes=changes))
             del self.recent_events[:-RECENT_EVENTS_KEPT]

@@ -61,10 +61,11 @@ class ProfileService:
             ]
             profile.apply(event, new_aliases)
             now = max(self.clock(), profile.evaluated_at or 0)
-            profile.prune(now)
+            profile.prune(now, self.evaluator.retention)
             result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
-                set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id
+                set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
+                catalog_version=self.evaluator.version,
             )
             try:
                 self.repository.save(profile, new_aliases, changes)
