@@ -81,17 +81,8 @@ class ProfileRepository(ABC):
     @abstractmethod
     def family_values(self, family: str) -> list[str]:
         """Every value a family has had members for (``category-browsers`` -> categories)."""
-        values, kwargs = [], {
-            "TableName": self.memberships, "KeyConditionExpression": "segment_id = :s",
-            "ExpressionAttributeValues": {":s": {"S": FAMILY_PREFIX + family}},
-        }
-        while True:
-            out = self.client.query(**kwargs)
-            values += [i["profile_id"]["S"] for i in out["Items"]]
-            if "LastEvaluatedKey" not in out:
-                return values
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
+    @abstractmethod
     def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage: ...
 
 
