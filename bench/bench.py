@@ -108,30 +108,137 @@ def requests_per_event() -> None:
             report("ddb_requests_per_event_with_change", statistics.mean(with_change), "requests")
 
 
-def segment_eval() -> None:
-    from segmentation.domain.engine import default_evaluator
-    from segmentation.domain.profile import CheckoutRecord, OrderRecord, Profile
+def _stream(n: int, span_days: float, seed: int = 7, categories: int = 20, orders: bool = True):
+    """A realistic mix of ``n`` events over ``span_days`` ending now (views, email, orders, checkouts)."""
+    import random
+    from datetime import UTC, datetime
+    from decimal import Decimal
 
+    from segmentation.domain.events import (
+        BrowseProperties,
+        CheckoutProperties,
+        CustomerEvent,
+        EmailProperties,
+        EventType,
+        Identity,
+        LineItem,
+        OrderProperties,
+    )
+
+    rnd = random.Random(seed)
     now = int(time.time())
-    catalog = default_evaluator()
-    profiles = []
-    for p in range(500):
-        prof = Profile(profile_id=str(p))
-        for o in range(p % 12):
-            prof.orders[str(o)] = OrderRecord(at=now - o * 86400 * 9, total="80.00", status="placed", updated=now)
-        for c in range(p % 3):
-            prof.checkouts[str(c)] = CheckoutRecord(started=now - c * 7200 - 600, updated=now)
-        profiles.append(prof)
-    samples = []
-    for prof in profiles:
+    start = now - int(span_days * 86400)
+    times = sorted(rnd.randint(start, now) for _ in range(n))
+    ident = Identity(email="bench@example.com")
+    cats = [f"category-{i}" for i in range(categories)]
+    out = []
+    for i, t in enumerate(times):
+        at = datetime.fromtimestamp(t, UTC)
+        r = rnd.random()
+        if r < 0.30:
+            type_, props = EventType.PAGE_VIEWED, BrowseProperties(url=f"/p/{i % 50}")
+        elif r < 0.55:
+            type_, props = EventType.PRODUCT_VIEWED, BrowseProperties(category=rnd.choice(cats), price=Decimal("49.90"))
+        elif r < 0.60:
+            type_, props = EventType.CATEGORY_VIEWED, BrowseProperties(category=rnd.choice(cats))
+        elif r < 0.64:
+            type_, props = EventType.PRODUCT_ADDED, BrowseProperties(category=rnd.choice(cats), price=Decimal("49.90"))
+        elif r < 0.80:
+            type_, props = EventType.EMAIL_DELIVERED, EmailProperties(message_id=f"msg-{i}")
+        elif r < 0.92:
+            type_, props = EventType.EMAIL_OPENED, EmailProperties(message_id=f"msg-{i - rnd.randint(1, 5)}")
+        elif r < 0.96:
+            type_, props = EventType.EMAIL_CLICKED, EmailProperties(message_id=f"msg-{i - rnd.randint(1, 5)}")
+        elif r < 0.98 or not orders:
+            type_, props = EventType.CHECKOUT, CheckoutProperties(checkout_id=f"co-{i}", updated_at=at)
+        else:
+            type_, props = EventType.ORDER, OrderProperties(order_id=f"o-{i}", total=Decimal("89.00"), updated_at=at,
+                                                             items=[LineItem(category=rnd.choice(cats))])
+        out.append(CustomerEvent(event_id=f"e{i}", source="bench", type=type_, occurred_at=at, identity=ident,
+                                 properties=props))
+    return out, now
+
+
+def _fed(events, evaluator, evaluate_every: int = 0):
+    from segmentation.domain.profile import Profile
+
+    profile = Profile(profile_id="bench")
+    for i, e in enumerate(events):
+        t = int(e.occurred_at.timestamp())
+        profile.apply(e, [])
+        profile.prune(t, evaluator.retention)
+        if evaluate_every and i % evaluate_every == 0:
+            r = evaluator.evaluate(profile, t)
+            profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, t, e.event_id)
+    return profile
+
+
+def segment_eval() -> None:
+    """The whole default catalog plus 20 category segments, median over many profiles."""
+    from segmentation.domain.engine import default_evaluator
+
+    evaluator = default_evaluator()
+    samples, family_sizes = [], []
+    for seed in range(60):
+        # Browsing across 20 categories and no order for 30 days: 20 category segments are live.
+        events, now = _stream(150, 29, seed=seed, orders=False)
+        profile = _fed(events, evaluator)
+        result = evaluator.evaluate(profile, now)
+        family_sizes.append(sum(1 for s in result.segments if s.startswith("category-browsers:")))
         t = time.perf_counter()
         for _ in range(20):
-            catalog.evaluate(prof, now)
+            evaluator.evaluate(profile, now)
         samples.append((time.perf_counter() - t) / 20)
     report("segment_eval_us_per_profile", statistics.median(samples) * 1e6, "us")
+    report("segment_eval_category_segments_per_profile", statistics.median(family_sizes), "segments")
+
+
+def profile_size() -> None:
+    """Serialized profile after 10,000 events: spread over a year, and all within 30 days (worst case)."""
+    from segmentation.adapters.repository import encode_state
+    from segmentation.domain.engine import default_evaluator
+
+    evaluator = default_evaluator()
+    for name, span in (("profile_state_bytes_10k_events", 365), ("profile_state_bytes_10k_events_in_30d", 30)):
+        events, now = _stream(10_000, span, seed=3)
+        profile = _fed(events, evaluator, evaluate_every=500)
+        r = evaluator.evaluate(profile, now)
+        profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, now, "final")
+        report(name, len(encode_state(profile)), "bytes")
+
+
+def oracle_ratio() -> None:
+    """Incremental update + evaluation of one event on a 1,000-event history, over the brute-force oracle."""
+    import oracle
+    from segmentation.domain.engine import default_evaluator
+
+    evaluator = default_evaluator()
+    events, now = _stream(1001, 60, seed=11)
+    history, last = events[:-1], events[-1]
+    base = _fed(history, evaluator, evaluate_every=1)
+    arrivals = [(e, int(e.occurred_at.timestamp())) for e in events]
+    incremental, brute = [], []
+    for _ in range(5):
+        profile = base.model_copy(deep=True)
+        t = time.perf_counter()
+        profile.apply(last, [])
+        profile.prune(now, evaluator.retention)
+        r = evaluator.evaluate(profile, now)
+        profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, now, last.event_id)
+        incremental.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        expected = oracle.segments(arrivals, now)
+        oracle.traits(arrivals, now)
+        brute.append(time.perf_counter() - t)
+        assert expected == set(r.segments), (expected, r.segments)
+    report("incremental_update_eval_us_1k_history", statistics.median(incremental) * 1e6, "us")
+    report("oracle_recompute_us_1k_history", statistics.median(brute) * 1e6, "us")
+    report("oracle_ratio", statistics.median(incremental) / statistics.median(brute), "ratio")
 
 
 if __name__ == "__main__":
     segment_eval()
+    profile_size()
+    oracle_ratio()
     requests_per_event()
     cold_imports()

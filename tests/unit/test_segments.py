@@ -1,7 +1,9 @@
-"""DefaultCatalog boundaries (design.md §3.5 Time, §4 Default segment catalog) and the Profile state it reads.
+"""Purchase-segment boundaries of the default catalog (design.md §3.5 Time, §4 Default segment catalog)
+and the Profile state they read.
 
 All times are integer epoch seconds. Profiles are built by applying CustomerEvents exactly as the
-services do (``Profile.apply``), then evaluated with ``DefaultCatalog().evaluate(profile, now)``.
+services do (``Profile.apply``), then evaluated as ``ProfileService`` does: pruned to the catalog's
+retention at ``now`` and evaluated with ``default_evaluator().evaluate(profile, now)``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from segmentation.domain.engine import default_evaluator
 from segmentation.domain.events import (
     CheckoutProperties,
     CustomerEvent,
@@ -20,7 +23,7 @@ from segmentation.domain.events import (
     OrderProperties,
 )
 from segmentation.domain.profile import RECENT_EVENTS_KEPT, MembershipChange, Profile
-from segmentation.domain.segments import DefaultCatalog, Evaluation
+from segmentation.domain.segments import Evaluation
 
 DAY = 86400
 HOUR = 3600
@@ -30,7 +33,10 @@ RECENT = "recent-buyers"
 REPEAT = "repeat-buyers"
 HIGH_VALUE = "high-value"
 CART = "cart-abandoners"
-CATALOG_IDS = {RECENT, REPEAT, HIGH_VALUE, CART}
+AT_RISK = "at-risk"
+INACTIVE = "inactive"
+PURCHASE_IDS = {RECENT, REPEAT, HIGH_VALUE, CART}
+EVALUATOR = default_evaluator()
 
 
 # -- builders ---------------------------------------------------------------------------------
@@ -74,7 +80,16 @@ def profile_of(*events: CustomerEvent) -> Profile:
 
 
 def evaluate(profile: Profile, now: int) -> Evaluation:
-    return DefaultCatalog().evaluate(profile, now)
+    """Evaluate as ProfileService does: prune to the catalog's retention at ``now``, then evaluate.
+
+    The pruning happens on a copy, so one profile can be evaluated at several instants. The unpruned
+    profile must evaluate the same: pruning only drops state that cannot matter at or after ``now``.
+    """
+    pruned = profile.model_copy(deep=True)
+    pruned.prune(now, EVALUATOR.retention)
+    ev = EVALUATOR.evaluate(pruned, now)
+    assert EVALUATOR.evaluate(profile, now) == ev
+    return ev
 
 
 def segments_at(profile: Profile, now: int) -> frozenset[str]:
@@ -84,8 +99,10 @@ def segments_at(profile: Profile, now: int) -> frozenset[str]:
 # -- catalog ----------------------------------------------------------------------------------
 
 
-def test_catalog_defines_exactly_the_four_purchase_segments():
-    assert {d.id for d in DefaultCatalog().definitions()} == CATALOG_IDS
+def test_catalog_defines_the_four_purchase_segments_as_plain_segments():
+    definitions = {d.id: d for d in EVALUATOR.definitions()}
+    assert PURCHASE_IDS <= set(definitions)
+    assert not any(definitions[sid].family for sid in PURCHASE_IDS)
 
 
 def test_empty_profile_is_in_no_segment_and_has_nothing_due():
@@ -340,12 +357,27 @@ def test_cart_evaluating_at_next_due_at_changes_membership_and_one_second_before
     leave = evaluate(profile, enter).next_due_at
     assert CART in segments_at(profile, leave - 1)
     assert CART not in segments_at(profile, leave)
-    assert evaluate(profile, leave).next_due_at is None
+    # The checkout start is activity, so the only change left is at-risk, 30 days + 1 s after it.
+    after = evaluate(profile, leave)
+    assert after.next_due_at == S + 30 * DAY + 1
+    assert segments_at(profile, after.next_due_at) == {AT_RISK}
 
 
-def test_nothing_due_for_a_cleared_or_expired_checkout():
-    assert evaluate(profile_of(checkout("c1", S, completed_at=S + 60)), S + 120).next_due_at is None
-    assert evaluate(profile_of(checkout("c1", S)), S + 7 * DAY).next_due_at is None
+def test_no_cart_change_due_for_a_cleared_or_expired_checkout():
+    # Nothing cart-related is left: the next change is the checkout start (activity) turning 30 days + 1 s old.
+    for profile, now in ((profile_of(checkout("c1", S, completed_at=S + 60)), S + 120),
+                         (profile_of(checkout("c1", S)), S + 7 * DAY)):
+        ev = evaluate(profile, now)
+        assert CART not in ev.segments
+        assert ev.next_due_at == S + 30 * DAY + 1
+        assert segments_at(profile, ev.next_due_at) == {AT_RISK}
+
+
+def test_nothing_due_once_an_expired_checkout_has_gone_inactive():
+    profile = profile_of(checkout("c1", S))
+    ev = evaluate(profile, S + 60 * DAY + 1)
+    assert ev.segments == {INACTIVE}
+    assert ev.next_due_at is None
 
 
 # -- next_due_at in general -------------------------------------------------------------------
@@ -361,9 +393,17 @@ def test_next_due_at_is_the_earliest_change_across_segments():
 
 def test_next_due_at_is_none_when_only_lifetime_segments_apply():
     profile = profile_of(order("o1", T0, total="300.00"), order("o2", T0 + DAY, total="300.00"))
+    # Once the last order (activity) is more than 60 days old, no window or recency limit is left to cross.
+    ev = evaluate(profile, T0 + DAY + 60 * DAY + 1)
+    assert ev.segments == {REPEAT, HIGH_VALUE, INACTIVE}
+    assert ev.next_due_at is None
+
+
+def test_lifetime_segments_with_recent_activity_are_due_when_the_activity_turns_at_risk():
+    profile = profile_of(order("o1", T0, total="300.00"), order("o2", T0 + DAY, total="300.00"))
     ev = evaluate(profile, T0 + 30 * DAY)
     assert ev.segments == {REPEAT, HIGH_VALUE}
-    assert ev.next_due_at is None
+    assert ev.next_due_at == T0 + DAY + 30 * DAY + 1
 
 
 @pytest.mark.parametrize(
@@ -434,11 +474,16 @@ def change_instants(profile: Profile) -> set[int]:
         out |= {o.at + 14 * DAY}
     for c in profile.checkouts.values():
         out |= {c.started + 3601, c.started + 7 * DAY}
+    # orders (even those cancelled later) and checkout starts are activity
+    last_activity = EVALUATOR.evaluate(profile, T0).traits["last_activity_at"]
+    if last_activity is not None:
+        last_activity = int(datetime.fromisoformat(last_activity.replace("Z", "+00:00")).timestamp())
+        out |= {last_activity + 30 * DAY + 1, last_activity + 60 * DAY + 1}  # at-risk, inactive
     return out
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=histories, offset=st.integers(-21 * DAY, 30 * DAY))
+@given(events=histories, offset=st.integers(-21 * DAY, 90 * DAY))
 def test_next_due_at_is_exactly_the_first_change(events, offset):
     profile = profile_of(*events)
     now = T0 + offset

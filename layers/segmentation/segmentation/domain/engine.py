@@ -14,6 +14,8 @@ Time semantics (design.md §3.5), in whole epoch seconds: "in the last N" holds 
 from __future__ import annotations
 
 import bisect
+import heapq
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -42,78 +44,137 @@ MAX_STEPS = 2000
 SUPPRESSED = "suppressed"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    t: int
-    cat: str | None = None
-    value: Decimal | None = None
-    key: str | None = None
-    completed: bool = False
+class Series:
+    """Events of one or more signals as parallel columns sorted by time ``t`` (read-only)."""
+
+    __slots__ = ("t", "cat", "value", "key", "completed")
+
+    def __init__(self, rows: list[tuple] | None = None, *, t=None, cat=None, value=None) -> None:
+        if rows is not None:
+            rows.sort(key=lambda r: r[0])
+            self.t = [r[0] for r in rows]
+            self.cat = [r[1] for r in rows]
+            self.value = [r[2] for r in rows]
+            self.key = [r[3] for r in rows]
+            self.completed = [r[4] for r in rows]
+        else:
+            n = len(t)
+            self.t, self.cat, self.value = t, cat if cat is not None else [None] * n, value if value is not None else [None] * n
+            self.key, self.completed = [None] * n, [False] * n
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def start(self, t: int, within: int | None) -> int:
+        """Index of the first event inside the window "in the last ``within``" at ``t``."""
+        return 0 if within is None else bisect.bisect_right(self.t, t - within)
+
+    def subset(self, indexes) -> Series:
+        return Series([(self.t[i], self.cat[i], self.value[i], self.key[i], self.completed[i]) for i in indexes])
+
+
+EMPTY = Series([])
 
 
 class Signals:
-    """The profile's state as time-sorted entries per signal, built lazily once per evaluation."""
+    """The profile's state as one :class:`Series` per signal, built lazily once per evaluation."""
 
     def __init__(self, profile: Profile) -> None:
         self.p = profile
-        self._entries: dict[str, list[Entry]] = {}
+        self._series: dict = {}
 
-    def entries(self, signal: str) -> list[Entry]:
-        if signal not in self._entries:
-            self._entries[signal] = sorted(self._build(signal), key=lambda e: e.t)
-        return self._entries[signal]
+    def series(self, signal: str) -> Series:
+        if signal not in self._series:
+            self._series[signal] = self._build(signal)
+        return self._series[signal]
 
-    def _build(self, signal: str) -> list[Entry]:
+    def _build(self, signal: str) -> Series:
         p = self.p
-        if signal == "order_placed":
-            return [Entry(o.at, value=o.total, key=k) for k, o in p.orders.items() if o.counts]
-        if signal == "order_item":
-            return [Entry(o.at, cat=c) for o in p.orders.values() if o.counts for c in o.cats]
-        if signal == "checkout_started":
-            return [Entry(c.started, key=k, completed=c.completed) for k, c in p.checkouts.items()]
-        if signal == "email_delivered":
-            return [Entry(m.d, key=k) for k, m in p.messages.items()]
-        if signal == "email_opened":
-            return [Entry(m.o, key=k) for k, m in p.messages.items() if m.o is not None]
-        if signal == "email_clicked":
-            return [Entry(m.c, key=k) for k, m in p.messages.items() if m.c is not None]
         if signal in BROWSE:
-            return [
-                Entry(t, cat=c, value=None if v is None else Decimal(str(v)))
-                for t, s, c, v in zip(p.browse_t, p.browse_s, p.browse_c, p.browse_v, strict=True) if s == signal
-            ]
-        return []
+            cols = p.browse.get(signal)
+            if cols is None:
+                return EMPTY
+            return Series(t=cols.t, cat=cols.c, value=cols.v)  # floats; see _decimal
+        if signal == "order_placed":
+            return Series([(o.at, None, o.total, k, False) for k, o in p.orders.items() if o.counts])
+        if signal == "order_item":
+            return Series([(o.at, c, None, None, False) for o in p.orders.values() if o.counts for c in o.cats])
+        if signal == "checkout_started":
+            return Series([(c.started, None, None, k, c.completed) for k, c in p.checkouts.items()])
+        if signal == "email_delivered":
+            return Series([(m.d, None, None, k, False) for k, m in p.messages.items()])
+        if signal == "email_opened":
+            return Series([(m.o, None, None, k, False) for k, m in p.messages.items() if m.o is not None])
+        if signal == "email_clicked":
+            return Series([(m.c, None, None, k, False) for k, m in p.messages.items() if m.c is not None])
+        return EMPTY
+
+    def times_of(self, signals: tuple[str, ...]) -> list[int]:
+        """Sorted times of the events of all ``signals``."""
+        if len(signals) == 1:
+            return self.series(signals[0]).t
+        key = ("times", signals)
+        if key not in self._series:
+            merged: list[int] = []
+            for s in signals:
+                merged += self.series(s).t
+            merged.sort()  # concatenated sorted runs: linear in C
+            self._series[key] = merged
+        return self._series[key]
+
+    def by_category(self, signals: tuple[str, ...]) -> dict[str, list[int]]:
+        """Sorted times per category of the events of ``signals`` (one pass per signal, memoised)."""
+        key = ("bycat", signals)
+        if key not in self._series:
+            if len(signals) == 1:
+                groups: dict[str, list[int]] = {}
+                x = self.series(signals[0])
+                for t, c in zip(x.t, x.cat, strict=True):
+                    if c is not None:
+                        if c in groups:
+                            groups[c].append(t)
+                        else:
+                            groups[c] = [t]
+            else:
+                groups = {}
+                for s in signals:
+                    for c, times in self.by_category((s,)).items():
+                        groups[c] = groups[c] + times if c in groups else times
+                if len(signals) > 1:
+                    groups = {c: sorted(times) for c, times in groups.items()}
+            self._series[key] = groups
+        return self._series[key]
 
     def lifetime(self, signal: str) -> bool:
-        """True when entries cover the whole history (orders), not just the retention window."""
+        """True when the series covers the whole history (orders), not just the retention window."""
         return signal in ("order_placed", "order_item")
 
     def last(self, signal: str) -> int | None:
         if signal == "any":
             return max(self.p.last_at.values(), default=None)
         if self.lifetime(signal):
-            entries = self.entries(signal)
-            return entries[-1].t if entries else None
+            x = self.series(signal)
+            return x.t[-1] if x.t else None
         return self.p.last_at.get(signal)
 
     def first(self, signal: str) -> int | None:
         if signal == "any":
             return self.p.first_seen_at
         if self.lifetime(signal):
-            entries = self.entries(signal)
-            return entries[0].t if entries else None
+            x = self.series(signal)
+            return x.t[0] if x.t else None
         return self.p.first_at.get(signal)
 
     def lifetime_count(self, signal: str) -> int:
         if self.lifetime(signal):
-            return len(self.entries(signal))
+            return len(self.series(signal))
         tot = self.p.totals.get(signal)
         return tot.n if tot else 0
 
     def lifetime_values(self, signal: str) -> tuple[int, Decimal, Decimal | None, Decimal | None]:
         """(count of valued events, sum, min, max) over the whole history."""
         if self.lifetime(signal):
-            values = [e.value for e in self.entries(signal) if e.value is not None]
+            values = [_decimal(v) for v in self.series(signal).value if v is not None]
             return len(values), sum(values, Decimal(0)), min(values, default=None), max(values, default=None)
         tot = self.p.totals.get(signal)
         if tot is None or tot.min is None:
@@ -135,23 +196,66 @@ class Context:
         return self.memo[key]
 
 
-def _in_window(e: Entry, t: int, within: int | None) -> bool:
-    return within is None or e.t > t - within
+def _window_count(times: list[int], t: int, within: int | None, older_than: int | None) -> int:
+    """Events with e > t - within (if a window) and t - e > older_than (if given)."""
+    lo = 0 if within is None else bisect.bisect_right(times, t - within)
+    hi = len(times) if older_than is None else bisect.bisect_right(times, t - older_than - 1)
+    return max(0, hi - lo)
 
 
-def _sweep(changes: list[tuple[int, Any]], t: int, state: Any, apply, truth) -> int | None:
-    """First instant > t at which ``truth(state)`` flips, applying ``changes`` (instant, delta) in order."""
-    current = truth(state)
-    changes = sorted(c for c in changes if c[0] > t)
-    i = 0
-    while i < len(changes):
-        instant = changes[i][0]
-        while i < len(changes) and changes[i][0] == instant:
-            state = apply(state, changes[i][1])
+def _flip(instants, t: int, state_at, truth) -> int | None:
+    """First instant > t (from the sorted iterable ``instants``) at which ``truth(state_at(x))`` differs."""
+    current = truth(state_at(t))
+    previous = None
+    for x in instants:
+        if x <= t or x == previous:
+            continue
+        previous = x
+        if truth(state_at(x)) != current:
+            return x
+    return None
+
+
+def _decimal(v) -> Decimal | None:
+    return v if v is None or isinstance(v, Decimal) else Decimal(str(v))
+
+
+def _count_flip(times: list[int], t: int, within: int, truth) -> int | None:
+    """First instant > t at which ``truth(count in window)`` flips, as events only leave the window.
+
+    Walks the departures in time order keeping a running count: O(events in the window).
+    """
+    lo = bisect.bisect_right(times, t - within)
+    count = len(times) - lo
+    current = truth(count)
+    if isinstance(truth, Comparison) and truth.op not in ("==", "!="):
+        # Monotone: the count only falls, so find the count at which the answer flips, and
+        # the departure that brings it there.
+        k = truth.value
+        if truth.op in (">=", ">"):
+            target = (math.ceil(k) - 1) if truth.op == ">=" else math.floor(k)
+            flips = current
+        else:
+            target = (math.ceil(k) - 1) if truth.op == "<" else math.floor(k)
+            flips = not current
+        if not flips or target < 0 or count <= target:
+            return None
+        return times[lo + (count - target) - 1] + within
+    i = lo
+    while i < len(times):
+        instant = times[i] + within
+        while i < len(times) and times[i] + within == instant:  # simultaneous departures
+            count -= 1
             i += 1
-        if truth(state) != current:
+        if truth(count) != current:
             return instant
     return None
+
+
+def _dropouts(times: list[int], t: int, within: int):
+    """Instants (sorted) at which events of ``times`` leave the window, after ``t``."""
+    for i in range(bisect.bisect_right(times, t - within), len(times)):
+        yield times[i] + within
 
 
 # -- condition nodes ---------------------------------------------------------------------------
@@ -174,9 +278,15 @@ class Composite(Node):
 
     def value(self, ctx, t, fam):
         if self.kind == "all":
-            return all(c.value(ctx, t, fam) for c in self.children)
+            for c in self.children:
+                if not c.value(ctx, t, fam):
+                    return False
+            return True
         if self.kind == "any":
-            return any(c.value(ctx, t, fam) for c in self.children)
+            for c in self.children:
+                if c.value(ctx, t, fam):
+                    return True
+            return False
         return not self.children[0].value(ctx, t, fam)
 
     def next_change(self, ctx, t, fam):
@@ -190,43 +300,47 @@ class Composite(Node):
 class EventNode(Node):
     def __init__(self, c: EventCondition) -> None:
         self.c = c
+        self.signals = tuple(c.signal)
+        self.uses_value = any(v == "$value" or (isinstance(v, list) and "$value" in v) for v in c.where.values())
 
-    def _matching(self, ctx: Context, fam: str | None) -> list[Entry]:
-        key = ("event", id(self), fam)
+    def times(self, ctx: Context, fam: str | None) -> list[int]:
+        """Sorted times of the events this condition counts (filters applied), memoised."""
+        key = ("times", id(self), fam if self.uses_value else None)
         if key in ctx.memo:
             return ctx.memo[key]
         c = self.c
-        entries: list[Entry] = []
-        for s in c.signal:
-            entries += ctx.signals.entries(s)
+        times = ctx.signals.times_of(self.signals)
         for prop, wanted in c.where.items():
             if prop == "completed":
-                entries = [e for e in entries if e.completed == bool(wanted)]
+                x = ctx.signals.series(self.signals[0])  # only checkout_started has it
+                times = [t for t, done in zip(x.t, x.completed, strict=True) if done == bool(wanted)]
             else:
                 values = wanted if isinstance(wanted, list) else [wanted]
-                allowed = {normalise_category(fam if v == "$value" else v) for v in values}
-                entries = [e for e in entries if e.cat in allowed]
+                grouped = ctx.signals.by_category(self.signals)
+                times = []
+                for v in {normalise_category(fam if v == "$value" else v) for v in values}:
+                    times += grouped.get(v, [])
+                times.sort()
         if c.not_followed_by:
-            followers = [f.t for f in ctx.signals.entries(c.not_followed_by)]
-            latest = max(followers, default=None)
-            entries = [e for e in entries if latest is None or latest < e.t]
-        entries.sort(key=lambda e: e.t)
-        ctx.memo[key] = entries
-        return entries
+            followers = ctx.signals.series(c.not_followed_by).t
+            if followers:
+                times = times[bisect.bisect_right(times, followers[-1]):]
+        ctx.memo[key] = times
+        return times
 
-    def _lifetime_totals(self, ctx: Context) -> bool:
+    def _lifetime_totals(self) -> bool:
         return self.c.within is None and any(s in BROWSE | EMAIL for s in self.c.signal)
 
     def count(self, ctx: Context, t: int, fam: str | None) -> int:
-        c = self.c
-        if self._lifetime_totals(ctx):
-            return sum(ctx.signals.lifetime_count(s) for s in c.signal)
-        entries = self._matching(ctx, fam)
-        if c.older_than is None:
-            if c.within is None:
-                return len(entries)
-            return len(entries) - bisect.bisect_right([e.t for e in entries], t - c.within)
-        return sum(1 for e in entries if _in_window(e, t, c.within) and t - e.t > c.older_than)
+        key = ("count", id(self), fam if self.uses_value else None, t)
+        n = ctx.memo.get(key)
+        if n is None:
+            if self._lifetime_totals():
+                n = sum(ctx.signals.lifetime_count(s) for s in self.c.signal)
+            else:
+                n = _window_count(self.times(ctx, fam), t, self.c.within, self.c.older_than)
+            ctx.memo[key] = n
+        return n
 
     def value(self, ctx, t, fam):
         return self.c.count(self.count(ctx, t, fam))
@@ -235,13 +349,23 @@ class EventNode(Node):
         c = self.c
         if c.within is None and c.older_than is None:
             return None
-        changes = []
-        for e in self._matching(ctx, fam):
-            if c.older_than is not None:
-                changes.append((e.t + c.older_than + 1, 1))
-            if c.within is not None:
-                changes.append((e.t + c.within, -1))
-        return _sweep(changes, t, self.count(ctx, t, fam), lambda n, d: n + d, c.count)
+        key = ("next", id(self), fam if self.uses_value else None, t)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._next_change(ctx, t, fam)
+        return ctx.memo[key]
+
+    def _next_change(self, ctx, t, fam):
+        c = self.c
+        times = self.times(ctx, fam)
+        if c.older_than is None:
+            return _count_flip(times, t, c.within, c.count)
+        streams = []
+        if c.within is not None:
+            streams.append(_dropouts(times, t, c.within))
+        if c.older_than is not None:
+            # events become old enough at e + older_than + 1
+            streams.append(x + c.older_than + 1 for x in times[bisect.bisect_right(times, t - c.older_than - 1):])
+        return _flip(heapq.merge(*streams), t, lambda x: _window_count(times, x, c.within, c.older_than), c.count)
 
     def explain(self, ctx, t, fam):
         c = self.c
@@ -285,12 +409,21 @@ class RecencyNode(Node):
                 "more_than_s": self.c.more_than, "at_most_s": self.c.at_most, "result": self.value(ctx, t, fam)}
 
 
-def _ratio_entries(ctx: Context, numerator: str, denominator: str, per: str) -> tuple[list[Entry], list[Entry]]:
-    den = ctx.signals.entries(denominator)
-    if per == "message":
-        opened = {e.key for e in ctx.signals.entries(numerator)}
-        return [e for e in den if e.key in opened], den
-    return ctx.signals.entries(numerator), den
+def _ratio_times(ctx: Context, numerator: str, denominator: str, per: str) -> tuple[list[int], list[int]]:
+    """Sorted times of the numerator's and the denominator's events.
+
+    ``per: message``: the denominator's messages (by their delivery time) and, of those, the ones
+    the numerator happened to (opened, clicked) - so the ratio is a fraction of messages.
+    """
+    key = ("ratio", numerator, denominator, per)
+    if key not in ctx.memo:
+        den = ctx.signals.series(denominator)
+        if per == "message":
+            hit = set(ctx.signals.series(numerator).key)
+            ctx.memo[key] = ([t for t, k in zip(den.t, den.key, strict=True) if k in hit], den.t)
+        else:
+            ctx.memo[key] = (ctx.signals.series(numerator).t, den.t)
+    return ctx.memo[key]
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -302,9 +435,9 @@ class RatioNode(Node):
         self.c = c
 
     def counts(self, ctx, t) -> tuple[int, int]:
-        num, den = _ratio_entries(ctx, self.c.numerator, self.c.denominator, self.c.per)
+        num, den = _ratio_times(ctx, self.c.numerator, self.c.denominator, self.c.per)
         w = self.c.within
-        return sum(1 for e in num if e.t > t - w), sum(1 for e in den if e.t > t - w)
+        return _window_count(num, t, w, None), _window_count(den, t, w, None)
 
     def _truth(self, counts: tuple[int, int]) -> bool:
         num, den = counts
@@ -314,10 +447,35 @@ class RatioNode(Node):
         return self._truth(self.counts(ctx, t))
 
     def next_change(self, ctx, t, fam):
-        num, den = _ratio_entries(ctx, self.c.numerator, self.c.denominator, self.c.per)
+        key = ("ratio-next", id(self), t)
+        if key not in ctx.memo:
+            ctx.memo[key] = self._next_change(ctx, t)
+        return ctx.memo[key]
+
+    def _next_change(self, ctx, t):
+        num_t, den_t = _ratio_times(ctx, self.c.numerator, self.c.denominator, self.c.per)
         w = self.c.within
-        changes = [(e.t + w, (-1, 0)) for e in num] + [(e.t + w, (0, -1)) for e in den]
-        return _sweep(changes, t, self.counts(ctx, t), lambda s, d: (s[0] + d[0], s[1] + d[1]), self._truth)
+        lo_n, lo_d = bisect.bisect_right(num_t, t - w), bisect.bisect_right(den_t, t - w)
+        num, den = len(num_t) - lo_n, len(den_t) - lo_d
+        cmp, floor = self.c.compare, max(self.c.min_denominator, 1)
+
+        def truth(n: int, d: int) -> bool:
+            return d >= floor and cmp(n / d)
+
+        current = truth(num, den)
+        # Departures of both series in time order (a numerator event leaves with its message).
+        i, j = lo_n, lo_d
+        while i < len(num_t) or j < len(den_t):
+            instant = min(num_t[i] + w if i < len(num_t) else math.inf, den_t[j] + w if j < len(den_t) else math.inf)
+            while i < len(num_t) and num_t[i] + w == instant:
+                num -= 1
+                i += 1
+            while j < len(den_t) and den_t[j] + w == instant:
+                den -= 1
+                j += 1
+            if truth(num, den) != current:
+                return int(instant)
+        return None
 
     def explain(self, ctx, t, fam):
         num, den = self.counts(ctx, t)
@@ -339,15 +497,22 @@ class AggregateNode(Node):
     def __init__(self, c: AggregateCondition) -> None:
         self.c = c
 
-    def _valued(self, ctx) -> list[Entry]:
-        return [e for e in ctx.signals.entries(self.c.signal) if e.value is not None]
+    def _valued(self, ctx) -> tuple[list[int], list[Decimal]]:
+        key = ("valued", self.c.signal)
+        if key not in ctx.memo:
+            x = ctx.signals.series(self.c.signal)
+            pairs = [(t, _decimal(v)) for t, v in zip(x.t, x.value, strict=True) if v is not None]
+            ctx.memo[key] = ([p[0] for p in pairs], [p[1] for p in pairs])
+        return ctx.memo[key]
 
     def amount(self, ctx, t) -> Decimal | None:
         c = self.c
         if c.within is None and not ctx.signals.lifetime(c.signal):
             n, total, lo, hi = ctx.signals.lifetime_values(c.signal)
             return {"count": Decimal(n), "sum": total, "avg": (total / n) if n else None, "min": lo, "max": hi}[c.fn]
-        return _aggregate(c.fn, [e.value for e in self._valued(ctx) if _in_window(e, t, c.within)])
+        times, values = self._valued(ctx)
+        start = 0 if c.within is None else bisect.bisect_right(times, t - c.within)
+        return _aggregate(c.fn, values[start:])
 
     def _truth(self, amount: Decimal | None) -> bool:
         return amount is not None and self.c.compare(float(amount))
@@ -358,12 +523,8 @@ class AggregateNode(Node):
     def next_change(self, ctx, t, fam):
         if self.c.within is None:
             return None
-        now = self.value(ctx, t, fam)
-        # Values only leave the window; check each instant one leaves (n is small: a window's events).
-        for instant in sorted({e.t + self.c.within for e in self._valued(ctx) if e.t + self.c.within > t}):
-            if self.value(ctx, instant, fam) != now:
-                return instant
-        return None
+        times, _ = self._valued(ctx)
+        return _flip(_dropouts(times, t, self.c.within), t, lambda x: self.amount(ctx, x), self._truth)
 
     def explain(self, ctx, t, fam):
         amount = self.amount(ctx, t)
@@ -505,12 +666,8 @@ class CatalogEvaluator:
 
     def family_values(self, ctx: Context, segment_id: str, t: int) -> list[str]:
         fam = self._spec(segment_id).family
-        values = set()
-        for s in fam.signal:
-            for e in ctx.signals.entries(s):
-                if e.cat and e.t > t - fam.within:
-                    values.add(e.cat)
-        return sorted(values)
+        grouped = ctx.signals.by_category(tuple(fam.signal))
+        return sorted(cat for cat, times in grouped.items() if times[-1] > t - fam.within)
 
     def memberships(self, ctx: Context, t: int) -> frozenset[str]:
         out = set()
@@ -576,13 +733,14 @@ class CatalogEvaluator:
                 n, total, _, _ = ctx.signals.lifetime_values(s)
                 values.append(total)  # summing lifetime totals keeps sum/avg exact
                 continue
-            values += [e.value for e in ctx.signals.entries(s) if e.value is not None and _in_window(e, now, within)]
+            x = ctx.signals.series(s)
+            values += [_decimal(v) for v in x.value[x.start(now, within):] if v is not None]
         return values
 
     def _count(self, ctx: Context, signal: str, within: int | None, now: int) -> int:
         if within is None:
             return ctx.signals.lifetime_count(signal)
-        return sum(1 for e in ctx.signals.entries(signal) if e.t > now - within)
+        return _window_count(ctx.signals.series(signal).t, now, within, None)
 
     def _trait_count(self, ctx, now, b) -> int:
         return sum(self._count(ctx, s, b.within, now) for s in b.signal)
@@ -604,20 +762,19 @@ class CatalogEvaluator:
         return iso(max((x for s in b.signal if (x := ctx.signals.last(s)) is not None), default=None))
 
     def _trait_ratio(self, ctx, now, b) -> float | None:
-        num, den = _ratio_entries(ctx, b.numerator, b.denominator, b.per)
-        r = _ratio(sum(1 for e in num if e.t > now - b.within), sum(1 for e in den if e.t > now - b.within))
+        num, den = _ratio_times(ctx, b.numerator, b.denominator, b.per)
+        r = _ratio(_window_count(num, now, b.within, None), _window_count(den, now, b.within, None))
         return None if r is None else round(r, 4)
 
     def _trait_mode(self, ctx, now, b) -> str | None:
-        seen: dict[str, tuple[int, int]] = {}  # category -> (count, most recent)
-        for s in b.signal:
-            for e in ctx.signals.entries(s):
-                if e.cat and e.t > now - b.within:
-                    n, last = seen.get(e.cat, (0, e.t))
-                    seen[e.cat] = (n + 1, max(last, e.t))
-        if not seen:
-            return None
-        return max(seen.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))[0]
+        best, best_key = None, None
+        for cat, times in ctx.signals.by_category(tuple(b.signal)).items():
+            n = len(times) - bisect.bisect_right(times, now - b.within)
+            if n:
+                rank = (n, times[-1], cat)  # most seen; ties: the most recent
+                if best_key is None or rank > best_key:
+                    best, best_key = cat, rank
+        return best
 
     def _trait_score(self, ctx, now, b) -> float:
         raw = sum(w * self._count(ctx, s, b.within, now) for s, w in b.weights.items())
@@ -631,7 +788,7 @@ class CatalogEvaluator:
         r = 5 - sum(1 for limit in b.recency_days if days > limit)
         n = ctx.signals.lifetime_count("order_placed")
         f = 1 + sum(1 for limit in b.frequency if n >= limit)
-        revenue = sum((e.value for e in ctx.signals.entries("order_placed")), Decimal(0))
+        revenue = sum(ctx.signals.series("order_placed").value, Decimal(0))
         m = 1 + sum(1 for limit in b.monetary if revenue >= Decimal(str(limit)))
         return {"recency": r, "frequency": f, "monetary": m, "score": f"{r}{f}{m}"}
 
@@ -648,4 +805,4 @@ def default_evaluator() -> CatalogEvaluator:
     return _DEFAULT
 
 
-__all__ = ["CatalogEvaluator", "Comparison", "default_evaluator", "Entry", "Signals"]
+__all__ = ["CatalogEvaluator", "Comparison", "default_evaluator", "Series", "Signals"]

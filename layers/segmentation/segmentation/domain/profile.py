@@ -14,6 +14,7 @@ keeps compact state, not raw history:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,6 +115,40 @@ class ConsentRecord(BaseModel):
     since: int  # when the state last became what it is
 
 
+class Columns(BaseModel):
+    """Events of one browsing signal as parallel columns, sorted by time ``t``."""
+
+    t: list[int] = Field(default_factory=list)
+    c: list[str | None] = Field(default_factory=list)  # category
+    v: list[float | None] = Field(default_factory=list)  # price, seconds or depth
+
+    # Times are stored as deltas: sorted epoch seconds compress to a byte or two each.
+    @field_serializer("t")
+    def _deltas(self, times: list[int]) -> list[int]:
+        return [t - p for t, p in zip(times, [0, *times[:-1]], strict=False)]
+
+    @field_validator("t", mode="before")
+    @classmethod
+    def _undelta(cls, deltas: list[int]) -> list[int]:
+        out, acc = [], 0
+        for d in deltas:
+            acc += d
+            out.append(acc)
+        return out
+
+    def insert(self, t: int, category: str | None, value: float | None) -> None:
+        i = bisect.bisect_right(self.t, t)
+        self.t.insert(i, t)
+        self.c.insert(i, category)
+        self.v.insert(i, value)
+
+    def drop_before(self, cutoff: int) -> None:
+        """Forget events at or before ``cutoff``."""
+        i = bisect.bisect_right(self.t, cutoff)
+        if i:
+            del self.t[:i], self.c[:i], self.v[:i]
+
+
 class Totals(BaseModel):
     """Lifetime counters of one signal."""
 
@@ -170,11 +205,8 @@ class Profile(BaseModel):
     orders: dict[str, OrderRecord] = Field(default_factory=dict)
     checkouts: dict[str, CheckoutRecord] = Field(default_factory=dict)
     messages: dict[str, MessageRecord] = Field(default_factory=dict)
-    # browsing events within retention, sorted by time: parallel columns
-    browse_t: list[int] = Field(default_factory=list)
-    browse_s: list[str] = Field(default_factory=list)  # signal name
-    browse_c: list[str | None] = Field(default_factory=list)  # category
-    browse_v: list[float | None] = Field(default_factory=list)  # price / seconds / depth
+    # browsing events within retention, per signal, sorted by time
+    browse: dict[str, Columns] = Field(default_factory=dict)
     totals: dict[str, Totals] = Field(default_factory=dict)
     first_at: dict[str, int] = Field(default_factory=dict)
     last_at: dict[str, int] = Field(default_factory=dict)
@@ -186,20 +218,6 @@ class Profile(BaseModel):
     traits: dict = Field(default_factory=dict)
     next_due_at: int | None = None
     recent_events: list[AppliedEvent] = Field(default_factory=list)
-
-    # Times are stored as deltas: sorted epoch seconds compress to a byte or two each.
-    @field_serializer("browse_t")
-    def _deltas(self, times: list[int]) -> list[int]:
-        return [t - p for t, p in zip(times, [0, *times[:-1]], strict=False)]
-
-    @field_validator("browse_t", mode="before")
-    @classmethod
-    def _undelta(cls, deltas: list[int]) -> list[int]:
-        out, acc = [], 0
-        for d in deltas:
-            acc += d
-            out.append(acc)
-        return out
 
     # -- applying events -------------------------------------------------------------
     def applied(self, event_id: str) -> AppliedEvent | None:
@@ -302,14 +320,7 @@ class Profile(BaseModel):
     def _apply_browse(self, at: int, signal: str, props: BrowseProperties) -> None:
         value = props.price if signal in ("product_viewed", "product_added") else (
             props.seconds if signal == "page_engaged" else props.depth_percent if signal == "page_scrolled" else None)
-        # Keep the columns sorted by time; events mostly arrive in order, so this is an append.
-        i = len(self.browse_t)
-        while i > 0 and self.browse_t[i - 1] > at:
-            i -= 1
-        self.browse_t.insert(i, at)
-        self.browse_s.insert(i, signal)
-        self.browse_c.insert(i, props.category)
-        self.browse_v.insert(i, None if value is None else float(value))
+        self.browse.setdefault(signal, Columns()).insert(at, props.category, None if value is None else float(value))
         self._seen(signal, at, None if value is None else Decimal(str(value)))
 
     def _apply_email(self, at: int, type_: EventType, props: EmailProperties) -> None:
@@ -319,11 +330,10 @@ class Profile(BaseModel):
         key = message_key(props.message_id)
         msg = self.messages.get(key)
         if msg is None:
-            # An open or click implies delivery: a message seen first through its open is delivered then.
             msg = self.messages[key] = MessageRecord(d=at)
             self._seen("email_delivered", at)
-        elif type_ == EventType.EMAIL_DELIVERED and at < msg.d:
-            msg.d = at
+        # An open or click implies delivery no later than it: delivery is the message's earliest event.
+        msg.d = min(msg.d, at)
         if type_ == EventType.EMAIL_OPENED:
             if msg.o is None:
                 self._seen("email_opened", at)
@@ -339,15 +349,11 @@ class Profile(BaseModel):
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
         self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
         self.messages = {k: m for k, m in self.messages.items() if now - m.d < retention.email}
-        keep = [
-            i for i, (t, s) in enumerate(zip(self.browse_t, self.browse_s, strict=True))
-            if now - t < retention.browse.get(s, 0)
-        ]
-        if len(keep) != len(self.browse_t):
-            self.browse_t = [self.browse_t[i] for i in keep]
-            self.browse_s = [self.browse_s[i] for i in keep]
-            self.browse_c = [self.browse_c[i] for i in keep]
-            self.browse_v = [self.browse_v[i] for i in keep]
+        for signal in list(self.browse):
+            columns = self.browse[signal]
+            columns.drop_before(now - retention.browse.get(signal, 0))
+            if not columns.t:
+                del self.browse[signal]
 
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(
