@@ -3,10 +3,9 @@ raw history at one instant, written straight from the design's words and indepen
 engine (no catalog, no compact state, no incremental anything).
 
 The history is a list of (event, arrival) pairs: ``arrival`` is the clock when the event was
-applied (non-decreasing). It matters for two documented rules only: the latest consent fact by
-its own time wins in arrival order, and an email message (or checkout) is remembered for 30
-days: one whose delivery was 30 days before the previous event's arrival is forgotten, and a
-later open of it counts as a new message.
+applied (non-decreasing). It matters for one documented rule only: an email message is
+remembered for 90 days after its delivery (a checkout for 30): one delivered 90 days before the
+previous event's arrival is forgotten, and a later open of it counts as a new message.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from decimal import Decimal
 from segmentation.domain.events import CustomerEvent, EventType
 
 DAY, HOUR = 86400, 3600
-EMAIL_MEMORY = 30 * DAY
+EMAIL_MEMORY = 90 * DAY  # the 30-day email window plus the 60-day grace
 SUPPRESSED_STATES = {"unsubscribed", "cleaned", "bounced", "spam"}
 SUPPRESSING = {EventType.EMAIL_BOUNCED: "bounced", EventType.EMAIL_SPAM: "spam", EventType.EMAIL_UNSUBSCRIBED: "unsubscribed"}
 VIEWS = {EventType.PAGE_VIEWED, EventType.PRODUCT_VIEWED, EventType.CATEGORY_VIEWED}
@@ -33,7 +32,7 @@ def state_of(history: list[tuple[CustomerEvent, int]]) -> dict:
     orders: dict[str, dict] = {}
     checkouts: dict[str, dict] = {}
     messages: list[dict] = []  # each: {id, d, o, c, first}
-    consent = None
+    facts: list[tuple[int, str]] = []
     activity: list[int] = []
     previous = None  # the clock of the previous event: state is forgotten after each event
     for event, arrival in history:
@@ -59,9 +58,9 @@ def state_of(history: list[tuple[CustomerEvent, int]]) -> dict:
                 activity.append(checkouts[p.checkout_id]["started"])
         elif event.type == EventType.CUSTOMER and p.email_consent is not None:
             at = int(p.email_consent.updated_at.timestamp()) if p.email_consent.updated_at else t
-            consent = _consent(consent, p.email_consent.state, at)
+            facts.append((at, p.email_consent.state))
         elif event.type in SUPPRESSING:
-            consent = _consent(consent, SUPPRESSING[event.type], t)
+            facts.append((t, SUPPRESSING[event.type]))
         elif event.type in (EventType.EMAIL_DELIVERED, EventType.EMAIL_OPENED, EventType.EMAIL_CLICKED):
             live = [m for m in messages if m["id"] == p.message_id and (clock is None or clock - m["d"] < EMAIL_MEMORY)]
             if not live:
@@ -75,15 +74,23 @@ def state_of(history: list[tuple[CustomerEvent, int]]) -> dict:
                 m["c"] = t if m["c"] is None else min(m["c"], t)
         if event.type in ACTIVITY:
             activity.append(t)
-    return {"orders": orders, "checkouts": checkouts, "messages": messages, "consent": consent,
+    return {"orders": orders, "checkouts": checkouts, "messages": messages, "consent": _consent(facts),
             "activity": activity, "events": [e for e, _ in history]}
 
 
-def _consent(current, state, at):
-    if current is not None and current["updated"] > at:
-        return current
-    since = current["since"] if current is not None and current["state"] == state else at
-    return {"state": state, "updated": at, "since": since}
+def _consent(facts: list[tuple[int, str]]) -> dict | None:
+    """The latest fact by its own time wins (ties: the later arrival); "since" is when the final run
+    of that state began, in time order."""
+    if not facts:
+        return None
+    ordered = sorted(facts, key=lambda f: f[0])  # stable: arrival order among equal times
+    state = ordered[-1][1]
+    since = ordered[-1][0]
+    for at, s in reversed(ordered):
+        if s != state:
+            break
+        since = at
+    return {"state": state, "updated": ordered[-1][0], "since": since}
 
 
 def segments(history: list[tuple[CustomerEvent, int]], now: int) -> set[str]:

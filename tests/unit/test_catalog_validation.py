@@ -141,8 +141,6 @@ def test_malformed_segment_is_an_error_naming_file_segment_and_field(text, segme
         assert field in message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Catalog._retention raises 'checkout_started can only be read over a "
-                                       "window' without naming the segment or the field")
 def test_lifetime_read_of_checkouts_names_the_segment_and_field():
     text = catalog(segment("ok-seg", "{event: {signal: order_placed}}")
                    + segment("bad-seg", "{event: {signal: checkout_started}}"))

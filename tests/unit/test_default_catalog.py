@@ -244,8 +244,6 @@ def test_a_repeated_subscribed_fact_does_not_restart_the_window():
     assert_leaves_at(profile, NEW_SUBSCRIBERS, S + 30 * DAY)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Profile._consent drops an older fact with the same state, so the "
-                                       "'subscribed since' instant depends on delivery order")
 def test_repeated_subscribed_facts_give_the_same_window_in_either_delivery_order():
     profile = profile_of(consent("subscribed", S + 10 * DAY), consent("subscribed", S))
     assert_leaves_at(profile, NEW_SUBSCRIBERS, S + 30 * DAY)
@@ -686,8 +684,6 @@ def test_fatigued_counts_deliveries_spread_over_the_7_days():
     assert FATIGUED not in segments_at(late, D + 7 * DAY + 3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after Profile.prune drops a message older than the email retention, "
-                                       "a later open re-creates it as delivered at the open time")
 def test_opening_old_emails_does_not_make_a_profile_fatigued():
     # As ProfileService does: apply each event, prune at its time, evaluate.
     profile = Profile(profile_id="p1")
@@ -971,8 +967,6 @@ def test_engagement_score_covers_30_days_and_is_capped_at_100():
     assert traits_at(many, T0 + 60)["engagement_score"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Profile.prune drops a message once its delivery is 30 days old, so "
-                                       "engagement_score loses opens/clicks that are still inside its 30-day window")
 def test_engagement_score_keeps_recent_opens_of_older_messages():
     profile = profile_of(delivered(D, "m1"), opened(D + 20 * DAY, "m1"), clicked(D + 20 * DAY, "m1"))
     now = D + 31 * DAY  # the open and the click are 11 days old

@@ -445,8 +445,6 @@ class Catalog:
             # Lifetime counts of browsing and email signals come from lifetime totals, so
             # only windowed reads need per-event state.
             if window is None:
-                if signal == "checkout_started":
-                    raise CatalogError(f"{self.source}: checkout_started can only be read over a window")
                 continue
             if signal in BROWSE:
                 browse[signal] = max(browse.get(signal, 0), window)
@@ -457,9 +455,14 @@ class Catalog:
         return Retention(browse=browse, email=email, checkouts=checkouts)
 
     def _check_lifetime_reads(self) -> None:
-        """Lifetime reads of browsing and email signals cannot filter (only lifetime totals are kept)."""
+        """Lifetime reads of browsing and email signals cannot filter (only lifetime totals are kept),
+        and checkouts are only kept for windows."""
         for sid, seg in self.segments.items():
             for cond in _walk(seg.when):
+                if cond.event and cond.event.within is None and "checkout_started" in cond.event.signal:
+                    self._fail(sid, "when.event.within: checkout_started can only be read over a window; give within")
+                if cond.aggregate and cond.aggregate.within is None and cond.aggregate.signal == "checkout_started":
+                    self._fail(sid, "when.aggregate.within: checkout_started can only be read over a window; give within")
                 if cond.event and cond.event.within is None:
                     for s in cond.event.signal:
                         if s in BROWSE | EMAIL and (cond.event.where or cond.event.older_than or cond.event.not_followed_by):

@@ -34,6 +34,11 @@ from .events import (
 
 #: How many applied event ids (with the membership changes they caused) a profile remembers.
 RECENT_EVENTS_KEPT = 32
+#: Messages are remembered this long after the catalog's email window, so that a late open or
+#: click still finds its message (and is not mistaken for a new delivery).
+EMAIL_GRACE_S = 60 * 86400
+#: Consent facts remembered, so that facts arriving out of order still give the right "since".
+CONSENT_FACTS_KEPT = 16
 #: Browsing event types -> signal names used by the catalog.
 BROWSE_SIGNALS = {
     EventType.PAGE_VIEWED: "page_viewed", EventType.PRODUCT_VIEWED: "product_viewed",
@@ -113,6 +118,8 @@ class ConsentRecord(BaseModel):
     state: str
     updated: int  # the time of the latest consent fact applied
     since: int  # when the state last became what it is
+    #: the latest facts as [time, state], in time order (arrival order among equal times)
+    log: list[tuple[int, str]] = Field(default_factory=list)
 
 
 class Columns(BaseModel):
@@ -310,12 +317,22 @@ class Profile(BaseModel):
             self._consent(consent.state, epoch(consent.updated_at) if consent.updated_at else at)
 
     def _consent(self, state: str, at: int) -> None:
-        current = self.email_consent
-        # The latest consent by its own time wins, so a late retry cannot undo a newer choice.
-        if current is not None and current.updated > at:
-            return
-        since = current.since if current is not None and current.state == state else at
-        self.email_consent = ConsentRecord(state=state, updated=at, since=since)
+        """Apply a consent fact. The latest fact by its own time wins, so a late retry cannot
+        undo a newer choice; ``since`` is when the latest run of the same state began, whatever
+        order the facts arrived in."""
+        log = list(self.email_consent.log) if self.email_consent else []
+        i = len(log)
+        while i > 0 and log[i - 1][0] > at:
+            i -= 1
+        log.insert(i, (at, state))
+        del log[:-CONSENT_FACTS_KEPT]
+        current_at, current = log[-1]
+        since = current_at
+        for t, s in reversed(log):
+            if s != current:
+                break
+            since = t
+        self.email_consent = ConsentRecord(state=current, updated=current_at, since=since, log=log)
 
     def _apply_browse(self, at: int, signal: str, props: BrowseProperties) -> None:
         value = props.price if signal in ("product_viewed", "product_added") else (
@@ -348,7 +365,8 @@ class Profile(BaseModel):
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
         self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
-        self.messages = {k: m for k, m in self.messages.items() if now - m.d < retention.email}
+        keep_for = retention.email + EMAIL_GRACE_S if retention.email else 0
+        self.messages = {k: m for k, m in self.messages.items() if now - m.d < keep_for}
         for signal in list(self.browse):
             columns = self.browse[signal]
             columns.drop_before(now - retention.browse.get(signal, 0))
