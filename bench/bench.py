@@ -160,7 +160,7 @@ def _stream(n: int, span_days: float, seed: int = 7, categories: int = 20, order
 
 
 def _fed(events, evaluator, evaluate_every: int = 0):
-    from segmentation.domain.profile import Profile
+    from segmentation.domain.profile import Profile, touched_inputs
 
     profile = Profile(profile_id="bench")
     for i, e in enumerate(events):
@@ -168,8 +168,9 @@ def _fed(events, evaluator, evaluate_every: int = 0):
         profile.apply(e, [])
         profile.prune(t, evaluator.retention)
         if evaluate_every and i % evaluate_every == 0:
-            r = evaluator.evaluate(profile, t)
-            profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, t, e.event_id)
+            r = evaluator.evaluate(profile, t, touched_inputs(e))
+            profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, t, e.event_id,
+                                      catalog_version=evaluator.version, unit_due=r.unit_due)
     return profile
 
 
@@ -211,6 +212,7 @@ def oracle_ratio() -> None:
     """Incremental update + evaluation of one event on a 1,000-event history, over the brute-force oracle."""
     import oracle
     from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.profile import touched_inputs
 
     evaluator = default_evaluator()
     events, now = _stream(1001, 60, seed=11)
@@ -218,13 +220,14 @@ def oracle_ratio() -> None:
     base = _fed(history, evaluator, evaluate_every=1)
     arrivals = [(e, int(e.occurred_at.timestamp())) for e in events]
     incremental, brute = [], []
-    for _ in range(5):
+    for _ in range(15):
         profile = base.model_copy(deep=True)
         t = time.perf_counter()
         profile.apply(last, [])
         profile.prune(now, evaluator.retention)
-        r = evaluator.evaluate(profile, now)
-        profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, now, last.event_id)
+        r = evaluator.evaluate(profile, now, touched_inputs(last))
+        profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, now, last.event_id,
+                                  catalog_version=evaluator.version, unit_due=r.unit_due)
         incremental.append(time.perf_counter() - t)
         t = time.perf_counter()
         expected = oracle.segments(arrivals, now)

@@ -22,7 +22,7 @@ from segmentation.domain.events import (
     LineItem,
     OrderProperties,
 )
-from segmentation.domain.profile import Profile
+from segmentation.domain.profile import Profile, touched_inputs
 
 BASE = 1_700_000_000
 DAY = 86400
@@ -105,8 +105,10 @@ def incremental(history: list[tuple[CustomerEvent, int]]) -> Profile:
         profile.apply(event, [])
         now = max(arrival, profile.evaluated_at or 0)
         profile.prune(now, EVALUATOR.retention)
-        result = EVALUATOR.evaluate(profile, now)
-        profile.record_evaluation(set(result.segments), result.traits, result.next_due_at, now, event.event_id)
+        # As ProfileFunction: only segments reading what the event touched (or due) are re-evaluated.
+        result = EVALUATOR.evaluate(profile, now, touched_inputs(event))
+        profile.record_evaluation(set(result.segments), result.traits, result.next_due_at, now, event.event_id,
+                                  catalog_version=EVALUATOR.version, unit_due=result.unit_due)
     return profile
 
 
@@ -127,6 +129,9 @@ def test_incremental_evaluation_equals_the_brute_force_oracle(case):
     result = EVALUATOR.evaluate(profile, now)
     truth = deduped(history)
     assert set(result.segments) == oracle.segments(truth, now)
+    # A later evaluation with no new event (the sweep) reuses what is not due, and agrees.
+    swept = EVALUATOR.evaluate(profile, now, frozenset())
+    assert swept.segments == result.segments and swept.next_due_at == result.next_due_at
     expected = oracle.traits(truth, now)
     assert result.traits["order_count"] == expected["order_count"]
     assert Decimal(result.traits["lifetime_value"]) == expected["lifetime_value"]

@@ -33,6 +33,7 @@ from .catalog import (
     RecencyCondition,
     SegmentSpec,
     TraitCondition,
+    _walk,
 )
 from .events import normalise_category
 from .profile import Profile, Retention, iso
@@ -49,7 +50,7 @@ class Series:
 
     __slots__ = ("t", "cat", "value", "key", "completed")
 
-    def __init__(self, rows: list[tuple] | None = None, *, t=None, cat=None, value=None) -> None:
+    def __init__(self, rows: list[tuple] | None = None, *, t=None, cat=None, value=None, key=None) -> None:
         if rows is not None:
             rows.sort(key=lambda r: r[0])
             self.t = [r[0] for r in rows]
@@ -60,7 +61,7 @@ class Series:
         else:
             n = len(t)
             self.t, self.cat, self.value = t, cat if cat is not None else [None] * n, value if value is not None else [None] * n
-            self.key, self.completed = [None] * n, [False] * n
+            self.key, self.completed = key if key is not None else [None] * n, [False] * n
 
     def __len__(self) -> int:
         return len(self.t)
@@ -79,8 +80,10 @@ EMPTY = Series([])
 class Signals:
     """The profile's state as one :class:`Series` per signal, built lazily once per evaluation."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, horizon: int | None = None) -> None:
+        """``horizon``: email events at or before it are outside every window read (not built)."""
         self.p = profile
+        self.horizon = horizon
         self._series: dict = {}
 
     def series(self, signal: str) -> Series:
@@ -101,12 +104,11 @@ class Signals:
             return Series([(o.at, c, None, None, False) for o in p.orders.values() if o.counts for c in o.cats])
         if signal == "checkout_started":
             return Series([(c.started, None, None, k, c.completed) for k, c in p.checkouts.items()])
-        if signal == "email_delivered":
-            return Series([(m.d, None, None, k, False) for k, m in p.messages.items()])
-        if signal == "email_opened":
-            return Series([(m.o, None, None, k, False) for k, m in p.messages.items() if m.o is not None])
-        if signal == "email_clicked":
-            return Series([(m.c, None, None, k, False) for k, m in p.messages.items() if m.c is not None])
+        if signal in ("email_delivered", "email_opened", "email_clicked"):
+            attr = {"email_delivered": "d", "email_opened": "o", "email_clicked": "c"}[signal]
+            h = self.horizon if self.horizon is not None else -1
+            rows = sorted((x, k) for k, m in p.messages.items() if (x := getattr(m, attr)) is not None and x > h)
+            return Series(t=[r[0] for r in rows], key=[r[1] for r in rows])
         return EMPTY
 
     def times_of(self, signals: tuple[str, ...]) -> list[int]:
@@ -640,6 +642,33 @@ class CatalogEvaluator:
         self.retention: Retention = catalog.retention
         self.nodes = {sid: compile_condition(seg.when) for sid, seg in catalog.segments.items()}
         self._suppression = SUPPRESSED in catalog.segments
+        self.inputs = {sid: self._inputs(sid) for sid in catalog.segments}
+
+    def _inputs(self, segment_id: str, seen: frozenset = frozenset()) -> frozenset[str]:
+        """Everything a segment's membership reads: signals, consent, attributes (transitively)."""
+        spec = self._spec(segment_id)
+        out: set[str] = set(spec.family.signal) if spec.family else set()
+        for cond in _walk(spec.when):
+            b = cond.body
+            if cond.event:
+                out.update(b.signal)
+                if b.not_followed_by:
+                    out.add(b.not_followed_by)
+            elif cond.last or cond.first:
+                out.update(b.signal)
+            elif cond.ratio:
+                out.update((b.numerator, b.denominator))
+            elif cond.aggregate:
+                out.add(b.signal)
+            elif cond.trait:
+                out.add("attributes")
+            elif cond.consent:
+                out.add("consent")
+            elif cond.segment and cond.segment not in seen:
+                out |= self._inputs(cond.segment, seen | {segment_id})
+        if spec.sync and self._suppression and segment_id != SUPPRESSED and SUPPRESSED not in seen:
+            out |= self._inputs(SUPPRESSED, seen | {segment_id})
+        return frozenset(out)
 
     def definitions(self) -> list[SegmentDefinition]:
         return [
@@ -669,44 +698,70 @@ class CatalogEvaluator:
         grouped = ctx.signals.by_category(tuple(fam.signal))
         return sorted(cat for cat, times in grouped.items() if times[-1] > t - fam.within)
 
+    def units(self, ctx: Context, t: int) -> list[tuple[str, str | None]]:
+        """Every (segment, family value) that has a membership at ``t``."""
+        out: list[tuple[str, str | None]] = []
+        for sid in self.catalog.order:
+            if self._spec(sid).family is None:
+                out.append((sid, None))
+            else:
+                out += [(sid, v) for v in self.family_values(ctx, sid, t)]
+        return out
+
     def memberships(self, ctx: Context, t: int) -> frozenset[str]:
-        out = set()
-        for sid in self.catalog.order:
-            if self._spec(sid).family is None:
-                if self.member(ctx, sid, None, t):
-                    out.add(sid)
-            else:
-                out.update(f"{sid}:{v}" for v in self.family_values(ctx, sid, t) if self.member(ctx, sid, v, t))
-        return frozenset(out)
+        return frozenset(sid if v is None else f"{sid}:{v}" for sid, v in self.units(ctx, t) if self.member(ctx, sid, v, t))
 
-    def _next_candidate(self, ctx: Context, t: int) -> int | None:
-        candidates = []
-        for sid in self.catalog.order:
-            if self._spec(sid).family is None:
-                candidates.append(self.segment_next_change(ctx, sid, None, t))
-            else:
-                candidates += [self.segment_next_change(ctx, sid, v, t) for v in self.family_values(ctx, sid, t)]
-        return min((c for c in candidates if c is not None and c > t), default=None)
+    def _context(self, profile: Profile, now: int) -> Context:
+        email = self.retention.email
+        return Context(Signals(profile, now - email if email else None), self, profile)
 
-    def evaluate(self, profile: Profile, now: int) -> Evaluation:
-        ctx = Context(Signals(profile), self, profile)
-        members = self.memberships(ctx, now)
-        t, due = now, None
+    def _first_change(self, ctx: Context, unit: tuple[str, str | None], now: int, member: bool) -> int | None:
+        """The first instant after ``now`` at which the unit's membership differs from ``member``."""
+        sid, fam = unit
+        t = now
         for _ in range(MAX_STEPS):
-            candidate = self._next_candidate(ctx, t)
-            if candidate is None:
-                break
-            if self.memberships(ctx, candidate) != members:
-                due = candidate
-                break
+            candidate = self.segment_next_change(ctx, sid, fam, t)
+            if candidate is None or self.member(ctx, sid, fam, candidate) != member:
+                return candidate
             t = candidate
-        else:
-            due = t  # conservative: evaluate again there and continue the search
-        return Evaluation(at=now, segments=members, traits=self.traits(ctx, now), next_due_at=due)
+        return t  # conservative: evaluated again there
+
+    def evaluate(self, profile: Profile, now: int, touched: frozenset[str] | None = None) -> Evaluation:
+        """Memberships, traits and next_due_at at ``now``.
+
+        With ``touched`` (the inputs the latest event changed), segments that read none of them and
+        are not due keep their stored membership and due instant: only the rest is evaluated.
+        """
+        ctx = self._context(profile, now)
+        reuse = touched is not None and profile.catalog_version == self.version and profile.evaluated_at is not None
+        stored = set(profile.segments)
+        member: dict[str, bool] = {}
+        due_at: dict[str, int] = {}
+        for sid in self.catalog.order:
+            spec = self._spec(sid)
+            if reuse and not (self.inputs[sid] & touched):
+                prefix = f"{sid}:"
+                keys = [sid] if spec.family is None else [k for k in set(profile.unit_due) | stored if k.startswith(prefix)]
+                if all(profile.unit_due.get(k, now + 1) > now for k in keys):
+                    for k in keys:
+                        member[k] = k in stored
+                        if k in profile.unit_due:
+                            due_at[k] = profile.unit_due[k]
+                    continue
+            units = [(sid, None)] if spec.family is None else [(sid, v) for v in self.family_values(ctx, sid, now)]
+            for u in units:
+                key = sid if u[1] is None else f"{sid}:{u[1]}"
+                member[key] = self.member(ctx, sid, u[1], now)
+                first = self._first_change(ctx, u, now, member[key])
+                if first is not None:
+                    due_at[key] = first
+        segments = frozenset(k for k, m in member.items() if m)
+        return Evaluation(at=now, segments=segments, traits=self.traits(ctx, now),
+                          next_due_at=min(due_at.values(), default=None), unit_due=due_at)
 
     def explain(self, profile: Profile, now: int) -> dict:
         """Per segment (and per family value): member or not, and the value of every condition."""
-        ctx = Context(Signals(profile), self, profile)
+        ctx = self._context(profile, now)
         out = {}
         for sid in self.catalog.order:
             spec = self._spec(sid)

@@ -53,6 +53,24 @@ ACTIVITY_SIGNALS = frozenset({
 SUPPRESSING = {EventType.EMAIL_BOUNCED: "bounced", EventType.EMAIL_SPAM: "spam", EventType.EMAIL_UNSUBSCRIBED: "unsubscribed"}
 
 
+def touched_inputs(event: CustomerEvent) -> frozenset[str]:
+    """The inputs of segment evaluation (signals, ``consent``, ``attributes``) an event can change."""
+    t = event.type
+    if t == EventType.ORDER:
+        out = {"order_placed", "order_item", "activity"}
+    elif t == EventType.CHECKOUT:
+        out = {"checkout_started", "activity"}
+    elif t == EventType.CUSTOMER:
+        out = {"consent", "attributes"}
+    elif t in BROWSE_SIGNALS:
+        out = {BROWSE_SIGNALS[t]} | ({"activity"} if BROWSE_SIGNALS[t] in ACTIVITY_SIGNALS else set())
+    elif t in SUPPRESSING:
+        out = {"consent"}
+    else:  # email delivered / opened / clicked: one message record holds all three
+        out = {"email_delivered", "email_opened", "email_clicked", "activity"}
+    return frozenset(out | {"any"})
+
+
 def epoch(value: datetime) -> int:
     return int(value.timestamp())
 
@@ -224,6 +242,8 @@ class Profile(BaseModel):
     segments: list[str] = Field(default_factory=list)
     traits: dict = Field(default_factory=dict)
     next_due_at: int | None = None
+    #: per segment (or family value) the first instant its membership changes, if ever
+    unit_due: dict[str, int] = Field(default_factory=dict)
     recent_events: list[AppliedEvent] = Field(default_factory=list)
 
     # -- applying events -------------------------------------------------------------
@@ -376,7 +396,7 @@ class Profile(BaseModel):
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(
         self, segments: set[str], traits: dict, next_due_at: int | None, at: int, cause: str,
-        catalog_version: str | None = None,
+        catalog_version: str | None = None, unit_due: dict[str, int] | None = None,
     ) -> list[MembershipChange]:
         """Store an evaluation's result and return the membership changes it makes.
 
@@ -394,6 +414,8 @@ class Profile(BaseModel):
         self.segments = sorted(segments)
         self.traits = traits
         self.next_due_at = next_due_at
+        if unit_due is not None:
+            self.unit_due = unit_due
         self.evaluated_at = at
         if catalog_version is not None:
             self.catalog_version = catalog_version

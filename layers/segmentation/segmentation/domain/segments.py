@@ -32,7 +32,8 @@ class Evaluation:
     segments: frozenset[str]
     traits: dict
     next_due_at: int | None = None
-    conditions: dict[str, dict] = field(default_factory=dict)
+    #: per segment (or ``family:value``) the first instant its membership changes
+    unit_due: dict[str, int] = field(default_factory=dict)
 
 
 class SegmentEvaluator(Protocol):
@@ -41,6 +42,6 @@ class SegmentEvaluator(Protocol):
 
     def definitions(self) -> list[SegmentDefinition]: ...
 
-    def evaluate(self, profile: Profile, now: int) -> Evaluation: ...
+    def evaluate(self, profile: Profile, now: int, touched: frozenset[str] | None = None) -> Evaluation: ...
 
     def explain(self, profile: Profile, now: int) -> dict: ...

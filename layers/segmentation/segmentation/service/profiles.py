@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.events import CustomerEvent
-from ..domain.profile import MembershipChange, Profile
+from ..domain.profile import MembershipChange, Profile, touched_inputs
 from ..domain.segments import SegmentEvaluator
 
 MAX_ATTEMPTS = 8
@@ -62,10 +62,10 @@ class ProfileService:
             profile.apply(event, new_aliases)
             now = max(self.clock(), profile.evaluated_at or 0)
             profile.prune(now, self.evaluator.retention)
-            result = self.evaluator.evaluate(profile, now)
+            result = self.evaluator.evaluate(profile, now, touched_inputs(event))
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
-                catalog_version=self.evaluator.version,
+                catalog_version=self.evaluator.version, unit_due=result.unit_due,
             )
             try:
                 self.repository.save(profile, new_aliases, changes)
