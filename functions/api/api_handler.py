@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 from aws_lambda_powertools import Logger
@@ -13,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.adapters.repository import InvalidCursorError
-from segmentation.domain.profile import Profile
+from segmentation.domain.profile import Profile, iso
 from segmentation.views import profile_view
 
 logger = Logger()
@@ -43,6 +44,15 @@ def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> 
 @app.get("/profiles/<profile_id>")
 def get_profile(profile_id: str) -> dict:
     return profile_view(_profile(profile_id))
+
+
+@app.get("/profiles/<profile_id>/explain")
+def explain_profile(profile_id: str) -> dict:
+    """Per segment: member or not now, and the value of every condition (evaluated now, not stored)."""
+    profile = _profile(profile_id)
+    now = max(int(time.time()), profile.evaluated_at or 0)
+    return {"profile_id": profile_id, "at": iso(now), "catalog_version": bootstrap.evaluator().version,
+            "segments": bootstrap.evaluator().explain(profile, now)}
 
 
 @app.delete("/profiles/<profile_id>")

@@ -112,3 +112,22 @@ def test_segments_report_and_unknown_routes(base_url):
     status, body = request("GET", f"{base_url}/segments")
     assert status == 200 and {s["id"] for s in body["segments"]} >= {"recent-buyers", "cart-abandoners"}
     assert request("GET", f"{base_url}/nothing-here")[0] == 404
+
+
+def test_segments_explain_shows_each_segment_and_its_conditions(base_url):
+    assert post_shopify(base_url, order(501, "explain@example.com", total="600.00")) == 200
+    eventually(base_url, "explain@example.com", lambda b: "high-value" in b["segments"])
+    out = subprocess.run(
+        [sys.executable, "-m", "segctl.cli", "segments", "explain", "--email", "explain@example.com", "--url", base_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any("MEMBER" in line and line.endswith("high-value") for line in lines)
+    assert any("not member" in line and line.endswith("repeat-buyers") for line in lines)
+    assert any("sum of order_placed in lifetime = 600.00 (wants >= 500)" in line for line in lines)
+    missing = subprocess.run(
+        [sys.executable, "-m", "segctl.cli", "segments", "explain", "--email", "nobody@example.com", "--url", base_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert missing.returncode == 1 and "no profile" in missing.stderr

@@ -2,6 +2,8 @@
 
   segctl local start-api [--port 3000]          serve every HttpApi route of template.yaml
   segctl local invoke <LogicalId> --event FILE   invoke one function with an event
+  segctl segments validate [FILE]                check a segment catalog
+  segctl segments explain --email X              why a customer is (not) in each segment
   segctl demo                                    replay sample webhooks and print a segment report
 """
 
@@ -78,6 +80,18 @@ def cmd_demo(args) -> int:
     return run(args.template, args.stream)
 
 
+def cmd_segments_validate(args) -> int:
+    from .segments import validate
+
+    return validate(args.file)
+
+
+def cmd_segments_explain(args) -> int:
+    from .segments import explain
+
+    return explain(args.url, args.email)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", default="template.yaml", help="SAM template (default: ./template.yaml)")
@@ -93,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--event", "-e", required=True, help="JSON event file")
     invoke.add_argument("--log-level", default="WARNING")
     invoke.set_defaults(func=cmd_invoke)
+
+    segments = sub.add_parser("segments", help="the segment catalog").add_subparsers(dest="segments_command", required=True)
+    val = segments.add_parser("validate", help="validate a catalog YAML (default: the shipped catalog)")
+    val.add_argument("file", nargs="?", default=None)
+    val.set_defaults(func=cmd_segments_validate)
+    exp = segments.add_parser("explain", help="per segment: member or not, and the value of every condition")
+    exp.add_argument("--email", required=True)
+    exp.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
+    exp.set_defaults(func=cmd_segments_explain)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", default="events/demo/shopify-stream.json")

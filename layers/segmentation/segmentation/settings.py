@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 
 class ConfigurationError(RuntimeError):
@@ -28,6 +28,11 @@ class Settings(BaseModel):
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
     #: a catalog YAML file to use instead of the shipped default (path inside the function package)
     catalog_file: str | None = Field(alias="CATALOG_FILE", default=None)
+
+    @field_validator("catalog_file")
+    @classmethod
+    def _empty_is_default(cls, value: str | None) -> str | None:
+        return value or None
 
 
 @cache
