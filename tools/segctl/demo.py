@@ -66,7 +66,7 @@ def replay(api_url: str, stream_path: Path, secret: str, now: datetime | None = 
 
 def report(api_url: str, members_shown: int = 5) -> str:
     _, body = http("GET", f"{api_url}/segments")
-    lines = [f"{'segment':<18} {'size':>4}  members"]
+    lines = [f"{'segment':<24} {'size':>4}  members"]
     for seg in body["segments"]:
         _, page = http("GET", f"{api_url}/segments/{seg['id']}/members?limit={members_shown}")
         emails = []
@@ -74,7 +74,7 @@ def report(api_url: str, members_shown: int = 5) -> str:
             _, prof = http("GET", f"{api_url}/profiles/{pid}")
             emails.append(prof.get("email") or pid)
         more = "" if seg["size"] <= len(emails) else f" (+{seg['size'] - len(emails)} more)"
-        lines.append(f"{seg['id']:<18} {seg['size']:>4}  {', '.join(sorted(emails)) or '-'}{more}")
+        lines.append(f"{seg['id']:<24} {seg['size']:>4}  {', '.join(sorted(emails)) or '-'}{more}")
     return "\n".join(lines)
 
 
