@@ -349,7 +349,7 @@ class Catalog:
     @classmethod
     def from_yaml(cls, text: str, source: str = "<catalog>") -> Catalog:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loaders
         except yaml.YAMLError as exc:
             raise CatalogError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
