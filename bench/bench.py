@@ -239,9 +239,135 @@ def oracle_ratio() -> None:
     report("oracle_ratio", statistics.median(incremental) / statistics.median(brute), "ratio")
 
 
+def _moto_profiles_env():
+    os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def sweep_reads() -> None:
+    """Items the sweep reads for 20,000 profiles of which 200 are due, next to a full scan."""
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from segctl.provision import create_tables
+    from segmentation.adapters.repository import DynamoDBProfileRepository, encode_state
+    from segmentation.domain.engine import default_evaluator
+    from segmentation.service.sweep import Sweep
+
+    _moto_profiles_env()
+    evaluator = default_evaluator()
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_tables(TEMPLATE, client)
+        repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
+                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
+        events, now = _stream(40, 20, seed=5)
+        template = _fed(events, evaluator, evaluate_every=1)
+        rnd = random.Random(1)
+        total, due = 20_000, 200
+        due_ids = set(rnd.sample(range(total), due))
+        items = []
+        for i in range(total):
+            template.profile_id = f"p{i:05d}"
+            template.next_due_at = now - rnd.randint(1, 59) if i in due_ids else now + rnd.randint(3600, 90 * 86400)
+            items.append({"PutRequest": {"Item": {
+                "profile_id": {"S": template.profile_id}, "version": {"N": "1"},
+                "state": {"B": encode_state(template)}, "next_due_at": {"N": str(template.next_due_at)},
+                "due_shard": {"S": repo.due_shard(template.profile_id)}}}})
+        for j in range(0, total, 25):
+            client.batch_write_item(RequestItems={repo.profiles: items[j:j + 25]})
+        read = {"items": 0}
+
+        def count(parsed, model, **_):
+            if model.name in ("Query", "Scan"):
+                read["items"] += len(parsed.get("Items", []))
+            elif model.name == "GetItem" and parsed.get("Item"):
+                read["items"] += 1
+        client.meta.events.register("after-call.dynamodb.*", count)
+
+        class Null:
+            def publish_changes(self, changes):
+                pass
+
+        result = Sweep(repo, evaluator, Null(), repo.due_shards).run(now)
+        sweep_items = read["items"]
+        read["items"] = 0
+        start = None
+        while True:
+            kwargs = {"TableName": repo.profiles, "ProjectionExpression": "profile_id"}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            out = client.scan(**kwargs)
+            start = out.get("LastEvaluatedKey")
+            if not start:
+                break
+        scan_items = read["items"]
+    assert result.evaluated == due, (result.evaluated, due)
+    report("sweep_items_read_per_due_profile", sweep_items / due, "items")
+    report("sweep_vs_scan_read_ratio", sweep_items / scan_items, "ratio")
+
+
+def transition_lag() -> None:
+    """Worst delay from a boundary to the membership change, running the sweep on each minute tick."""
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from segctl.provision import create_tables
+    from segmentation.adapters.repository import DynamoDBProfileRepository
+    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.events import CustomerEvent, EventType, Identity, OrderProperties
+    from segmentation.domain.profile import from_epoch
+    from segmentation.service.profiles import ProfileService
+    from segmentation.service.sweep import Sweep
+
+    _moto_profiles_env()
+    evaluator = default_evaluator()
+    rnd = random.Random(9)
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_tables(TEMPLATE, client)
+        repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
+                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
+        changes = []
+
+        class Capture:
+            def publish_changes(self, cs):
+                changes.extend(cs)
+
+        clock = {"now": 0}
+        service = ProfileService(repo, evaluator, Capture(), clock=lambda: clock["now"])
+        start = 1_800_000_000
+        boundaries = {}
+        for i in range(60):  # purchases spread over 10 minutes: their 14-day exits too
+            t = start + rnd.randint(0, 600)
+            clock["now"] = t
+            e = CustomerEvent(event_id=f"o{i}", source="bench", type=EventType.ORDER, occurred_at=from_epoch(t),
+                              identity=Identity(email=f"lag{i}@example.com"),
+                              properties=OrderProperties(order_id=f"o{i}", total="10", updated_at=from_epoch(t)))
+            service.apply(e)
+            pid = repo.find(f"email#lag{i}@example.com").profile_id
+            boundaries[pid] = t + 14 * 86400  # leaves recent-buyers exactly then
+        changes.clear()
+        sweep = Sweep(repo, evaluator, Capture(), repo.due_shards)
+        first_tick = (min(boundaries.values()) // 60) * 60
+        for tick in range(first_tick, max(boundaries.values()) + 120, 60):  # rate(1 minute), on the minute
+            sweep.run(tick)
+        exits = {c.profile_id: c.at for c in changes if c.segment_id == "recent-buyers" and c.change == "exited"}
+    assert set(exits) == set(boundaries), "every boundary was crossed"
+    lags = [exits[p] - b for p, b in boundaries.items()]
+    assert min(lags) >= 0
+    report("transition_lag_s", max(lags), "s")
+    report("transition_lag_mean_s", statistics.mean(lags), "s")
+
+
+
 if __name__ == "__main__":
     segment_eval()
     profile_size()
     oracle_ratio()
+    sweep_reads()
+    transition_lag()
     requests_per_event()
     cold_imports()

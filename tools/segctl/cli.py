@@ -4,6 +4,8 @@
   segctl local invoke <LogicalId> --event FILE   invoke one function with an event
   segctl segments validate [FILE]                check a segment catalog
   segctl segments explain --email X              why a customer is (not) in each segment
+  segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
+  segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl demo                                    replay sample webhooks and print a segment report
 """
 
@@ -38,6 +40,7 @@ def cmd_start_api(args) -> int:
         raise SystemExit(f"segctl: cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); try --port") from None
     api.start()
     stack.start_pollers()
+    stack.start_schedules()
     print(f"AWS endpoint: {stack.endpoint}" + ("" if args.endpoint_given else " (embedded moto)"))
     for route in stack.template.routes():
         auth = "  [AWS_IAM in AWS; not enforced locally]" if route.auth else ""
@@ -92,6 +95,18 @@ def cmd_segments_explain(args) -> int:
     return explain(args.url, args.email)
 
 
+def cmd_sweep(args) -> int:
+    from .timecmds import sweep
+
+    return sweep(_template(args), args.at)
+
+
+def cmd_backfill(args) -> int:
+    from .timecmds import backfill
+
+    return backfill(_template(args), args.segments)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", default="template.yaml", help="SAM template (default: ./template.yaml)")
@@ -116,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--email", required=True)
     exp.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     exp.set_defaults(func=cmd_segments_explain)
+
+    sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
+    sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")
+    sw.set_defaults(func=cmd_sweep)
+    bf = sub.add_parser("backfill", help="re-evaluate every profile with the current catalog")
+    bf.add_argument("--segments", type=int, default=4, help="parallel scan segments")
+    bf.set_defaults(func=cmd_backfill)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", default="events/demo/shopify-stream.json")

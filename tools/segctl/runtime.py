@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -84,6 +87,8 @@ class LocalStack:
             self._moto.start()
             host, port = self._moto.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
+        if urlsplit(self.endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+            # A local endpoint (moto) accepts any credentials; do not ask the user for some.
             os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
             os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         os.environ["AWS_ENDPOINT_URL"] = self.endpoint
@@ -105,6 +110,16 @@ class LocalStack:
                                int(props.get("BatchSize", 10)), self.template.arn(queue))
             poller.start()
             self.pollers.append(poller)
+
+    def start_schedules(self) -> None:
+        for function, name, expression in self.template.schedules():
+            seconds = rate_seconds(expression)
+            if seconds is None:
+                print(f"segctl: {function}.{name}: only rate(...) schedules run locally; {expression} does not")
+                continue
+            ticker = Scheduler(self, function, seconds, self.template.arn(function))
+            ticker.start()
+            self.pollers.append(ticker)
 
     def stop(self) -> None:
         for p in self.pollers:
@@ -139,6 +154,8 @@ class LocalStack:
         while time.monotonic() < deadline:
             busy = False
             for p in self.pollers:
+                if not isinstance(p, SqsPoller):
+                    continue
                 attrs = sqs.get_queue_attributes(
                     QueueUrl=p.queue_url,
                     AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -149,6 +166,44 @@ class LocalStack:
                 return True
             time.sleep(0.1)
         return False
+
+
+def rate_seconds(expression: str) -> int | None:
+    """Seconds between runs of ``rate(N unit)``; None for anything else (cron)."""
+    m = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
+    if not m:
+        return None
+    return int(m.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
+
+
+def scheduled_event(at: datetime, rule_arn: str) -> dict:
+    """What EventBridge Scheduler sends a target: the run's ``time`` is what the sweep evaluates at."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": ACCOUNT, "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
+        "resources": [rule_arn], "detail": {},
+    }
+
+
+class Scheduler(threading.Thread):
+    """A ``rate(...)`` schedule: invokes the function at each tick with the tick's time."""
+
+    def __init__(self, stack: LocalStack, function: str, seconds: int, arn: str) -> None:
+        super().__init__(daemon=True, name=f"schedule-{function}")
+        self.stack, self.function, self.seconds, self.arn = stack, function, seconds, arn
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+        self.in_flight = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.seconds - time.time() % self.seconds):
+            try:
+                self.stack.invoke(self.function, scheduled_event(datetime.now(UTC).replace(second=0, microsecond=0), self.arn))
+            except Exception as exc:
+                self.errors.append(repr(exc))
 
 
 class SqsPoller(threading.Thread):

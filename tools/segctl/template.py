@@ -236,5 +236,15 @@ class Template:
                     out.append((fn.logical_id, queue_id, ev["Properties"]))
         return out
 
+    def schedules(self) -> list[tuple[str, str, str]]:
+        """(function logical id, event name, resolved schedule expression) per Schedule event."""
+        out = []
+        for fn in self.functions().values():
+            for name, ev in fn.events.items():
+                if ev.get("Type") in ("Schedule", "ScheduleV2"):
+                    props = ev.get("Properties", {})
+                    out.append((fn.logical_id, name, str(self.resolve(props.get("Schedule") or props.get("ScheduleExpression")))))
+        return out
+
     def environment(self, function: str) -> dict[str, str]:
         return {k: str(self.resolve(v)) for k, v in self.functions()[function].environment.items()}

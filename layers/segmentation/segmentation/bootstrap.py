@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from .adapters.publisher import EventPublisher
     from .adapters.repository import DynamoDBProfileRepository
     from .domain.segments import SegmentEvaluator
+    from .service.backfill import Backfill
     from .service.ingest import WebhookIngest
     from .service.profiles import ProfileService
+    from .service.sweep import Sweep
 
 
 @cache
@@ -42,7 +44,8 @@ def repository() -> DynamoDBProfileRepository:
     from .adapters.repository import DynamoDBProfileRepository
 
     s = load_settings()
-    return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table)
+    return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table,
+                                     s.due_shards)
 
 
 @cache
@@ -65,6 +68,20 @@ def webhook_ingest() -> WebhookIngest:
         publisher=publisher(),
         max_body_bytes=s.max_body_bytes,
     )
+
+
+@cache
+def sweep() -> Sweep:
+    from .service.sweep import Sweep
+
+    return Sweep(repository(), evaluator(), publisher(), load_settings().due_shards)
+
+
+@cache
+def backfill() -> Backfill:
+    from .service.backfill import Backfill
+
+    return Backfill(repository(), evaluator(), publisher(), clock=lambda: int(time.time()))
 
 
 @cache

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)
     dedupe_ttl_days: int = Field(alias="DEDUPE_TTL_DAYS", default=14, gt=0)
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
+    due_shards: int = Field(alias="DUE_SHARDS", default=32, ge=1, le=1000)
+    backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)
     #: a catalog YAML file to use instead of the shipped default (path inside the function package)
     catalog_file: str | None = Field(alias="CATALOG_FILE", default=None)
 

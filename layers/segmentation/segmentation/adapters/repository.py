@@ -4,7 +4,9 @@
 Layout (one table each, names from template.yaml through the environment):
 
 * profiles     ``profile_id`` -> ``version`` (N), ``state`` (B, the profile as zlib-compressed JSON),
-  ``email`` (S), ``next_due_at`` (N)
+  ``email`` (S), and when anything is due: ``next_due_at`` (N) + ``due_shard`` (S), the keys of
+  the sparse ``DueIndex`` (which projects ``state`` and ``version``, so the sweep reads each due
+  profile once)
 * aliases      ``alias`` (e.g. ``email#ana@example.com``) -> ``profile_id``
 * memberships  ``segment_id`` + ``profile_id`` -> ``entered_at``, ``version``; and the segment's
   size as counters sharded over ``#size#<segment_id>`` + ``<shard>`` so that no single item
@@ -24,6 +26,7 @@ from typing import Any
 from ..domain.profile import MembershipChange, Profile
 
 SIZE_SHARDS = 8
+DUE_INDEX = "DueIndex"
 SIZE_PREFIX = "#size#"
 FAMILY_PREFIX = "#family#"
 TRANSACTION_LIMIT = 100
@@ -102,11 +105,16 @@ def decode_state(data: bytes) -> Profile:
 class DynamoDBProfileRepository(ProfileRepository):
     """Profiles in DynamoDB through the low-level client (no resource layer: faster cold start)."""
 
-    def __init__(self, client: Any, profiles_table: str, aliases_table: str, memberships_table: str):
+    def __init__(self, client: Any, profiles_table: str, aliases_table: str, memberships_table: str,
+                 due_shards: int = 32):
         self.client = client
         self.profiles = profiles_table
         self.aliases = aliases_table
         self.memberships = memberships_table
+        self.due_shards = due_shards
+
+    def due_shard(self, profile_id: str) -> str:
+        return str(zlib.crc32(profile_id.encode()) % self.due_shards)
 
     # -- reads ------------------------------------------------------------------------------
     def load(self, alias_keys: list[str]) -> LoadedProfile:
@@ -127,8 +135,10 @@ class DynamoDBProfileRepository(ProfileRepository):
             TableName=self.profiles, Key={"profile_id": {"S": profile_id}}, ConsistentRead=True
         )
         item = out.get("Item")
-        if not item:
-            return None
+        return self._from_item(item) if item else None
+
+    @staticmethod
+    def _from_item(item: dict) -> Profile:
         profile = decode_state(item["state"]["B"])
         profile.version = int(item["version"]["N"])
         return profile
@@ -148,7 +158,9 @@ class DynamoDBProfileRepository(ProfileRepository):
         if profile.email:
             item["email"] = {"S": profile.email}
         if profile.next_due_at is not None:
+            # Only due profiles are in DueIndex (sparse), spread over shards.
             item["next_due_at"] = {"N": str(profile.next_due_at)}
+            item["due_shard"] = {"S": self.due_shard(profile.profile_id)}
         put: dict[str, Any] = {"TableName": self.profiles, "Item": item}
         if profile.version == 0:
             put["ConditionExpression"] = "attribute_not_exists(profile_id)"
@@ -231,6 +243,48 @@ class DynamoDBProfileRepository(ProfileRepository):
                 self.client.transact_write_items(TransactItems=chunk)
             except self.client.exceptions.TransactionCanceledException:
                 raise ConcurrentUpdateError(profile.profile_id) from None
+
+    # -- the due index and scans -------------------------------------------------------------
+    def due_page(self, shard: int, now: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
+        """Profiles of one shard whose next_due_at <= now, oldest first, read from DueIndex.
+
+        The index is eventually consistent: a profile may be a little stale, which the version
+        condition on the write catches.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.profiles, "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :s AND next_due_at <= :now",
+            "ExpressionAttributeValues": {":s": {"S": str(shard)}, ":now": {"N": str(now)}},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        out = self.client.query(**kwargs)
+        return [self._from_item(i) for i in out["Items"]], out.get("LastEvaluatedKey")
+
+    def scan_page(self, segment: int, total: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
+        """One page of one parallel scan segment over every profile."""
+        kwargs: dict[str, Any] = {"TableName": self.profiles, "Segment": segment, "TotalSegments": total, "Limit": limit}
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        out = self.client.scan(**kwargs)
+        return [self._from_item(i) for i in out["Items"]], out.get("LastEvaluatedKey")
+
+    def count_profiles(self) -> int:
+        """Approximate (DynamoDB refreshes it about every six hours; exact under moto)."""
+        return int(self.client.describe_table(TableName=self.profiles)["Table"].get("ItemCount", 0))
+
+    def record_progress(self, job: str, part: str, scanned: int, updated: int, done: bool) -> None:
+        self.client.put_item(TableName=self.memberships, Item={
+            "segment_id": {"S": f"#job#{job}"}, "profile_id": {"S": part},
+            "scanned": {"N": str(scanned)}, "updated": {"N": str(updated)}, "done": {"BOOL": done},
+        })
+
+    def progress(self, job: str) -> list[dict]:
+        out = self.client.query(TableName=self.memberships, KeyConditionExpression="segment_id = :s",
+                                ExpressionAttributeValues={":s": {"S": f"#job#{job}"}}, ConsistentRead=True)
+        return [{"part": i["profile_id"]["S"], "scanned": int(i["scanned"]["N"]), "updated": int(i["updated"]["N"]),
+                 "done": i["done"]["BOOL"]} for i in out["Items"]]
 
     # -- segments ---------------------------------------------------------------------------
     def segment_size(self, segment_id: str) -> int:

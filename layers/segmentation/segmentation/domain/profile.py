@@ -244,6 +244,8 @@ class Profile(BaseModel):
     next_due_at: int | None = None
     #: per segment (or family value) the first instant its membership changes, if ever
     unit_due: dict[str, int] = Field(default_factory=dict)
+    #: membership changes stored but not yet published (the bus failed); sent on the next touch
+    outbox: list[MembershipChange] = Field(default_factory=list)
     recent_events: list[AppliedEvent] = Field(default_factory=list)
 
     # -- applying events -------------------------------------------------------------

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Protocol
 
 from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.events import CustomerEvent
 from ..domain.profile import MembershipChange, Profile, touched_inputs
 from ..domain.segments import SegmentEvaluator
+from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
 
 MAX_ATTEMPTS = 8
+__all__ = ["ProfileService", "TooMuchContentionError"]
 
-
-class ChangePublisher(Protocol):
-    def publish_changes(self, changes: list[MembershipChange]) -> None: ...
-
-
-class TooMuchContentionError(Exception):
-    """The profile kept changing under us; the message goes back to the queue for a retry."""
 
 
 class ProfileService:
@@ -50,6 +44,7 @@ class ProfileService:
         for _ in range(MAX_ATTEMPTS):
             loaded = self.repository.load(aliases)
             profile = loaded.profile or Profile(profile_id=self.new_id())
+            flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
                 changes = done.changes
@@ -74,6 +69,9 @@ class ProfileService:
                 continue
         else:
             raise TooMuchContentionError(f"profile for event {event.event_id} changed {MAX_ATTEMPTS} times")
-        if changes:
-            self.publisher.publish_changes(changes)
+        if done is not None:
+            if changes:  # a redelivery: the first delivery may have died before publishing
+                self.publisher.publish_changes(changes)
+        else:
+            deliver(changes, profile, self.repository, self.publisher)
         return changes

@@ -1,0 +1,66 @@
+"""The sweep: apply time-based membership changes to the profiles that are due, and only those.
+
+Each run reads the due index shard by shard (oldest first, round robin so a backlog in one shard
+does not starve the others) and stops a few seconds before its deadline; what is left stays in
+the index for the next run, so no due profile is skipped and a backlog drains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..adapters.repository import ProfileRepository
+from ..domain.profile import MembershipChange
+from ..domain.segments import SegmentEvaluator
+from .evaluation import ChangePublisher, reevaluate
+
+PAGE = 50
+
+
+@dataclass
+class SweepReport:
+    at: int
+    due_read: int = 0  # index items read
+    evaluated: int = 0
+    changes: list[MembershipChange] = field(default_factory=list)
+    finished: bool = True  # False: stopped for time, the rest waits for the next run
+
+
+class Sweep:
+    def __init__(self, repository: ProfileRepository, evaluator: SegmentEvaluator, publisher: ChangePublisher,
+                 shards: int) -> None:
+        self.repository = repository
+        self.evaluator = evaluator
+        self.publisher = publisher
+        self.shards = shards
+
+    def run(self, now: int, time_left: Callable[[], float] = lambda: float("inf"), page: int = PAGE) -> SweepReport:
+        """Evaluate every profile with ``next_due_at <= now`` while ``time_left()`` seconds remain."""
+        report = SweepReport(at=now)
+        cursors: dict[int, dict | None] = {shard: None for shard in range(self.shards)}
+        while cursors:
+            for shard in list(cursors):
+                if time_left() <= 0:
+                    report.finished = False
+                    return report
+                profiles, last = self.repository.due_page(shard, now, page, cursors[shard])
+                report.due_read += len(profiles)
+                for profile in profiles:
+                    if time_left() <= 0:
+                        report.finished = False
+                        return report
+                    changes = reevaluate(
+                        profile, now, repository=self.repository, evaluator=self.evaluator, publisher=self.publisher,
+                        cause="time", touched=frozenset(),
+                        # An event may have re-evaluated it since the index was read.
+                        still_needed=lambda p: p.next_due_at is not None and p.next_due_at <= now,
+                    )
+                    if changes is not None:
+                        report.evaluated += 1
+                        report.changes += changes
+                if last is None:
+                    del cursors[shard]
+                else:
+                    cursors[shard] = last
+        return report
