@@ -42,6 +42,8 @@ def webhook(source: str) -> Response:
         return _json(409, {"error": "DeliveryInProgress", "reason": "the same delivery is being processed; retry"})
     # Logs name the source and outcome, never the body or headers (PII, signatures).
     logger.info("webhook", extra={"source": source, "status": reply.status, "body_bytes": len(body)})
+    if isinstance(reply.body, str):  # a handshake answered as the provider expects
+        return Response(reply.status, content_type=reply.content_type, body=reply.body)
     return _json(reply.status, reply.body)
 
 

@@ -43,7 +43,7 @@ def test_signed_order_is_published_as_one_customer_event(api, aws):
     detail = message["detail"]
     assert detail["type"] == "order"
     assert detail["identity"]["email"] == "ana.lopez@example.com"
-    assert detail["identity"]["shopify_customer_id"] == "7001002003"
+    assert detail["identity"]["customer_ids"] == {"shopify": "7001002003"}
     assert detail["occurred_at"].startswith("2024-05-14T14:22:31")
 
 

@@ -71,7 +71,7 @@ def request(body: bytes | dict, topic: str | None = "orders/create", *, signatur
 
 
 def parse(req: WebhookRequest) -> Normalised:
-    return shopify.parse(req, SECRETS)
+    return shopify.parse(req, lambda name: list(SECRETS), 0)
 
 
 def only_event(result: Normalised):
@@ -168,7 +168,7 @@ def test_vector_order_create_end_to_end():
     assert event.source == "shopify"
     assert event.shop == SHOP
     assert event.identity.email == "ana.lopez@example.com"
-    assert event.identity.shopify_customer_id == "7001002003"
+    assert event.identity.customer_ids["shopify"] == "7001002003"
     assert event.identity.phone == "+34600111222"
     assert event.occurred_at == datetime(2024, 5, 14, 14, 22, 31, tzinfo=UTC)
     assert event.occurred_at.utcoffset().total_seconds() == 0
@@ -185,7 +185,7 @@ def test_vector_order_create_end_to_end():
 def test_order_email_is_lower_cased_and_customer_id_is_a_string():
     event = only_event(parse(request(ORDER)))
     assert event.identity.email == "ana.lopez@example.com"
-    assert event.identity.shopify_customer_id == "7001002003"
+    assert event.identity.customer_ids["shopify"] == "7001002003"
     assert event.properties.order_id == "42"
     assert event.occurred_at == datetime(2024, 5, 14, 14, 22, 31, tzinfo=UTC)
     assert event.properties.updated_at == datetime(2024, 5, 14, 14, 25, tzinfo=UTC)
@@ -294,7 +294,7 @@ def test_customer_update_with_email_marketing_consent():
     event = only_event(parse(request(body, topic="customers/update")))
     assert event.type == EventType.CUSTOMER
     assert event.identity.email == "ana.lopez@example.com"
-    assert event.identity.shopify_customer_id == "7001002003"
+    assert event.identity.customer_ids["shopify"] == "7001002003"
     props = event.properties
     assert isinstance(props, CustomerProperties)
     assert props.email_consent.state == "subscribed"

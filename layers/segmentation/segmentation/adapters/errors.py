@@ -24,6 +24,10 @@ class MalformedPayloadError(WebhookError):
     status = 400
 
 
+class MethodNotAllowedError(WebhookError):
+    status = 405
+
+
 class UnsupportedMediaTypeError(WebhookError):
     status = 415
 

@@ -28,8 +28,8 @@ from ..domain.events import (
     LineItem,
     OrderProperties,
 )
-from .errors import MalformedPayloadError, SignatureMismatchError, UnsupportedMediaTypeError
-from .webhook import Normalised, WebhookRequest, hmac_matches
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "shopify"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}
@@ -52,12 +52,14 @@ def verify(secrets: Sequence[bytes], body: bytes, signature: str | None) -> None
         raise SignatureMismatchError("X-Shopify-Hmac-Sha256 does not match the body")
 
 
-def parse(request: WebhookRequest, secrets: Sequence[bytes]) -> Normalised:
+def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalised:
     """Verify then normalise one HTTPS delivery."""
+    if request.method != "POST":
+        raise MethodNotAllowedError("Shopify webhooks are POST")
     content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json":
         raise UnsupportedMediaTypeError(f"Shopify webhooks are application/json, got {content_type!r}")
-    verify(secrets, request.body, request.header("x-shopify-hmac-sha256"))
+    verify(secrets(SOURCE), request.body, request.header("x-shopify-hmac-sha256"))
     topic = request.header("x-shopify-topic")
     if not topic:
         raise MalformedPayloadError("missing X-Shopify-Topic header")
@@ -149,7 +151,7 @@ def _identity(payload: dict) -> Identity:
     if phone is not None and not isinstance(phone, str):
         raise ValueError("phone must be a string")
     return Identity(
-        email=email, phone=phone, shopify_customer_id=None if cid is None else _id(cid, "customer.id")
+        email=email, phone=phone, customer_ids={} if cid is None else {SOURCE: _id(cid, "customer.id")}
     )
 
 
@@ -260,6 +262,6 @@ def _customer(shop: str, p: dict) -> CustomerEvent | None:
     return CustomerEvent(
         event_id=CustomerEvent.make_id(SOURCE, shop, "customer", customer_id, updated.isoformat()),
         source=SOURCE, type=EventType.CUSTOMER, occurred_at=updated, shop=shop,
-        identity=Identity(email=email, phone=p.get("phone") or None, shopify_customer_id=customer_id),
+        identity=Identity(email=email, phone=p.get("phone") or None, customer_ids={SOURCE: customer_id}),
         properties=props,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..domain.events import CustomerEvent
@@ -35,6 +35,21 @@ class Normalised:
     dedupe_key: str
     events: list[CustomerEvent]
     ignored_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """A provider's verification request (Mailchimp GET, Mandrill HEAD, WooCommerce ping, Adobe
+    challenge): answered as given, and never writes anything."""
+
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+#: secrets(name) -> the configured values (one, or two while rotating) of the secret's key ``name``;
+#: raises SecretNotConfiguredError when there are none.
+SecretLookup = Callable[[str], list[bytes]]
 
 
 def hmac_matches(secrets: Sequence[bytes], message: bytes, received: bytes, digest=hashlib.sha256) -> bool:

@@ -6,6 +6,7 @@ Pure pydantic: no boto3, no clock, no environment.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -55,13 +56,19 @@ UtcDatetime = Annotated[datetime, Field(description="timezone-aware, UTC, whole 
 
 
 class Identity(BaseModel):
-    """Who the event is about. Every field is optional; at least one must be set."""
+    """Who the event is about. Every field is optional; at least one must be set.
+
+    ``customer_ids`` maps a platform (``shopify``, ``woocommerce``, ``magento``, ``klaviyo``) to
+    its customer id; the id is scoped to the event's ``shop`` when it becomes an alias.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     email: str | None = None
     phone: str | None = None
-    shopify_customer_id: str | None = None
+    customer_ids: dict[str, str] = Field(default_factory=dict)
+    user_id: str | None = None  # Segment userId
+    anonymous_id: str | None = None  # Segment anonymousId
 
     @field_validator("email")
     @classmethod
@@ -69,19 +76,34 @@ class Identity(BaseModel):
         if value is None:
             return None
         value = value.strip().lower()
-        return value or None
+        return value if "@" in value and len(value) <= 320 else None
+
+    @field_validator("phone")
+    @classmethod
+    def _normalise_phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = re.sub(r"[^0-9]", "", value)
+        return ("+" + digits) if 6 <= len(digits) <= 15 else None
 
     def alias_keys(self, shop: str | None = None) -> list[str]:
-        """Keys under which a profile is found: lower-cased email, then the platform id."""
+        """Keys under which a profile is found, strongest first: email, platform ids, user id, phone,
+        anonymous id."""
         keys = []
         if self.email:
             keys.append(f"email#{self.email}")
-        if self.shopify_customer_id:
-            keys.append(f"shopify#{shop or '-'}#{self.shopify_customer_id}")
+        for platform, cid in sorted(self.customer_ids.items()):
+            keys.append(f"cust#{platform}#{shop or '-'}#{cid}")
+        if self.user_id:
+            keys.append(f"user#{self.user_id}")
+        if self.phone:
+            keys.append(f"phone#{self.phone}")
+        if self.anonymous_id:
+            keys.append(f"anon#{self.anonymous_id}")
         return keys
 
     def is_empty(self) -> bool:
-        return not (self.email or self.phone or self.shopify_customer_id)
+        return not (self.email or self.phone or self.customer_ids or self.user_id or self.anonymous_id)
 
 
 class LineItem(BaseModel):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..adapters import shopify
 from ..adapters.errors import PayloadTooLargeError, WebhookError
-from ..adapters.webhook import Normalised, WebhookRequest
+from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 from ..domain.events import CustomerEvent
 
-#: source name -> parse(request, secrets) -> Normalised
-ADAPTERS: dict[str, Callable[[WebhookRequest, Sequence[bytes]], Normalised]] = {
+#: source name -> parse(request, secrets, now) -> Normalised | Handshake
+ADAPTERS: dict[str, Callable[[WebhookRequest, SecretLookup, int], Normalised | Handshake]] = {
     "shopify": shopify.parse,
 }
 KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
@@ -21,7 +22,8 @@ KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "m
 @dataclass(frozen=True)
 class Reply:
     status: int
-    body: dict = field(default_factory=dict)
+    body: dict | str = field(default_factory=dict)  # a str is sent as is (handshakes)
+    content_type: str = "application/json"
 
 
 class Secrets(Protocol):
@@ -37,11 +39,13 @@ class Publisher(Protocol):
 
 
 class WebhookIngest:
-    def __init__(self, secrets: Secrets, dedupe: Deduplicator, publisher: Publisher, max_body_bytes: int):
+    def __init__(self, secrets: Secrets, dedupe: Deduplicator, publisher: Publisher, max_body_bytes: int,
+                 clock: Callable[[], int] = lambda: int(time.time())):
         self.secrets = secrets
         self.dedupe = dedupe
         self.publisher = publisher
         self.max_body_bytes = max_body_bytes
+        self.clock = clock
 
     def handle(self, request: WebhookRequest) -> Reply:
         """Answer one delivery. Raises only on faults (storage, bus), never on bad input."""
@@ -53,14 +57,14 @@ class WebhookIngest:
                 else f"unknown source {request.source!r}"
             )
             return Reply(404, {"error": "not_found", "reason": f"{reason}; accepted: {known}"})
-        if request.method != "POST":
-            return Reply(405, {"error": "method_not_allowed", "reason": f"{request.source} webhooks are POST"})
         try:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLargeError(f"body is {len(request.body)} bytes; the limit is {self.max_body_bytes}")
-            normalised = adapter(request, self._secrets_for(request.source))
+            normalised = adapter(request, self.secrets.for_source, self.clock())
         except WebhookError as exc:
             return Reply(exc.status, {"error": type(exc).__name__, "reason": exc.reason})
+        if isinstance(normalised, Handshake):
+            return Reply(normalised.status, normalised.body, normalised.content_type)
 
         def publish() -> dict:
             if normalised.events:
@@ -72,6 +76,3 @@ class WebhookIngest:
         if normalised.ignored_reason:
             body["ignored"] = normalised.ignored_reason
         return Reply(200, body)
-
-    def _secrets_for(self, source: str) -> list[bytes]:
-        return self.secrets.for_source(source)
