@@ -174,9 +174,9 @@ def test_concurrent_writers_never_lose_an_update(aws):
                 barrier.wait(timeout=30)  # everyone has read the same version before anyone writes
             return loaded
 
-        def save(self, profile, new_aliases, changes):
+        def save(self, profile, new_aliases, changes, **kwargs):
             with lock:
-                return super().save(profile, new_aliases, changes)
+                return super().save(profile, new_aliases, changes, **kwargs)
 
     # The profile exists first, so every writer races on the same item.
     bootstrap.profile_service().apply(order_event(100, hours_ago=24 * 100))

@@ -44,6 +44,13 @@ class EventPublisher:
             for e in events
         ])
 
+    def publish_merged(self, survivor: str, absorbed: list[str], at: str, cause: str) -> None:
+        """``ProfilesMerged``: the absorbed profile ids now live on as ``survivor``."""
+        self._put([{
+            "EventBusName": self.bus_name, "Source": PROFILES_SOURCE, "DetailType": "ProfilesMerged",
+            "Detail": json.dumps({"profile_id": survivor, "merged": absorbed, "at": at, "cause": cause}),
+        }])
+
     def publish_changes(self, changes: Iterable[MembershipChange]) -> None:
         self._put([
             {

@@ -66,9 +66,14 @@ class ProfileRepository(ABC):
     def find(self, alias_key: str) -> Profile | None: ...
 
     @abstractmethod
-    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange]) -> None:
+    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
+             absorbed: list[Profile] = (), removed_aliases: list[str] = ()) -> None:
         """Write ``profile`` as version ``profile.version + 1`` if the stored version is still
         ``profile.version``, together with its new aliases and membership changes, atomically.
+
+        ``absorbed``: profiles merged into this one, deleted in the same transaction (each at the
+        version read), their aliases re-pointed here and their memberships ended.
+        ``removed_aliases``: aliases this profile gives up (an email change).
 
         Raises :class:`ConcurrentUpdateError` when another writer got there first.
         On success ``profile.version`` is incremented.
@@ -193,23 +198,46 @@ class DynamoDBProfileRepository(ProfileRepository):
             "ExpressionAttributeValues": {":d": {"N": str(delta)}},
         }}
 
-    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange]) -> None:
+    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
+             absorbed: list[Profile] = (), removed_aliases: list[str] = ()) -> None:
         put = self._profile_put(profile)
         cc = self.client.exceptions
-        if not new_aliases and not changes:
+        if not new_aliases and not changes and not absorbed and not removed_aliases:
             try:
                 self.client.put_item(**put)
             except cc.ConditionalCheckFailedException:
                 raise ConcurrentUpdateError(profile.profile_id) from None
         else:
+            me = {":p": {"S": profile.profile_id}}
             writes = [{"Put": put}]
             for alias in new_aliases:
                 writes.append({"Put": {
                     "TableName": self.aliases,
                     "Item": {"alias": {"S": alias}, "profile_id": {"S": profile.profile_id}},
                     "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
-                    "ExpressionAttributeValues": {":p": {"S": profile.profile_id}},
+                    "ExpressionAttributeValues": me,
                 }})
+            for alias in removed_aliases:
+                writes.append({"Delete": {"TableName": self.aliases, "Key": {"alias": {"S": alias}},
+                                          "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
+                                          "ExpressionAttributeValues": me}})
+            for other in absorbed:
+                # The other profile goes; its aliases now lead here; its memberships end.
+                writes.append({"Delete": {
+                    "TableName": self.profiles, "Key": {"profile_id": {"S": other.profile_id}},
+                    "ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(other.version)}},
+                }})
+                for alias in other.aliases:
+                    writes.append({"Put": {
+                        "TableName": self.aliases,
+                        "Item": {"alias": {"S": alias}, "profile_id": {"S": profile.profile_id}},
+                        "ConditionExpression": "profile_id = :o",
+                        "ExpressionAttributeValues": {":o": {"S": other.profile_id}},
+                    }})
+                for segment_id in other.segments:
+                    writes.append({"Delete": {"TableName": self.memberships, "Key": {
+                        "segment_id": {"S": segment_id}, "profile_id": {"S": other.profile_id}}}})
+                    writes.append(self._size_update(segment_id, other.profile_id, -1))
             writes += self._membership_writes(changes)
             if len(writes) > TRANSACTION_LIMIT:
                 raise ValueError(f"one profile write touches {len(writes)} items (limit {TRANSACTION_LIMIT})")

@@ -37,6 +37,8 @@ RECENT_EVENTS_KEPT = 32
 #: Messages are remembered this long after the catalog's email window, so that a late open or
 #: click still finds its message (and is not mistaken for a new delivery).
 EMAIL_GRACE_S = 60 * 86400
+#: attribute carrying the old address of an email change (Mailchimp upemail)
+PREVIOUS_EMAIL = "previous_email"
 #: Consent facts remembered, so that facts arriving out of order still give the right "since".
 CONSENT_FACTS_KEPT = 16
 #: Browsing event types -> signal names used by the catalog.
@@ -330,6 +332,8 @@ class Profile(BaseModel):
         if props.tags:
             self.tags = list(props.tags)
         for key, value in props.attributes.items():
+            if key == PREVIOUS_EMAIL:
+                continue  # an email change: handled by identity resolution, not a trait
             if value is None:
                 self.attributes.pop(key, None)
             else:
@@ -383,6 +387,74 @@ class Profile(BaseModel):
                 self._seen("email_clicked", at)
             msg.c = at if msg.c is None else min(msg.c, at)
             self._seen("activity", at, count=False)
+
+    # -- identity ---------------------------------------------------------------------------
+    def change_email(self, new: str, old: str | None) -> None:
+        """Make ``new`` the primary email; ``old`` (if given) is no longer one of the customer's."""
+        if old and old in self.emails:
+            self.emails.remove(old)
+        if new not in self.emails:
+            self.emails.append(new)
+        self.email = new
+        if old:
+            alias = f"email#{old}"
+            if alias in self.aliases:
+                self.aliases.remove(alias)
+
+    def absorb(self, other: Profile) -> None:
+        """Merge ``other`` (another profile of the same person) into this one, counting nothing twice:
+        orders by id, messages by key, everything else belongs to one profile only."""
+        for alias in other.aliases:
+            if alias not in self.aliases:
+                self.aliases.append(alias)
+        for e in other.emails:
+            if e not in self.emails:
+                self.emails.append(e)
+        self.email = self.email or other.email
+        self.phone = self.phone or other.phone
+        self.first_name = self.first_name or other.first_name
+        self.last_name = self.last_name or other.last_name
+        self.tags = self.tags or other.tags
+        self.attributes = {**other.attributes, **self.attributes}
+        for oid, order in other.orders.items():
+            mine = self.orders.get(oid)
+            if mine is None or order.updated > mine.updated:
+                self.orders[oid] = order
+        for cid, checkout in other.checkouts.items():
+            mine = self.checkouts.get(cid)
+            if mine is None or checkout.updated > mine.updated:
+                self.checkouts[cid] = checkout
+        for key, msg in other.messages.items():
+            mine = self.messages.get(key)
+            if mine is None:
+                self.messages[key] = msg
+            else:
+                mine.d = min(mine.d, msg.d)
+                mine.o = msg.o if mine.o is None else (mine.o if msg.o is None else min(mine.o, msg.o))
+                mine.c = msg.c if mine.c is None else (mine.c if msg.c is None else min(mine.c, msg.c))
+        for signal, cols in other.browse.items():
+            target = self.browse.setdefault(signal, Columns())
+            for t, c, v in zip(cols.t, cols.c, cols.v, strict=True):
+                target.insert(t, c, v)
+        for signal, tot in other.totals.items():
+            mine = self.totals.setdefault(signal, Totals())
+            mine.n += tot.n
+            mine.sum += tot.sum
+            mine.min = tot.min if mine.min is None else (mine.min if tot.min is None else min(mine.min, tot.min))
+            mine.max = tot.max if mine.max is None else (mine.max if tot.max is None else max(mine.max, tot.max))
+        for signal, t in other.first_at.items():
+            self.first_at[signal] = min(t, self.first_at.get(signal, t))
+        for signal, t in other.last_at.items():
+            self.last_at[signal] = max(t, self.last_at.get(signal, t))
+        if other.first_seen_at is not None:
+            self.first_seen_at = min(other.first_seen_at, self.first_seen_at or other.first_seen_at)
+        if other.email_consent is not None:
+            for at, state in other.email_consent.log:
+                self._consent(state, at)
+        self.recent_events = (other.recent_events + self.recent_events)[-RECENT_EVENTS_KEPT:]
+        self.evaluated_at = max(self.evaluated_at or 0, other.evaluated_at or 0) or None
+        self.catalog_version = None  # evaluate everything again
+        self.outbox = [*self.outbox, *other.outbox]
 
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable
 
 from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
-from ..domain.events import CustomerEvent
-from ..domain.profile import MembershipChange, Profile, touched_inputs
+from ..domain.events import CustomerEvent, CustomerProperties, EventType
+from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, iso, touched_inputs
 from ..domain.segments import SegmentEvaluator
 from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
 
@@ -39,31 +39,43 @@ class ProfileService:
         self.new_id = new_id
 
     def apply(self, event: CustomerEvent) -> list[MembershipChange]:
-        """Apply ``event`` and return the membership changes it caused (published already)."""
+        """Apply ``event`` and return the membership changes it caused (published already).
+
+        When the event's identities belong to several profiles, they are one person: the others
+        are merged into the profile of the strongest identity (email first), nothing counted
+        twice, and one ``ProfilesMerged`` is published.
+        """
         aliases = event.identity.alias_keys(event.shop)
+        previous = _previous_email(event)
+        lookup = aliases + ([f"email#{previous}"] if previous else [])
         for _ in range(MAX_ATTEMPTS):
-            loaded = self.repository.load(aliases)
+            loaded = self.repository.load(lookup)
+            owners = list(dict.fromkeys(loaded.alias_owners[a] for a in lookup if a in loaded.alias_owners))
             profile = loaded.profile or Profile(profile_id=self.new_id())
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
                 changes = done.changes
                 break
-            # Aliases owned by another profile stay there (merging profiles is a later step).
-            new_aliases = [
-                a for a in aliases
-                if a not in profile.aliases and loaded.alias_owners.get(a, profile.profile_id) == profile.profile_id
-            ]
+            absorbed = [p for p in (self.repository.get(o) for o in owners[1:]) if p is not None]
+            for other in absorbed:
+                profile.absorb(other)
+            new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None]
+            removed = self._email_change(event, profile, previous, loaded.alias_owners)
             profile.apply(event, new_aliases)
             now = max(self.clock(), profile.evaluated_at or 0)
             profile.prune(now, self.evaluator.retention)
-            result = self.evaluator.evaluate(profile, now, touched_inputs(event))
+            touched = None if absorbed else touched_inputs(event)
+            result = self.evaluator.evaluate(profile, now, touched)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
             )
+            ended = [MembershipChange(profile_id=o.profile_id, segment_id=s, change="exited", at=now,
+                                      cause=event.event_id, version=o.version + 1)
+                     for o in absorbed for s in o.segments]
             try:
-                self.repository.save(profile, new_aliases, changes)
+                self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed)
                 break
             except ConcurrentUpdateError:
                 continue
@@ -72,6 +84,33 @@ class ProfileService:
         if done is not None:
             if changes:  # a redelivery: the first delivery may have died before publishing
                 self.publisher.publish_changes(changes)
-        else:
-            deliver(changes, profile, self.repository, self.publisher)
+            return changes
+        if absorbed:
+            self.publisher.publish_merged(profile.profile_id, [o.profile_id for o in absorbed], iso(now), event.event_id)
+            self.publisher.publish_changes(ended)
+        deliver(changes, profile, self.repository, self.publisher)
         return changes
+
+    @staticmethod
+    def _email_change(event: CustomerEvent, profile: Profile, previous: str | None, owners: dict) -> list[str]:
+        """An email change moves the alias: explicit (Mailchimp upemail carries the old address) or a
+        platform's customer record now showing another address. Returns the aliases given up."""
+        new = event.identity.email
+        if event.type != EventType.CUSTOMER or not new:
+            return []
+        old = previous or (profile.email if event.identity.customer_ids else None)
+        if not old or old == new or owners.get(f"email#{new}", profile.profile_id) != profile.profile_id:
+            return []
+        if f"email#{old}" not in profile.aliases:
+            return []
+        profile.change_email(new, old)
+        return [f"email#{old}"]
+
+
+def _previous_email(event: CustomerEvent) -> str | None:
+    props = event.properties
+    if isinstance(props, CustomerProperties):
+        old = props.attributes.get(PREVIOUS_EMAIL)
+        if isinstance(old, str) and "@" in old:
+            return old.strip().lower()
+    return None

@@ -1,0 +1,86 @@
+"""Identity stitching: one person, one profile, whichever identities their events carry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import boto3
+from segmentation import bootstrap
+from segmentation.domain.events import (
+    BrowseProperties,
+    CustomerEvent,
+    CustomerProperties,
+    EventType,
+    Identity,
+)
+from test_profile_function import NOW, order_event
+
+
+def event(n: int, identity: Identity, type_=EventType.PRODUCT_VIEWED, props=None, minutes_ago=10):
+    return CustomerEvent(event_id=f"id-{n}", source="test", type=type_, occurred_at=NOW - timedelta(minutes=minutes_ago),
+                         identity=identity, properties=props or BrowseProperties(category="shirts"))
+
+
+def find(alias: str):
+    return bootstrap.repository().find(alias)
+
+
+def test_an_identify_carrying_two_profiles_identities_merges_them(aws, outbox):
+    service = bootstrap.profile_service()
+    service.apply(event(1, Identity(anonymous_id="anon-1")))
+    service.apply(event(2, Identity(anonymous_id="anon-1"), minutes_ago=5))
+    service.apply(order_event(1, email="ana@example.com", hours_ago=1))
+    browsing, buying = find("anon#anon-1"), find("email#ana@example.com")
+    assert browsing.profile_id != buying.profile_id
+    outbox.drain()
+    # Segment identify: the anonymous visitor logs in as ana.
+    identify = event(3, Identity(email="ana@example.com", anonymous_id="anon-1"), type_=EventType.CUSTOMER,
+                     props=CustomerProperties(first_name="Ana"))
+    service.apply(identify)
+    merged = find("anon#anon-1")
+    assert merged.profile_id == find("email#ana@example.com").profile_id == buying.profile_id
+    assert merged.traits["order_count"] == 1  # the order, once
+    assert len(merged.browse["product_viewed"].t) == 2  # both views, once each
+    assert {"recent-browsers", "recent-buyers"} <= set(merged.segments)
+    assert bootstrap.repository().get(browsing.profile_id) is None
+    published = outbox.drain()
+    merges = [m["detail"] for m in published if m["detail-type"] == "ProfilesMerged"]
+    assert merges == [{"profile_id": buying.profile_id, "merged": [browsing.profile_id], "at": merges[0]["at"],
+                       "cause": "id-3"}]
+    exits = [m["detail"] for m in published if m["detail-type"] == "SegmentExited"]
+    assert {(d["profile_id"], d["segment_id"]) for d in exits} == {(browsing.profile_id, s) for s in browsing.segments}
+    assert "recent-browsers" in browsing.segments
+    # Sizes and members agree with one person.
+    repo = bootstrap.repository()
+    assert repo.segment_size("recent-browsers") == 1
+    assert repo.members("recent-browsers", 10, None).profile_ids == [merged.profile_id]
+    ddb = boto3.client("dynamodb")
+    for table in ("ProfilesTable", "AliasesTable", "MembershipsTable"):
+        for item in ddb.scan(TableName=aws.physical_name(table))["Items"]:
+            assert browsing.profile_id not in str(item), (table, item)
+
+
+def test_a_platform_customer_record_with_a_new_email_moves_the_alias(aws):
+    service = bootstrap.profile_service()
+    service.apply(order_event(1, email="ana@example.com"))  # customer id 42
+    before = find("email#ana@example.com")
+    update = event(5, Identity(email="ana.new@example.com", customer_ids={"shopify": "42"}),
+                   type_=EventType.CUSTOMER, props=CustomerProperties())
+    service.apply(CustomerEvent(**{**update.model_dump(), "shop": "shop.myshopify.com"}))
+    after = find("email#ana.new@example.com")
+    assert after is not None and after.profile_id == before.profile_id
+    assert after.email == "ana.new@example.com" and after.traits["order_count"] == 1
+    assert find("email#ana@example.com") is None
+
+
+def test_an_explicit_email_change_moves_the_alias(aws):
+    service = bootstrap.profile_service()
+    service.apply(order_event(1, email="old@example.com"))
+    before = find("email#old@example.com")
+    upemail = event(6, Identity(email="new@example.com"), type_=EventType.CUSTOMER,
+                    props=CustomerProperties(attributes={"previous_email": "old@example.com"}))
+    service.apply(upemail)
+    after = find("email#new@example.com")
+    assert after.profile_id == before.profile_id
+    assert find("email#old@example.com") is None
+    assert "previous_email" not in after.attributes
