@@ -84,3 +84,29 @@ def test_an_explicit_email_change_moves_the_alias(aws):
     assert after.profile_id == before.profile_id
     assert find("email#old@example.com") is None
     assert "previous_email" not in after.attributes
+
+
+def test_shopify_customers_redact_erases_the_person(aws, api, outbox):
+    from support import signed_shopify
+
+    bootstrap.profile_service().apply(order_event(1, email="gone@example.com"))
+    pid = find("email#gone@example.com").profile_id
+    outbox.drain()
+    body, headers = signed_shopify({"shop_id": 1, "shop_domain": "shop.myshopify.com",
+                                    "customer": {"id": 999, "email": "gone@example.com"}, "orders_to_redact": [1]},
+                                   topic="customers/redact", event_id="evt-redact")
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    # The bus delivered it to the profile queue; hand it to ProfileFunction as the event source mapping would.
+    from segctl.runtime import context_for, load_handler
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
+    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
+                "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn", "awsRegion": "us-east-1",
+                "md5OfBody": ""} for m in msgs]
+    handler = load_handler(aws.functions()["ProfileFunction"])
+    assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
+    assert find("email#gone@example.com") is None and bootstrap.repository().get(pid) is None
+    exits = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"}
+    assert "recent-buyers" in exits

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..domain.events import (
     CustomerEvent,
     CustomerProperties,
     EmailConsent,
+    ErasureProperties,
     EventType,
     Identity,
     LineItem,
@@ -35,6 +36,13 @@ SOURCE = "shopify"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}
 CHECKOUT_TOPICS = {"checkouts/create", "checkouts/update"}
 CUSTOMER_TOPICS = {"customers/create", "customers/update"}
+CONSENT_TOPIC = "customers_email_marketing_consent/update"
+REDACT_TOPIC = "customers/redact"
+IGNORED = {
+    "customers/data_request": "data requests are answered from GET /profiles/{id} (export is not built yet)",
+    "shop/redact": "shop-wide erasure is not automated; erase profiles through DELETE /profiles/{id}",
+    "refunds/create": "refunds are applied from orders/updated (financial_status and current_total_price)",
+}
 #: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
 MAX_ITEMS = 100
 CONSENT_STATES = {"subscribed", "not_subscribed", "pending", "unsubscribed", "redacted", "invalid"}
@@ -72,10 +80,10 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
     dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id}"
-    return normalise(topic, shop, payload, dedupe_key)
+    return normalise(topic, shop, payload, dedupe_key, now)
 
 
-def normalise(topic: str, shop: str, payload: Any, dedupe_key: str) -> Normalised:
+def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0) -> Normalised:
     """Turn a Shopify payload (from HTTPS or EventBridge) into canonical events."""
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body must be a JSON object")
@@ -86,6 +94,12 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str) -> Normalise
             event = _checkout(shop, payload)
         elif topic in CUSTOMER_TOPICS:
             event = _customer(shop, payload)
+        elif topic == CONSENT_TOPIC:
+            event = _consent_update(shop, payload, now)
+        elif topic == REDACT_TOPIC:
+            event = _redact(shop, payload, now)
+        elif topic in IGNORED:
+            return Normalised(dedupe_key, [], ignored_reason=IGNORED[topic])
         else:
             return Normalised(dedupe_key, [], ignored_reason=f"topic {topic} is not used")
     except ValidationError as exc:
@@ -264,4 +278,41 @@ def _customer(shop: str, p: dict) -> CustomerEvent | None:
         source=SOURCE, type=EventType.CUSTOMER, occurred_at=updated, shop=shop,
         identity=Identity(email=email, phone=p.get("phone") or None, customer_ids={SOURCE: customer_id}),
         properties=props,
+    )
+
+
+def _consent_update(shop: str, p: dict, now: int) -> CustomerEvent | None:
+    """``customers_email_marketing_consent/update``: {customer_id, email_address, email_marketing_consent}."""
+    cid = p.get("customer_id")
+    email = p.get("email_address")
+    if email is not None and not isinstance(email, str):
+        raise ValueError("email_address must be a string")
+    consent = _consent(p)
+    if consent is None:
+        raise ValueError("missing email_marketing_consent.state")
+    identity = Identity(email=email, customer_ids={} if cid is None else {SOURCE: _id(cid, "customer_id")})
+    if identity.is_empty():
+        return None
+    at = consent.updated_at or datetime.fromtimestamp(now, UTC)
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "consent", cid, email, consent.state, at.isoformat()),
+        source=SOURCE, type=EventType.CUSTOMER, occurred_at=at, shop=shop, identity=identity,
+        properties=CustomerProperties(email_consent=consent),
+    )
+
+
+def _redact(shop: str, p: dict, now: int) -> CustomerEvent | None:
+    """``customers/redact`` (mandatory privacy topic): erase the person's profile."""
+    customer = p.get("customer")
+    if not isinstance(customer, dict):
+        raise ValueError("customer must be an object")
+    cid = customer.get("id")
+    identity = Identity(email=customer.get("email") if isinstance(customer.get("email"), str) else None,
+                        customer_ids={} if cid is None else {SOURCE: _id(cid, "customer.id")})
+    if identity.is_empty():
+        return None
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "redact", cid, identity.email),
+        source=SOURCE, type=EventType.ERASURE, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
+        identity=identity, properties=ErasureProperties(reason="shopify customers/redact"),
     )

@@ -21,6 +21,7 @@ class EventType(StrEnum):
     ORDER = "order"  # an order was placed or its state changed (cancelled, refunded)
     CHECKOUT = "checkout"  # a checkout was started or updated
     CUSTOMER = "customer"  # identity, descriptive traits or email consent changed
+    ERASURE = "erasure"  # the person asked to be forgotten (e.g. Shopify customers/redact)
     PAGE_VIEWED = "page_viewed"
     PRODUCT_VIEWED = "product_viewed"
     CATEGORY_VIEWED = "category_viewed"  # a product list / category page
@@ -205,8 +206,15 @@ class CustomerProperties(BaseModel):
     attributes: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
 
 
+class ErasureProperties(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["erasure"] = "erasure"
+    reason: str = "customer request"
+
+
 Properties = Annotated[
-    OrderProperties | CheckoutProperties | CustomerProperties | BrowseProperties | EmailProperties,
+    OrderProperties | CheckoutProperties | CustomerProperties | BrowseProperties | EmailProperties | ErasureProperties,
     Field(discriminator="kind"),
 ]
 

@@ -46,6 +46,8 @@ class ProfileService:
         twice, and one ``ProfilesMerged`` is published.
         """
         aliases = event.identity.alias_keys(event.shop)
+        if event.type == EventType.ERASURE:
+            return self.erase(aliases, event.event_id)
         previous = _previous_email(event)
         lookup = aliases + ([f"email#{previous}"] if previous else [])
         for _ in range(MAX_ATTEMPTS):
@@ -90,6 +92,25 @@ class ProfileService:
             self.publisher.publish_changes(ended)
         deliver(changes, profile, self.repository, self.publisher)
         return changes
+
+    def erase(self, aliases: list[str], cause: str) -> list[MembershipChange]:
+        """Forget the person: profile, aliases, memberships. Their memberships end (published)."""
+        for _ in range(MAX_ATTEMPTS):
+            profile = self.repository.load(aliases).profile
+            if profile is None:
+                return []
+            ended = [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited",
+                                      at=int(self.clock()), cause=cause, version=profile.version + 1)
+                     for s in profile.segments]
+            try:
+                self.repository.erase(profile)
+                break
+            except ConcurrentUpdateError:
+                continue
+        else:
+            raise TooMuchContentionError(f"erasure {cause} kept racing other writers")
+        self.publisher.publish_changes(ended)
+        return ended
 
     @staticmethod
     def _email_change(event: CustomerEvent, profile: Profile, previous: str | None, owners: dict) -> list[str]:
