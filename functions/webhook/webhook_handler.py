@@ -56,5 +56,10 @@ def fault(exc: Exception) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict, context) -> dict:
-    bootstrap.webhook_ingest().dedupe.register_lambda_context(context)
+    ingest = bootstrap.webhook_ingest()
+    ingest.dedupe.register_lambda_context(context)
+    if str(event.get("source", "")).startswith("aws.partner/shopify.com"):
+        result = ingest.handle_shopify_eventbridge(event)
+        logger.info("shopify eventbridge", extra={k: v for k, v in result.items() if k != "reason"})
+        return result
     return app.resolve(event, context)

@@ -144,3 +144,33 @@ def test_rotated_secret_both_values_verify(api, aws):
         assert api("POST", "/webhooks/shopify", body, headers).status == 200
     body, headers = signed_shopify(ORDER, event_id="evt-rot-x", secret="third-secret")
     assert api("POST", "/webhooks/shopify", body, headers).status == 401
+
+
+def test_shopify_through_eventbridge_is_normalised_and_deduplicated_like_https(aws):
+    from segctl.runtime import context_for, load_handler
+
+    handler = load_handler(aws.functions()["WebhookFunction"])
+    event = {"version": "0", "id": "eb-1", "detail-type": "shopifyWebhook",
+             "source": "aws.partner/shopify.com/123/segmentation", "account": "123456789012",
+             "time": "2024-05-14T14:22:31Z", "region": "us-east-1", "resources": [],
+             "detail": {"metadata": {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
+                                     "X-Shopify-Shop-Domain": "example-shop.myshopify.com",
+                                     "X-Shopify-Event-Id": "evt-eb-1"},
+                        "payload": ORDER}}
+    assert handler(event, context_for(aws, "WebhookFunction"))["accepted"] == 1
+    assert handler(event, context_for(aws, "WebhookFunction"))["status"] == "accepted"  # duplicate
+    [message] = queued(aws)
+    assert message["detail"]["identity"]["email"] == "ana.lopez@example.com"
+    bad = {**event, "detail": {"metadata": {}, "payload": ORDER}, "detail-type": ""}
+    assert handler(bad, context_for(aws, "WebhookFunction"))["status"] == "rejected"
+    assert len(queued(aws)) == 1
+
+
+def test_the_partner_rule_exists_only_when_a_source_is_configured():
+    from segctl.template import Template
+    from support import TEMPLATE
+
+    assert "ShopifyPartnerRule" not in Template(TEMPLATE).of_type("AWS::Events::Rule")
+    configured = Template(TEMPLATE, parameters={"ShopifyPartnerEventSource": "aws.partner/shopify.com/1/x"})
+    rule = configured.resolve(configured.of_type("AWS::Events::Rule")["ShopifyPartnerRule"]["Properties"])
+    assert rule["EventBusName"] == "aws.partner/shopify.com/1/x"

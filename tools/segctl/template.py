@@ -108,7 +108,27 @@ class Template:
 
     # -- resources ------------------------------------------------------------------------
     def of_type(self, type_: str) -> dict[str, dict]:
-        return {k: v for k, v in self.resources.items() if v.get("Type") == type_}
+        """Resources of a type, leaving out those whose Condition is false (as CloudFormation does)."""
+        return {k: v for k, v in self.resources.items()
+                if v.get("Type") == type_ and ("Condition" not in v or self.condition(v["Condition"]))}
+
+    def condition(self, name: str) -> bool:
+        return bool(self._cond(self.doc.get("Conditions", {})[name]))
+
+    def _cond(self, expr: Any) -> Any:
+        if isinstance(expr, dict) and len(expr) == 1:
+            (key, arg), = expr.items()
+            if key == "Fn::Equals":
+                return self._cond(arg[0]) == self._cond(arg[1])
+            if key == "Fn::Not":
+                return not self._cond(arg[0])
+            if key == "Fn::And":
+                return all(self._cond(a) for a in arg)
+            if key == "Fn::Or":
+                return any(self._cond(a) for a in arg)
+            if key == "Condition":
+                return self.condition(arg)
+        return self.resolve(expr)
 
     def physical_name(self, logical_id: str) -> str:
         res = self.resources[logical_id]

@@ -316,3 +316,18 @@ def _redact(shop: str, p: dict, now: int) -> CustomerEvent | None:
         source=SOURCE, type=EventType.ERASURE, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
         identity=identity, properties=ErasureProperties(reason="shopify customers/redact"),
     )
+
+
+def from_eventbridge(event: dict, now: int) -> Normalised:
+    """A delivery through Shopify's EventBridge partner event source: no HMAC (EventBridge is the
+    authenticated channel); ``detail.metadata`` carries the headers, ``detail.payload`` the body."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise MalformedPayloadError("EventBridge event without a detail object")
+    metadata = {str(k).lower(): v for k, v in (detail.get("metadata") or {}).items()}
+    topic = metadata.get("x-shopify-topic") or event.get("detail-type")
+    if not isinstance(topic, str) or not topic:
+        raise MalformedPayloadError("no X-Shopify-Topic in detail.metadata")
+    shop = str(metadata.get("x-shopify-shop-domain") or "-")
+    delivery = metadata.get("x-shopify-event-id") or metadata.get("x-shopify-webhook-id") or event.get("id")
+    return normalise(topic, shop, detail.get("payload"), f"{SOURCE}#{shop}#{topic}#{delivery}", now)

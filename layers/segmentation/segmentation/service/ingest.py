@@ -66,13 +66,24 @@ class WebhookIngest:
         if isinstance(normalised, Handshake):
             return Reply(normalised.status, normalised.body, normalised.content_type)
 
+        return Reply(200, self._accept(normalised))
+
+    def _accept(self, normalised: Normalised) -> dict:
         def publish() -> dict:
             if normalised.events:
                 self.publisher.publish_events(normalised.events)
             return {"accepted": len(normalised.events)}
 
-        result = self.dedupe.once(normalised.dedupe_key, publish)
-        body = {"status": "accepted", **result}
+        body = {"status": "accepted", **self.dedupe.once(normalised.dedupe_key, publish)}
         if normalised.ignored_reason:
             body["ignored"] = normalised.ignored_reason
-        return Reply(200, body)
+        return body
+
+    def handle_shopify_eventbridge(self, event: dict) -> dict:
+        """Shopify through its EventBridge partner source: the same normalising, dedupe and publish.
+        Bad input is reported and dropped (a retry cannot fix it); faults raise, so EventBridge retries."""
+        try:
+            normalised = shopify.from_eventbridge(event, self.clock())
+        except WebhookError as exc:
+            return {"status": "rejected", "reason": exc.reason}
+        return self._accept(normalised)
