@@ -174,3 +174,11 @@ def test_the_partner_rule_exists_only_when_a_source_is_configured():
     configured = Template(TEMPLATE, parameters={"ShopifyPartnerEventSource": "aws.partner/shopify.com/1/x"})
     rule = configured.resolve(configured.of_type("AWS::Events::Rule")["ShopifyPartnerRule"]["Properties"])
     assert rule["EventBusName"] == "aws.partner/shopify.com/1/x"
+
+
+def test_a_signed_body_with_a_lone_surrogate_is_400_not_a_fault(api, aws):
+    raw = json.dumps({**ORDER, "email": "a\ud800@example.com"}, ensure_ascii=True).encode()
+    body, headers = signed_shopify(raw)
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 400, resp.text
+    assert queued(aws) == [] and dedupe_items(aws) == []

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..adapters import shopify
+from ..adapters import klaviyo, mailchimp, mandrill, segment, sendgrid, shopify
 from ..adapters.errors import PayloadTooLargeError, WebhookError
 from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 from ..domain.events import CustomerEvent
@@ -15,6 +15,11 @@ from ..domain.events import CustomerEvent
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 ADAPTERS: dict[str, Callable[[WebhookRequest, SecretLookup, int], Normalised | Handshake]] = {
     "shopify": shopify.parse,
+    "mailchimp": mailchimp.parse,
+    "segment": segment.parse,
+    "klaviyo": klaviyo.parse,
+    "mandrill": mandrill.parse,
+    "sendgrid": sendgrid.parse,
 }
 KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
 
@@ -65,6 +70,11 @@ class WebhookIngest:
             return Reply(exc.status, {"error": type(exc).__name__, "reason": exc.reason})
         if isinstance(normalised, Handshake):
             return Reply(normalised.status, normalised.body, normalised.content_type)
+        try:
+            for event in normalised.events:  # e.g. a lone surrogate in a string cannot go on the bus
+                event.model_dump_json()
+        except ValueError:
+            return Reply(400, {"error": "MalformedPayloadError", "reason": "the body holds text that is not valid Unicode"})
 
         return Reply(200, self._accept(normalised))
 
