@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     bf.set_defaults(func=cmd_backfill)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
-    demo.add_argument("--stream", default="events/demo/shopify-stream.json")
+    demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],
+                      help="demo streams to replay (default: Shopify, then several sources at once)")
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

@@ -8,11 +8,12 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from .provision import dev_secret_values
 from .runtime import LocalStack
 from .server import LocalApi
-from .signing import shopify_headers
+from .signing import mailchimp_delivery, mandrill_delivery, segment_headers, shopify_headers
 from .template import Template
 
 
@@ -48,25 +49,47 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return exc.code, json.loads(data) if data else {}
 
 
-def replay(api_url: str, stream_path: Path, secret: str, now: datetime | None = None) -> dict[int, int]:
+def signed_request(d: dict, doc: dict, secrets: dict[str, str], now: datetime) -> tuple[str, bytes, dict]:
+    """(path, body, headers) of one delivery of a demo stream, signed the way its source signs."""
+    source = d.get("source", "shopify")
+    at = now - timedelta(hours=d["ago_hours"])
+    if source == "shopify":
+        body = materialise(d, now)
+        return "/webhooks/shopify", body, shopify_headers(
+            secrets["shopify"], body, d["topic"], d["event_id"], doc.get("shop", "demo-shop.myshopify.com"))
+    if source == "segment":
+        message = {**d["message"], "timestamp": _iso(at),
+                   "messageId": f"demo-{d['message'].get('anonymousId') or d['message'].get('userId')}-{d['ago_hours']}"}
+        body = json.dumps(message, separators=(",", ":")).encode()
+        return "/webhooks/segment", body, segment_headers(secrets["segment"], body)
+    if source == "mandrill":
+        events = [{**e, "ts": int(at.timestamp())} for e in d["events"]]
+        body, headers = mandrill_delivery(secrets["mandrill"], secrets["mandrill_url"], json.dumps(events, separators=(",", ":")))
+        return "/webhooks/mandrill", body, headers
+    if source == "mailchimp":
+        body, headers = mailchimp_delivery({**d["form"], "fired_at": at.strftime("%Y-%m-%d %H:%M:%S")})
+        return f"/webhooks/mailchimp?token={quote(secrets['mailchimp'])}", body, headers
+    raise ValueError(f"the demo cannot sign {source} deliveries")
+
+
+def replay(api_url: str, stream_path: Path, secrets: dict[str, str], now: datetime | None = None) -> dict[int, int]:
     """POST every delivery of the stream, signed; return a count per status code."""
     now = now or datetime.now(UTC)
     doc = json.loads(stream_path.read_text())
     statuses: dict[int, int] = {}
     total = len(doc["deliveries"])
     for i, d in enumerate(doc["deliveries"], 1):
-        body = materialise(d, now)
-        status, _ = http("POST", f"{api_url}/webhooks/shopify", body,
-                         shopify_headers(secret, body, d["topic"], d["event_id"], doc.get("shop", "demo-shop.myshopify.com")))
+        path, body, headers = signed_request(d, doc, secrets, now)
+        status, _ = http("POST", f"{api_url}{path}", body, headers)
         statuses[status] = statuses.get(status, 0) + 1
-        print(f"\r  replaying {i}/{total} deliveries", end="", flush=True)
+        print(f"\r  {stream_path.name}: {i}/{total} deliveries", end="", flush=True)
     print()
     return statuses
 
 
 def report(api_url: str, members_shown: int = 5) -> str:
     _, body = http("GET", f"{api_url}/segments")
-    lines = [f"{'segment':<24} {'size':>4}  members"]
+    lines = [f"{'segment':<30} {'size':>4}  members"]
     for seg in body["segments"]:
         _, page = http("GET", f"{api_url}/segments/{seg['id']}/members?limit={members_shown}")
         emails = []
@@ -74,18 +97,21 @@ def report(api_url: str, members_shown: int = 5) -> str:
             _, prof = http("GET", f"{api_url}/profiles/{pid}")
             emails.append(prof.get("email") or pid)
         more = "" if seg["size"] <= len(emails) else f" (+{seg['size'] - len(emails)} more)"
-        lines.append(f"{seg['id']:<24} {seg['size']:>4}  {', '.join(sorted(emails)) or '-'}{more}")
+        lines.append(f"{seg['id']:<30} {seg['size']:>4}  {', '.join(sorted(emails)) or '-'}{more}")
     return "\n".join(lines)
 
 
-def run(template_path: str, stream: str) -> int:
+def run(template_path: str, streams: list[str]) -> int:
     print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
     stack = LocalStack(Template(template_path), log_level="WARNING").start()
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
     try:
         print(f"  local API on {api.url}; AWS endpoint {stack.endpoint}")
-        statuses = replay(api.url, Path(stream), dev_secret_values()["shopify"])
+        statuses: dict[int, int] = {}
+        for stream in streams:
+            for status, n in replay(api.url, Path(stream), dev_secret_values()).items():
+                statuses[status] = statuses.get(status, 0) + n
         print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
         print("  waiting for the profile queue to drain ...", flush=True)
         if not stack.drain(60):
@@ -97,6 +123,13 @@ def run(template_path: str, stream: str) -> int:
             return 1
         print()
         print(report(api.url))
+        _, maya = http("GET", f"{api.url}/profiles?email=maya.singh%40example.com")
+        if maya.get("profile_id"):
+            t = maya["traits"]
+            print(f"\nOne customer, three sources (Segment browsing, Shopify order, Mandrill email): {maya['email']}\n"
+                  f"  segments: {', '.join(maya['segments'])}\n"
+                  f"  orders {t['order_count']}, open rate {t['email_open_rate_30d']}, preferred category "
+                  f"{t['preferred_category']}, engagement {t['engagement_score']}")
         return 0 if set(statuses) == {200} else 1
     finally:
         api.stop()
