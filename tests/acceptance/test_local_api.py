@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -131,3 +132,48 @@ def test_segments_explain_shows_each_segment_and_its_conditions(base_url):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert missing.returncode == 1 and "no profile" in missing.stderr
+
+
+def test_browse_in_segment_buy_in_shopify_open_in_mandrill_is_one_profile(base_url):
+    import json as _json
+
+    from segctl.provision import dev_secret_values
+    from segctl.signing import mandrill_delivery, segment_headers
+
+    secrets = dev_secret_values({})
+    at = (NOW - timedelta(hours=3)).isoformat()
+    for i, event in enumerate(["Product Viewed", "Product Viewed", "Product Viewed"]):
+        body = _json.dumps({"type": "track", "event": event, "anonymousId": "anon-x", "messageId": f"m-x-{i}",
+                            "timestamp": at, "properties": {"category": "Shoes", "product_id": "1"}}).encode()
+        assert request("POST", f"{base_url}/webhooks/segment", body, segment_headers(secrets["segment"], body))[0] == 200
+    ident = _json.dumps({"type": "identify", "anonymousId": "anon-x", "userId": "u-x", "messageId": "m-x-id",
+                         "timestamp": at, "traits": {"email": "three@example.com"}}).encode()
+    assert request("POST", f"{base_url}/webhooks/segment", ident, segment_headers(secrets["segment"], ident))[0] == 200
+    assert post_shopify(base_url, order(601, "three@example.com", hours_ago=1)) == 200
+    ts = int((NOW - timedelta(hours=2)).timestamp())
+    events = _json.dumps([{"event": "send", "_id": "msg-three", "ts": ts, "msg": {"email": "three@example.com"}},
+                          {"event": "open", "_id": "msg-three", "ts": ts + 60, "msg": {"email": "three@example.com"}}])
+    body, headers = mandrill_delivery(secrets["mandrill"], secrets["mandrill_url"], events)
+    assert request("POST", f"{base_url}/webhooks/mandrill", body, headers)[0] == 200
+    profile = eventually(base_url, "three@example.com",
+                         lambda b: b["traits"]["order_count"] == 1 and b["traits"]["email_open_rate_30d"] == 1.0
+                         and b["traits"]["preferred_category"] == "shoes")
+    assert {"recent-browsers", "recent-buyers"} <= set(profile["segments"])
+    # The anonymous visitor is that same profile now.
+    status, body = request("GET", f"{base_url}/profiles/{profile['profile_id']}")
+    assert status == 200 and body["email"] == "three@example.com"
+
+
+def test_provider_handshakes_answer_without_writing(base_url):
+    for method, path in (("GET", "/webhooks/mailchimp"), ("HEAD", "/webhooks/mandrill"),
+                         ("GET", "/webhooks/magento?challenge=abc123")):
+        with urllib.request.urlopen(urllib.request.Request(f"{base_url}{path}", method=method), timeout=10) as resp:
+            assert resp.status == 200
+            if path.endswith("abc123"):
+                assert b"abc123" in resp.read()
+    ping = urllib.request.Request(f"{base_url}/webhooks/woocommerce", data=b"webhook_id=17", method="POST",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(ping, timeout=10) as resp:
+        assert resp.status == 200
+    assert request("POST", f"{base_url}/webhooks/mailchimp?token=wrong", b"type=subscribe&data[email]=x@example.com",
+                   {"Content-Type": "application/x-www-form-urlencoded"})[0] == 401

@@ -23,6 +23,7 @@ DEV_SECRETS = {
     "sendgrid": ("SENDGRID_PUBLIC_KEY", ""),
     "segment": ("SEGMENT_SHARED_SECRET", "segment_dev_secret"),
     "magento": ("MAGENTO_PUBLIC_KEY", ""),
+    "magento_client_id": ("MAGENTO_CLIENT_ID", ""),
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..adapters import klaviyo, mailchimp, mandrill, segment, sendgrid, shopify
+from ..adapters import klaviyo, magento, mailchimp, mandrill, segment, sendgrid, shopify, woocommerce
 from ..adapters.errors import PayloadTooLargeError, WebhookError
 from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 from ..domain.events import CustomerEvent
@@ -20,6 +20,8 @@ ADAPTERS: dict[str, Callable[[WebhookRequest, SecretLookup, int], Normalised | H
     "klaviyo": klaviyo.parse,
     "mandrill": mandrill.parse,
     "sendgrid": sendgrid.parse,
+    "woocommerce": woocommerce.parse,
+    "magento": magento.parse,
 }
 KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
 

@@ -1,0 +1,410 @@
+"""WooCommerce: verify ``X-WC-Webhook-Signature`` and normalise order and customer topics.
+
+See shared/webhooks.md §2 and §9.2. The signature is base64(HMAC-SHA256(secret, raw body)) where
+WooCommerce first HTML-entity-decodes the secret (``wp_specialchars_decode($secret, ENT_QUOTES)``).
+The body is PHP ``json_encode`` output (``/`` escaped as ``\\/``), so it is verified as received and
+never re-serialised. Only the body is signed: topic, source URL and ids travel in unsigned headers
+and are used for routing and dedupe only.
+
+WooCommerce sends an unsigned ``webhook_id=<N>`` POST when a webhook is created and requires exactly
+200 before it delivers anything; that ping is answered as a :class:`Handshake` and writes nothing.
+WooCommerce never retries a failed delivery and disables a webhook after more than 5 consecutive
+failures, so only genuinely bad deliveries are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain.events import (
+    CustomerEvent,
+    CustomerProperties,
+    EventType,
+    Identity,
+    LineItem,
+    OrderProperties,
+)
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
+
+SOURCE = "woocommerce"
+SIGNATURE_HEADER = "x-wc-webhook-signature"
+ORDER_TOPICS = {"order.created", "order.updated", "order.restored"}
+CUSTOMER_TOPICS = {"customer.created", "customer.updated", "customer.restored"}
+#: Order statuses (REST v3) and what they mean for the domain. ``None``: not a purchase yet.
+ORDER_STATUS = {
+    "processing": "placed",
+    "completed": "placed",
+    "cancelled": "cancelled",
+    "failed": "cancelled",
+    "trash": "cancelled",
+    "refunded": "refunded",
+    "pending": None,
+    "on-hold": None,
+    "checkout-draft": None,
+}
+#: The ping WooCommerce sends (unsigned) when a webhook is saved.
+PING = re.compile(rb"webhook_id=[0-9]{1,20}")
+#: ``woocommerce_webhook_hash_algorithm`` can change the HMAC; the default is sha256. The decoded MAC
+#: length tells which one a site uses.
+DIGESTS = {32: hashlib.sha256, 64: hashlib.sha512, 48: hashlib.sha384, 20: hashlib.sha1}
+#: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
+MAX_ITEMS = 100
+#: Unsigned header values are cut to this length before they reach a dedupe key or ``shop``.
+MAX_HEADER = 200
+MAX_MONEY = Decimal("1e15")
+
+# wp_specialchars_decode($text, ENT_QUOTES) (wp-includes/formatting.php): only these entities (numeric
+# ones zero-padded or not, hex ones in either case), decoded in a single left-to-right pass.
+_WP_ENTITY = re.compile(r"&(?:amp|lt|gt|quot);|&#0*(?:39|34|60|62|38);|&#[xX]0*(?:27|22|26);")
+_WP_NAMED = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"'}
+
+
+def _wp_entity(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text in _WP_NAMED:
+        return _WP_NAMED[text]
+    if text[2] in "xX":
+        return chr(int(text[3:-1], 16))
+    return chr(int(text[2:-1]))
+
+
+def wp_specialchars_decode(secret: str) -> str:
+    """PHP ``wp_specialchars_decode($secret, ENT_QUOTES)``, which WooCommerce applies to the secret."""
+    return _WP_ENTITY.sub(_wp_entity, secret)
+
+
+def signing_keys(secrets: Sequence[bytes]) -> list[bytes]:
+    """The HMAC keys a configured secret may stand for: WooCommerce's own decoding of it and, in
+    case an operator pasted a secret with other HTML entities, ``html.unescape`` of it."""
+    keys: list[bytes] = []
+    for secret in secrets:
+        try:
+            text = secret.decode("utf-8")
+        except UnicodeDecodeError:
+            candidates = [secret]
+        else:
+            candidates = [wp_specialchars_decode(text).encode(), html.unescape(text).encode()]
+        for key in candidates:
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+def verify(secrets: Sequence[bytes], body: bytes, signature: str | None) -> None:
+    """Raise :class:`SignatureMismatchError` unless ``signature`` is base64(HMAC(secret, body))."""
+    if not signature or not signature.strip():
+        raise SignatureMismatchError("missing X-WC-Webhook-Signature header")
+    try:
+        received = base64.b64decode(signature.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureMismatchError("X-WC-Webhook-Signature is not base64") from None
+    digest = DIGESTS.get(len(received))
+    if digest is None or not hmac_matches(signing_keys(secrets), body, received, digest):
+        raise SignatureMismatchError("X-WC-Webhook-Signature does not match the body")
+
+
+def _header(request: WebhookRequest, name: str) -> str | None:
+    """An unsigned header, cut to a sane length and made storable (it goes into keys and ``shop``)."""
+    value = (request.header(name) or "").strip()[:MAX_HEADER]
+    return value.encode("utf-8", "replace").decode("utf-8") or None
+
+
+def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalised | Handshake:
+    """Answer the creation ping, or verify then normalise one delivery."""
+    if request.method != "POST":
+        raise MethodNotAllowedError("WooCommerce webhooks are POST")
+    signature = request.header(SIGNATURE_HEADER)
+    if (not signature or not signature.strip()) and PING.fullmatch(request.body.strip()):
+        return Handshake(200, "", "text/plain")  # the unsigned ping on webhook creation: exactly 200
+    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json":
+        raise UnsupportedMediaTypeError(f"WooCommerce webhooks are application/json, got {content_type[:60]!r}")
+    verify(secrets(SOURCE), request.body, signature)
+    topic = _header(request, "x-wc-webhook-topic")
+    if not topic:
+        resource, event = _header(request, "x-wc-webhook-resource"), _header(request, "x-wc-webhook-event")
+        topic = f"{resource}.{event}" if resource and event else None
+    if not topic:
+        raise MalformedPayloadError("missing X-WC-Webhook-Topic header")
+    shop = _header(request, "x-wc-webhook-source")
+    webhook_id = _header(request, "x-wc-webhook-id") or "-"
+    # No header identifies an event (the delivery id changes per attempt), and the payload is built
+    # at delivery time: the same bytes from the same webhook are the same delivery.
+    dedupe_key = f"{SOURCE}#{shop or '-'}#{webhook_id}#{hashlib.sha256(request.body).hexdigest()}"
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
+    return normalise(topic.lower(), shop, payload, dedupe_key)
+
+
+def normalise(topic: str, shop: str | None, payload: Any, dedupe_key: str) -> Normalised:
+    """Turn a WooCommerce REST payload into canonical events."""
+    if not isinstance(payload, dict):
+        raise MalformedPayloadError("body must be a JSON object")
+    try:
+        if topic in ORDER_TOPICS:
+            return _order(shop, payload, dedupe_key)
+        if topic in CUSTOMER_TOPICS:
+            event = _customer(shop, payload)
+            if event is None:
+                return Normalised(dedupe_key, [], ignored_reason="no customer email or id in the payload")
+            return Normalised(dedupe_key, [event])
+        if topic.endswith(".deleted"):
+            return Normalised(dedupe_key, [], ignored_reason=f"topic {topic} carries only an id")
+        return Normalised(dedupe_key, [], ignored_reason=f"topic {topic[:60]} is not used")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MalformedPayloadError(f"invalid {where}: {first['msg']}") from None
+    except (ValueError, TypeError, KeyError, InvalidOperation, OverflowError, RecursionError) as exc:
+        raise MalformedPayloadError(str(exc)[:200] or type(exc).__name__) from None
+
+
+# -- field helpers -------------------------------------------------------------------------
+
+
+def _require(payload: dict, key: str) -> Any:
+    value = payload.get(key)
+    if value is None or value == "":
+        raise ValueError(f"missing field {key!r}")
+    return value
+
+
+def _time(value: Any, field: str) -> datetime:
+    """A WooCommerce ``*_gmt`` time: ISO 8601 in UTC with no suffix (an explicit offset is honoured)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _created(p: dict) -> datetime:
+    """Creation time: ``date_created_gmt`` (REST v2/v3) or ``created_at`` (legacy API, UTC)."""
+    if p.get("date_created_gmt"):
+        return _time(p["date_created_gmt"], "date_created_gmt")
+    if p.get("created_at"):
+        return _time(p["created_at"], "created_at")
+    raise ValueError("missing field 'date_created_gmt' (use webhook API version v3)")
+
+
+def _modified(p: dict, created: datetime) -> datetime:
+    if p.get("date_modified_gmt"):
+        return _time(p["date_modified_gmt"], "date_modified_gmt")
+    if p.get("updated_at"):
+        return _time(p["updated_at"], "updated_at")
+    return created
+
+
+def _money(value: Any, field: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal("0")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{field} must be a decimal string")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{field} is not a decimal") from None
+    if not amount.is_finite() or abs(amount) >= MAX_MONEY:
+        raise ValueError(f"{field} is out of range")
+    return amount
+
+
+def _id(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{field} must be a string or integer")
+    text = _unicode(str(value).strip(), field)
+    if not text or len(text) > 128:
+        raise ValueError(f"{field} must be 1 to 128 characters")
+    return text
+
+
+def _optional_id(value: Any, field: str) -> str | None:
+    """An id where 0 (or empty) means none: guest orders have ``customer_id`` 0."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    return _id(value, field)
+
+
+def _text(value: Any, field: str, limit: int = 200) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    return _unicode(value.strip()[:limit], field) or None
+
+
+def _unicode(text: str, field: str) -> str:
+    """``text`` if it is valid Unicode (JSON can smuggle in lone surrogates, which cannot be stored)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} is not valid Unicode") from None
+    return text
+
+
+def _object(value: Any, field: str) -> dict:
+    if value is None or value == [] or value == "":
+        return {}  # PHP serialises an empty array as []
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be an object")
+    return value
+
+
+def _quantity(value: Any) -> int:
+    if value is None or value == "":
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("line_items.quantity must be a number")
+    try:
+        quantity = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("line_items.quantity is not a number") from None
+    if not quantity.is_finite() or abs(quantity) > 10**9:
+        raise ValueError("line_items.quantity is out of range")
+    return int(quantity)
+
+
+def _items(payload: dict) -> list[LineItem]:
+    raw = payload.get("line_items") or []
+    if not isinstance(raw, list):
+        raise ValueError("line_items must be a list")
+    items = []
+    for item in raw[:MAX_ITEMS]:
+        if not isinstance(item, dict):
+            raise ValueError("line_items entries must be objects")
+        quantity = _quantity(item.get("quantity"))
+        if item.get("price") not in (None, ""):
+            price = _money(item["price"], "line_items.price")  # unit price (a number in REST v3)
+        else:  # the line total after discounts, per unit
+            total = _money(item.get("total"), "line_items.total")
+            price = (total / quantity).quantize(Decimal("0.01")) if quantity > 0 else total
+        items.append(LineItem(
+            product_id=_optional_id(item.get("product_id"), "line_items.product_id"),
+            sku=_text(item.get("sku"), "line_items.sku", 128),
+            title=_text(item.get("name"), "line_items.name"),
+            quantity=quantity,
+            price=price,
+        ))
+    return items
+
+
+def _identity(p: dict, customer_id: Any) -> Identity:
+    billing = _object(p.get("billing"), "billing")
+    email = p.get("email") or billing.get("email")
+    phone = billing.get("phone")
+    cid = _optional_id(customer_id, "customer_id")
+    return Identity(
+        email=_text(email, "billing.email", 320),
+        phone=_text(phone, "billing.phone", 40),
+        customer_ids={} if cid is None else {SOURCE: cid},
+    )
+
+
+def _attributes(p: dict) -> dict[str, str]:
+    billing = _object(p.get("billing"), "billing")
+    attributes = {}
+    for key in ("country", "city"):
+        value = _text(billing.get(key), f"billing.{key}", 100)
+        if value:
+            attributes[key] = value
+    return attributes
+
+
+def _names(p: dict) -> tuple[str | None, str | None]:
+    billing = _object(p.get("billing"), "billing")
+    first = _text(p.get("first_name"), "first_name", 100) or _text(billing.get("first_name"), "billing.first_name", 100)
+    last = _text(p.get("last_name"), "last_name", 100) or _text(billing.get("last_name"), "billing.last_name", 100)
+    return first, last
+
+
+def _status(p: dict) -> str | None:
+    """``placed``, ``cancelled``, ``refunded``, or None when the order is not a purchase yet."""
+    raw = _require(p, "status")
+    if not isinstance(raw, str):
+        raise ValueError("status must be a string")
+    status = raw.strip().lower().removeprefix("wc-")
+    if status in ORDER_STATUS:
+        return ORDER_STATUS[status]
+    # A custom status (shipping plugins and the like): a purchase once the order has been paid.
+    return "placed" if p.get("date_paid_gmt") or p.get("date_paid") else None
+
+
+def _refunded(p: dict) -> Decimal:
+    refunds = p.get("refunds") or []
+    if not isinstance(refunds, list):
+        raise ValueError("refunds must be a list")
+    total = Decimal("0")
+    for refund in refunds:
+        if not isinstance(refund, dict):
+            raise ValueError("refunds entries must be objects")
+        total += abs(_money(refund.get("total"), "refunds.total"))  # negative strings in REST v3
+    return total
+
+
+# -- topics ----------------------------------------------------------------------------------
+
+
+def _order(shop: str | None, p: dict, dedupe_key: str) -> Normalised:
+    order_id = _id(_require(p, "id"), "id")
+    created = _created(p)
+    updated = _modified(p, created)
+    status = _status(p)
+    identity = _identity(p, p.get("customer_id"))
+    if identity.is_empty():
+        return Normalised(dedupe_key, [], ignored_reason="no customer email, phone or id in the order")
+    first, last = _names(p)
+    if status is None:
+        # Pending / on hold: not a purchase (yet), but it tells who the customer is.
+        event = CustomerEvent(
+            event_id=CustomerEvent.make_id(SOURCE, shop, "order-contact", order_id, updated.isoformat()),
+            source=SOURCE, type=EventType.CUSTOMER, occurred_at=created, shop=shop, identity=identity,
+            properties=CustomerProperties(first_name=first, last_name=last, attributes=_attributes(p)),
+        )
+        return Normalised(dedupe_key, [event], ignored_reason="order is not paid yet: identity only, not a purchase")
+    gross = _money(p.get("total"), "total")
+    refunded = _refunded(p)
+    total = max(gross - refunded, Decimal("0"))
+    if status == "placed" and refunded > 0 and total == 0:
+        status = "refunded"  # refunded in full without the status changing
+    props = OrderProperties(
+        order_id=order_id, status=status, total=total, currency=_text(p.get("currency"), "currency", 8),
+        updated_at=updated, items=_items(p),
+    )
+    event = CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "order", order_id, updated.isoformat(), status),
+        source=SOURCE, type=EventType.ORDER, occurred_at=created, shop=shop, identity=identity, properties=props,
+    )
+    return Normalised(dedupe_key, [event])
+
+
+def _customer(shop: str | None, p: dict) -> CustomerEvent | None:
+    customer_id = _id(_require(p, "id"), "id")
+    updated = _modified(p, _created(p))
+    identity = _identity(p, customer_id)
+    if identity.is_empty():
+        return None
+    first, last = _names(p)
+    # WooCommerce core has no marketing-consent field: consent is left to the ESPs.
+    props = CustomerProperties(first_name=first, last_name=last, attributes=_attributes(p))
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "customer", customer_id, updated.isoformat()),
+        source=SOURCE, type=EventType.CUSTOMER, occurred_at=updated, shop=shop, identity=identity, properties=props,
+    )
