@@ -117,7 +117,7 @@ def test_unknown_source_is_404_and_wrong_method_is_405(api, aws):
 
 
 def test_unused_topic_is_acknowledged_without_publishing(api, aws):
-    body, headers = signed_shopify({"id": 1, "title": "Linen Shirt"}, topic="products/create")
+    body, headers = signed_shopify({"id": 1, "title": "Linen Shirt"}, topic="app/uninstalled")
     resp = api("POST", "/webhooks/shopify", body, headers)
     assert resp.status == 200 and "ignored" in resp.json()
     assert queued(aws) == []
@@ -182,3 +182,43 @@ def test_a_signed_body_with_a_lone_surrogate_is_400_not_a_fault(api, aws):
     resp = api("POST", "/webhooks/shopify", body, headers)
     assert resp.status == 400, resp.text
     assert queued(aws) == [] and dedupe_items(aws) == []
+
+
+def _post(api, payload, topic, event_id):
+    body, headers = signed_shopify(payload, topic=topic, event_id=event_id)
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == 200, resp.text
+    return resp
+
+
+def test_products_teach_categories_to_order_line_items(api, aws):
+    _post(api, {"id": 8801, "title": "Linen Shirt", "product_type": "Shirts", "tags": "summer, linen"},
+          "products/create", "evt-p1")
+    _post(api, {"id": 8802, "title": "Cotton Socks", "product_type": "", "tags": "Accessories, cotton"},
+          "products/update", "evt-p2")
+    assert queued(aws) == []  # a product is about the shop, not a customer
+    _post(api, {**ORDER, "line_items": [{"product_id": 8801, "title": "Linen Shirt", "quantity": 1, "price": "49.90"},
+                                        {"product_id": 8802, "title": "Cotton Socks", "quantity": 2, "price": "5.00"},
+                                        {"product_id": 9999, "title": "Unknown", "quantity": 1, "price": "5.00"}]},
+          "orders/create", "evt-o1")
+    [message] = queued(aws)
+    assert [i.get("category") for i in message["detail"]["properties"]["items"]] == ["shirts", "accessories", None]
+
+
+def test_a_cart_becomes_added_to_cart_once_a_checkout_names_its_owner(api, aws):
+    cart = {"id": "c1", "token": "cart-tok-1", "created_at": "2024-05-14T10:00:00Z", "updated_at": "2024-05-14T10:05:00Z",
+            "line_items": [{"product_id": 8801, "title": "Linen Shirt", "quantity": 1, "price": "49.90"}]}
+    _post(api, cart, "carts/create", "evt-c1")
+    assert queued(aws) == []  # nobody to attribute it to yet
+    checkout = {"id": 1, "token": "co-1", "cart_token": "cart-tok-1", "email": "ana@example.com",
+                "created_at": "2024-05-14T10:06:00Z", "updated_at": "2024-05-14T10:06:00Z", "total_price": "49.90"}
+    _post(api, checkout, "checkouts/create", "evt-co1")
+    types = sorted(m["detail"]["type"] for m in queued(aws))
+    assert types == ["checkout", "product_added"]
+    added = next(m["detail"] for m in queued(aws) if m["detail"]["type"] == "product_added")
+    assert added["identity"]["email"] == "ana@example.com" and added["properties"]["product_id"] == "8801"
+    # A later cart update adds a product: attributed straight away; the known product keeps its event id.
+    _post(api, {**cart, "updated_at": "2024-05-14T10:09:00Z", "line_items": cart["line_items"] + [
+        {"product_id": 8803, "title": "Waxed Jacket", "quantity": 1, "price": "289.00"}]}, "carts/update", "evt-c2")
+    ids = [m["detail"]["event_id"] for m in queued(aws) if m["detail"]["type"] == "product_added"]
+    assert len(ids) == 3 and len(set(ids)) == 2  # the shirt twice with one id: the profile counts it once

@@ -328,7 +328,7 @@ def test_customer_without_consent_information_has_no_consent():
     assert props.email_consent is None
 
 
-@pytest.mark.parametrize("topic", ["products/create", "app/uninstalled", "orders/delete"])
+@pytest.mark.parametrize("topic", ["app/uninstalled", "orders/delete", "products/delete"])
 def test_unknown_topic_is_acknowledged_with_no_events(topic):
     result = parse(request(VECTOR_BODY, topic=topic))
     assert result.events == []

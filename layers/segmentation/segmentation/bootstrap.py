@@ -57,6 +57,7 @@ def publisher() -> EventPublisher:
 
 @cache
 def webhook_ingest() -> WebhookIngest:
+    from .adapters.catalog import ShopCatalog
     from .adapters.dedupe import Deduplicator
     from .adapters.secrets import WebhookSecrets
     from .service.ingest import WebhookIngest
@@ -67,6 +68,7 @@ def webhook_ingest() -> WebhookIngest:
         dedupe=Deduplicator(s.idempotency_table, s.dedupe_ttl_days * 86400, client=_client("dynamodb")),
         publisher=publisher(),
         max_body_bytes=s.max_body_bytes,
+        catalog=ShopCatalog(_client("dynamodb"), s.catalog_table),
     )
 
 

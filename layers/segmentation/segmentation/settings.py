@@ -21,6 +21,7 @@ class Settings(BaseModel):
     aliases_table: str = Field(alias="ALIASES_TABLE")
     memberships_table: str = Field(alias="MEMBERSHIPS_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
+    catalog_table: str = Field(alias="CATALOG_TABLE")
     event_bus_name: str = Field(alias="EVENT_BUS_NAME")
     webhook_secret_id: str = Field(alias="WEBHOOK_SECRET_ARN")
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)

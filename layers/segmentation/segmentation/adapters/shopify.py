@@ -28,15 +28,18 @@ from ..domain.events import (
     Identity,
     LineItem,
     OrderProperties,
+    normalise_category,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
-from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "shopify"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}
 CHECKOUT_TOPICS = {"checkouts/create", "checkouts/update"}
 CUSTOMER_TOPICS = {"customers/create", "customers/update"}
 CONSENT_TOPIC = "customers_email_marketing_consent/update"
+PRODUCT_TOPICS = {"products/create", "products/update"}
+CART_TOPICS = {"carts/create", "carts/update"}
 REDACT_TOPIC = "customers/redact"
 IGNORED = {
     "customers/data_request": "data requests are answered from GET /profiles/{id} (export is not built yet)",
@@ -94,6 +97,10 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
             event = _checkout(shop, payload)
         elif topic in CUSTOMER_TOPICS:
             event = _customer(shop, payload)
+        elif topic in PRODUCT_TOPICS:
+            return Normalised(dedupe_key, [], products=[_product(shop, payload)])
+        elif topic in CART_TOPICS:
+            return Normalised(dedupe_key, [], cart=_cart(shop, payload, now))
         elif topic == CONSENT_TOPIC:
             event = _consent_update(shop, payload, now)
         elif topic == REDACT_TOPIC:
@@ -331,3 +338,24 @@ def from_eventbridge(event: dict, now: int) -> Normalised:
     shop = str(metadata.get("x-shopify-shop-domain") or "-")
     delivery = metadata.get("x-shopify-event-id") or metadata.get("x-shopify-webhook-id") or event.get("id")
     return normalise(topic, shop, detail.get("payload"), f"{SOURCE}#{shop}#{topic}#{delivery}", now)
+
+
+def _product(shop: str, p: dict) -> ProductInfo:
+    """``products/*``: the category is the product type, else the first tag."""
+    product_type = p.get("product_type")
+    tags = p.get("tags") or ""
+    if product_type is not None and not isinstance(product_type, str):
+        raise ValueError("product_type must be a string")
+    if not isinstance(tags, str):
+        raise ValueError("tags must be a comma-separated string")
+    first_tag = next((t.strip() for t in tags.split(",") if t.strip()), None)
+    return ProductInfo(shop=shop, product_id=_id(_require(p, "id"), "id"),
+                       category=normalise_category(product_type or first_tag))
+
+
+def _cart(shop: str, p: dict, now: int) -> CartInfo:
+    """``carts/*``: no customer identity; joined to a checkout through ``cart_token``."""
+    token = _id(p.get("token") or _require(p, "id"), "token")
+    updated = p.get("updated_at") or p.get("created_at")
+    at = int(_time(updated, "updated_at").timestamp()) if updated else now
+    return CartInfo(shop=shop, token=token, items=_items(p), updated_at=at)

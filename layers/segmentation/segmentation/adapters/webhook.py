@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..domain.events import CustomerEvent
+from ..domain.events import CustomerEvent, LineItem
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,38 @@ class WebhookRequest:
 
 
 @dataclass(frozen=True)
+class ProductInfo:
+    """A product's category, learned from the shop (Shopify ``products/*``)."""
+
+    shop: str
+    product_id: str
+    category: str | None
+
+
+@dataclass(frozen=True)
+class CartInfo:
+    """A cart's contents (Shopify ``carts/*``): no customer identity of its own."""
+
+    shop: str
+    token: str
+    items: list[LineItem]
+    updated_at: int
+
+
+@dataclass(frozen=True)
 class Normalised:
     """The result of an accepted delivery.
 
     ``dedupe_key`` identifies the delivery across retries; ``events`` may be empty
-    (a topic we acknowledge but do not use).
+    (a topic we acknowledge but do not use). ``products`` and ``cart`` are facts about the
+    shop rather than about a customer.
     """
 
     dedupe_key: str
     events: list[CustomerEvent]
     ignored_reason: str | None = None
+    products: list[ProductInfo] = field(default_factory=list)
+    cart: CartInfo | None = None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from ..adapters import klaviyo, magento, mailchimp, mandrill, segment, sendgrid, shopify, woocommerce
+from ..adapters.catalog import ShopCatalog
 from ..adapters.errors import PayloadTooLargeError, WebhookError
 from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
-from ..domain.events import CustomerEvent
+from ..domain.events import BrowseProperties, CheckoutProperties, CustomerEvent, EventType, OrderProperties
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 ADAPTERS: dict[str, Callable[[WebhookRequest, SecretLookup, int], Normalised | Handshake]] = {
@@ -47,7 +49,8 @@ class Publisher(Protocol):
 
 class WebhookIngest:
     def __init__(self, secrets: Secrets, dedupe: Deduplicator, publisher: Publisher, max_body_bytes: int,
-                 clock: Callable[[], int] = lambda: int(time.time())):
+                 clock: Callable[[], int] = lambda: int(time.time()), catalog: ShopCatalog | None = None):
+        self.catalog = catalog
         self.secrets = secrets
         self.dedupe = dedupe
         self.publisher = publisher
@@ -82,14 +85,65 @@ class WebhookIngest:
 
     def _accept(self, normalised: Normalised) -> dict:
         def publish() -> dict:
-            if normalised.events:
-                self.publisher.publish_events(normalised.events)
-            return {"accepted": len(normalised.events)}
+            events = list(normalised.events)
+            if self.catalog is not None:
+                for product in normalised.products:
+                    self.catalog.put_product(product.shop, product.product_id, product.category)
+                events = self._with_categories(events + self._cart_additions(normalised))
+            if events:
+                self.publisher.publish_events(events)
+            return {"accepted": len(events)}
 
         body = {"status": "accepted", **self.dedupe.once(normalised.dedupe_key, publish)}
         if normalised.ignored_reason:
             body["ignored"] = normalised.ignored_reason
         return body
+
+    def _cart_additions(self, normalised: Normalised) -> list[CustomerEvent]:
+        """Carts carry no identity: once a checkout names a cart's owner, its items become that
+        customer's "added to cart" events (one per cart and product, so updates count once)."""
+        now = self.clock()
+        out: list[CustomerEvent] = []
+        cart = normalised.cart
+        if cart is not None:
+            self.catalog.put_cart(cart.shop, cart.token, cart.items, now)
+            owner = self.catalog.cart_owner(cart.shop, cart.token)
+            if owner is not None:
+                out += _added(cart.shop, cart.token, cart.items, owner, cart.updated_at)
+        for event in normalised.events:
+            props = event.properties
+            if isinstance(props, CheckoutProperties) and props.cart_token and event.shop:
+                self.catalog.put_cart_owner(event.shop, props.cart_token, event.identity, now)
+                items = self.catalog.cart(event.shop, props.cart_token)
+                if items:
+                    out += _added(event.shop, props.cart_token, items, event.identity, int(event.occurred_at.timestamp()))
+        return out
+
+    def _with_categories(self, events: list[CustomerEvent]) -> list[CustomerEvent]:
+        """Fill in categories the shop taught us (products/*) where a line item or view lacks one."""
+        wanted: dict[str, set[str]] = {}
+        for e in events:
+            if e.shop is None:
+                continue
+            props = e.properties
+            if isinstance(props, OrderProperties):
+                wanted.setdefault(e.shop, set()).update(i.product_id for i in props.items if i.product_id and not i.category)
+            elif isinstance(props, BrowseProperties) and props.product_id and not props.category:
+                wanted.setdefault(e.shop, set()).add(props.product_id)
+        known = {shop: self.catalog.categories(shop, sorted(ids)) for shop, ids in wanted.items() if ids}
+        if not any(known.values()):
+            return events
+        out = []
+        for e in events:
+            cats = known.get(e.shop or "", {})
+            props = e.properties
+            if isinstance(props, OrderProperties) and cats:
+                items = [i.model_copy(update={"category": i.category or cats.get(i.product_id or "")}) for i in props.items]
+                e = e.model_copy(update={"properties": props.model_copy(update={"items": items})})
+            elif isinstance(props, BrowseProperties) and cats and not props.category and props.product_id in cats:
+                e = e.model_copy(update={"properties": props.model_copy(update={"category": cats[props.product_id]})})
+            out.append(e)
+        return out
 
     def handle_shopify_eventbridge(self, event: dict) -> dict:
         """Shopify through its EventBridge partner source: the same normalising, dedupe and publish.
@@ -99,3 +153,15 @@ class WebhookIngest:
         except WebhookError as exc:
             return {"status": "rejected", "reason": exc.reason}
         return self._accept(normalised)
+
+
+def _added(shop: str, token: str, items, identity, at: int) -> list[CustomerEvent]:
+    when = datetime.fromtimestamp(at, UTC)
+    return [
+        CustomerEvent(
+            event_id=CustomerEvent.make_id("shopify", shop, "cart", token, i.product_id or i.sku or i.title),
+            source="shopify", type=EventType.PRODUCT_ADDED, occurred_at=when, shop=shop, identity=identity,
+            properties=BrowseProperties(product_id=i.product_id, category=i.category, price=i.price),
+        )
+        for i in items if (i.product_id or i.sku or i.title)
+    ]

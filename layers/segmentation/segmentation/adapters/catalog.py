@@ -1,0 +1,62 @@
+"""What the webhook path learns about a shop, in CatalogTable (the only code that knows its layout).
+
+* ``product#<shop>#<id>`` -> ``category``: from Shopify ``products/create|update`` (product type,
+  else the first tag), so order line items get a category for ``preferred_category`` and the
+  category segments.
+* ``cart#<shop>#<token>`` -> the cart's line items; ``cartowner#<shop>#<token>`` -> the identity of
+  the checkout that carries that ``cart_token``. Carts carry no customer identity, so a cart
+  becomes "added to cart" behaviour once a checkout names its owner. Both expire after 30 days.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..domain.events import Identity, LineItem
+
+CART_TTL_S = 30 * 86400
+
+
+class ShopCatalog:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def put_product(self, shop: str, product_id: str, category: str | None) -> None:
+        key = {"key": {"S": f"product#{shop}#{product_id}"}}
+        if category:
+            self.client.put_item(TableName=self.table, Item={**key, "category": {"S": category}})
+        else:
+            self.client.delete_item(TableName=self.table, Key=key)
+
+    def categories(self, shop: str, product_ids: list[str]) -> dict[str, str]:
+        """product id -> category, for the ids known (one BatchGetItem per 100 ids)."""
+        out: dict[str, str] = {}
+        ids = list(dict.fromkeys(product_ids))
+        for i in range(0, len(ids), 100):
+            request = {self.table: {"Keys": [{"key": {"S": f"product#{shop}#{pid}"}} for pid in ids[i:i + 100]]}}
+            while request:
+                resp = self.client.batch_get_item(RequestItems=request)
+                for item in resp["Responses"].get(self.table, []):
+                    out[item["key"]["S"].rsplit("#", 1)[1]] = item["category"]["S"]
+                request = resp.get("UnprocessedKeys") or None
+        return out
+
+    def put_cart(self, shop: str, token: str, items: list[LineItem], now: int) -> None:
+        body = json.dumps([i.model_dump(mode="json", exclude_none=True) for i in items])
+        self.client.put_item(TableName=self.table, Item={
+            "key": {"S": f"cart#{shop}#{token}"}, "items": {"S": body}, "expires": {"N": str(now + CART_TTL_S)}})
+
+    def cart(self, shop: str, token: str) -> list[LineItem] | None:
+        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"cart#{shop}#{token}"}}).get("Item")
+        return None if item is None else [LineItem.model_validate(i) for i in json.loads(item["items"]["S"])]
+
+    def put_cart_owner(self, shop: str, token: str, identity: Identity, now: int) -> None:
+        self.client.put_item(TableName=self.table, Item={
+            "key": {"S": f"cartowner#{shop}#{token}"}, "identity": {"S": identity.model_dump_json(exclude_none=True)},
+            "expires": {"N": str(now + CART_TTL_S)}})
+
+    def cart_owner(self, shop: str, token: str) -> Identity | None:
+        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"cartowner#{shop}#{token}"}}).get("Item")
+        return None if item is None else Identity.model_validate_json(item["identity"]["S"])
