@@ -13,7 +13,17 @@ from urllib.parse import quote
 from .provision import dev_secret_values
 from .runtime import LocalStack
 from .server import LocalApi
-from .signing import mailchimp_delivery, mandrill_delivery, segment_headers, shopify_headers
+from .signing import (
+    adobe_headers,
+    demo_keys,
+    klaviyo_headers,
+    mailchimp_delivery,
+    mandrill_delivery,
+    segment_headers,
+    sendgrid_headers,
+    shopify_headers,
+    woocommerce_headers,
+)
 from .template import Template
 
 
@@ -69,7 +79,45 @@ def signed_request(d: dict, doc: dict, secrets: dict[str, str], now: datetime) -
     if source == "mailchimp":
         body, headers = mailchimp_delivery({**d["form"], "fired_at": at.strftime("%Y-%m-%d %H:%M:%S")})
         return f"/webhooks/mailchimp?token={quote(secrets['mailchimp'])}", body, headers
+    if source in SAMPLES:
+        return from_sample(d, secrets, at, now)
     raise ValueError(f"the demo cannot sign {source} deliveries")
+
+
+#: sample payload files whose fixed times and email the demo replaces: (marker -> new value)
+SAMPLES = {"woocommerce", "klaviyo", "sendgrid", "magento"}
+
+
+def from_sample(d: dict, secrets: dict, at: datetime, now: datetime) -> tuple[str, bytes, dict]:
+    """A provider's sample payload from events/, re-timed and re-addressed, signed as that provider."""
+    source = d["source"]
+    # The samples are all Ana's: give each demo customer their own email and no shared phone.
+    text = Path(d["sample"]).read_text().replace("ana.lopez@example.com", d["email"]).replace("+34600111222", "")
+    epoch = str(int(at.timestamp()))
+    if source == "woocommerce":
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%S")
+        text = text.replace("2024-05-14T14:22:31", stamp).replace("2024-05-14T14:22:35", stamp)
+        text = text.replace('"id":4211', f'"id":{d["id"]}')
+        body = text.encode()
+        return "/webhooks/woocommerce", body, woocommerce_headers(secrets["woocommerce"], body, d["topic"])
+    if source == "klaviyo":
+        text = text.replace("2024-05-14T14:22:31+00:00", at.isoformat()).replace("1715696551", epoch)
+        text = text.replace("01HXEV00000000000000000002", f"01HXEV{d['id']:0>20}"[:26])
+        body = text.encode()
+        webhook_id = json.loads(text)["meta"]["klaviyo_webhook_id"]
+        return "/webhooks/klaviyo", body, klaviyo_headers(
+            secrets["klaviyo"], body, now.strftime("%a, %d %b %Y %H:%M:%S GMT"), webhook_id)
+    if source == "sendgrid":
+        text = text.replace("1715696551", epoch).replace("b3Blbi0wLTEyMzQ1Njc4OTAtYWJj", f"demo-{d['id']}")
+        text = text.replace("14c5d75ce93", f"demo{d['message']}")
+        body = text.encode()
+        return "/webhooks/sendgrid", body, sendgrid_headers(secrets["_sendgrid_private"], body, str(int(now.timestamp())))
+    stamp = at.strftime("%Y-%m-%d %H:%M:%S")
+    text = text.replace("2024-05-14T14:22:36.702Z", _iso(at)).replace("2024-05-14 14:22:31", stamp)
+    text = text.replace("2024-05-14 14:22:35", stamp).replace("5c1e4c9d-7f2b-4a8e-9d31-2b6f0a7c8e14", f"demo-{d['id']}")
+    text = text.replace('"000000031"', f'"{d["id"]}"')
+    body = text.encode()
+    return "/webhooks/magento", body, adobe_headers(secrets["_magento_private"], body)
 
 
 def replay(api_url: str, stream_path: Path, secrets: dict[str, str], now: datetime | None = None) -> dict[int, int]:
@@ -103,14 +151,17 @@ def report(api_url: str, members_shown: int = 5) -> str:
 
 def run(template_path: str, streams: list[str]) -> int:
     print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
-    stack = LocalStack(Template(template_path), log_level="WARNING").start()
+    ec_key, ec_public, rsa_key, rsa_public = demo_keys()
+    secrets = {**dev_secret_values(), "sendgrid": ec_public, "magento": rsa_public}
+    stack = LocalStack(Template(template_path), log_level="WARNING", secret_values=secrets).start()
+    signing = {**secrets, "_sendgrid_private": ec_key, "_magento_private": rsa_key}
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
     try:
         print(f"  local API on {api.url}; AWS endpoint {stack.endpoint}")
         statuses: dict[int, int] = {}
         for stream in streams:
-            for status, n in replay(api.url, Path(stream), dev_secret_values()).items():
+            for status, n in replay(api.url, Path(stream), signing).items():
                 statuses[status] = statuses.get(status, 0) + n
         print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
         print("  waiting for the profile queue to drain ...", flush=True)
