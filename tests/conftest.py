@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import boto3
 import pytest
+from hypothesis import settings
 from segctl.provision import dev_secret_values, provision
 from segctl.template import Template
 from support import TEMPLATE, Api, Outbox, reset_caches
+
+# CI explores the same examples every run (a red build is reproducible); developers get fresh ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ SECRETS = [VECTOR_SECRET]
 
 
 def sign(body: bytes, timestamp: str = VECTOR_TIMESTAMP, secret: bytes = VECTOR_SECRET) -> str:
-    return hmac.new(secret, body + timestamp.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret, body + timestamp.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def flipped(data: bytes, index: int = -2) -> bytes:
