@@ -51,6 +51,10 @@ from .errors import (
     SignatureMismatchError,
     UnsupportedMediaTypeError,
 )
+from .fields import ident as _id
+from .fields import money as _money
+from .fields import optional_ident as _optional_id
+from .fields import text as _text
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "magento"
@@ -72,7 +76,6 @@ UNPAID = {"pending_payment", "payment_review", "fraud"}
 MAX_ITEMS = 100
 MAX_BATCH = 1000
 MAX_CHALLENGE = 512
-MAX_MONEY = Decimal("1e15")
 _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z ]*PUBLIC KEY-----.+?-----END [A-Z ]*PUBLIC KEY-----", re.S)
 
 
@@ -270,50 +273,14 @@ def _first_time(fields: Sequence[tuple[str, Any]]) -> datetime | None:
     return None
 
 
-def _money(value: Any, field: str) -> Decimal:
-    if value is None or value == "":
-        return Decimal("0")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{field} must be a decimal")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{field} is not a decimal") from None
-    if not amount.is_finite() or abs(amount) >= MAX_MONEY:
-        raise ValueError(f"{field} is out of range")
-    return amount
 
 
-def _id(value: Any, field: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{field} must be a string or integer")
-    text = _unicode(str(value).strip(), field)
-    if not text or len(text) > 128:
-        raise ValueError(f"{field} must be 1 to 128 characters")
-    return text
 
 
-def _optional_id(value: Any, field: str) -> str | None:
-    if value is None or value == "" or value == 0 or value == "0":
-        return None
-    return _id(value, field)
 
 
-def _text(value: Any, field: str, limit: int = 200) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string")
-    return _unicode(value.strip()[:limit], field) or None
 
 
-def _unicode(text: str, field: str) -> str:
-    """``text`` if it is valid Unicode (JSON can smuggle in lone surrogates, which cannot be stored)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{field} is not valid Unicode") from None
-    return text
 
 
 def _flag(value: Any) -> bool:

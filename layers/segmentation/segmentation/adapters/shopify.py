@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +31,8 @@ from ..domain.events import (
     normalise_category,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .fields import ident as _id
+from .fields import money as _money
 from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "shopify"
@@ -139,24 +141,8 @@ def _time(value: Any, field: str) -> datetime:
         raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
 
 
-def _money(value: Any, field: str) -> Decimal:
-    if value is None or value == "":
-        return Decimal("0")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{field} must be a decimal string")
-    amount = Decimal(str(value))
-    if not amount.is_finite() or abs(amount) >= Decimal("1e15"):
-        raise ValueError(f"{field} is out of range")
-    return amount
 
 
-def _id(value: Any, field: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{field} must be a string or integer")
-    text = str(value)
-    if not text or len(text) > 128:
-        raise ValueError(f"{field} must be 1 to 128 characters")
-    return text
 
 
 def _identity(payload: dict) -> Identity:

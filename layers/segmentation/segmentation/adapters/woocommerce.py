@@ -36,6 +36,10 @@ from ..domain.events import (
     OrderProperties,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .fields import ident as _id
+from .fields import money as _money
+from .fields import optional_ident as _optional_id
+from .fields import text as _text
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "woocommerce"
@@ -63,7 +67,6 @@ DIGESTS = {32: hashlib.sha256, 64: hashlib.sha512, 48: hashlib.sha384, 20: hashl
 MAX_ITEMS = 100
 #: Unsigned header values are cut to this length before they reach a dedupe key or ``shop``.
 MAX_HEADER = 200
-MAX_MONEY = Decimal("1e15")
 
 # wp_specialchars_decode($text, ENT_QUOTES) (wp-includes/formatting.php): only these entities (numeric
 # ones zero-padded or not, hex ones in either case), decoded in a single left-to-right pass.
@@ -213,51 +216,14 @@ def _modified(p: dict, created: datetime) -> datetime:
     return created
 
 
-def _money(value: Any, field: str) -> Decimal:
-    if value is None or value == "":
-        return Decimal("0")
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{field} must be a decimal string")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{field} is not a decimal") from None
-    if not amount.is_finite() or abs(amount) >= MAX_MONEY:
-        raise ValueError(f"{field} is out of range")
-    return amount
 
 
-def _id(value: Any, field: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{field} must be a string or integer")
-    text = _unicode(str(value).strip(), field)
-    if not text or len(text) > 128:
-        raise ValueError(f"{field} must be 1 to 128 characters")
-    return text
 
 
-def _optional_id(value: Any, field: str) -> str | None:
-    """An id where 0 (or empty) means none: guest orders have ``customer_id`` 0."""
-    if value is None or value == "" or value == 0 or value == "0":
-        return None
-    return _id(value, field)
 
 
-def _text(value: Any, field: str, limit: int = 200) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string")
-    return _unicode(value.strip()[:limit], field) or None
 
 
-def _unicode(text: str, field: str) -> str:
-    """``text`` if it is valid Unicode (JSON can smuggle in lone surrogates, which cannot be stored)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{field} is not valid Unicode") from None
-    return text
 
 
 def _object(value: Any, field: str) -> dict:

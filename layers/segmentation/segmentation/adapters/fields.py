@@ -1,0 +1,61 @@
+"""Reading payload fields the same way in every adapter: strict types, bounded sizes, valid Unicode.
+
+Each raises ValueError with the field's name; adapters turn that into a 400 (MalformedPayloadError).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+MAX_MONEY = Decimal("1e15")
+
+
+def unicode_text(text: str, field: str) -> str:
+    """``text`` if it is valid Unicode (JSON can smuggle in lone surrogates, which cannot be stored)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} is not valid Unicode") from None
+    return text
+
+
+def money(value: Any, field: str) -> Decimal:
+    """A decimal amount (string or number); absent or empty is 0."""
+    if value is None or value == "":
+        return Decimal("0")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{field} must be a decimal")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{field} is not a decimal") from None
+    if not amount.is_finite() or abs(amount) >= MAX_MONEY:
+        raise ValueError(f"{field} is out of range")
+    return amount
+
+
+def ident(value: Any, field: str) -> str:
+    """An id: a string or an integer, 1 to 128 characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{field} must be a string or integer")
+    text = unicode_text(str(value).strip(), field)
+    if not text or len(text) > 128:
+        raise ValueError(f"{field} must be 1 to 128 characters")
+    return text
+
+
+def optional_ident(value: Any, field: str) -> str | None:
+    """An id, or None for absent, empty and 0 (platforms' "guest")."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    return ident(value, field)
+
+
+def text(value: Any, field: str, limit: int = 200) -> str | None:
+    """A string trimmed to ``limit`` characters; None when absent or empty."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    return unicode_text(value.strip()[:limit], field) or None
