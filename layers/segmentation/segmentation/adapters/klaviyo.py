@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from ..domain.events import (
     CustomerEvent,
@@ -50,7 +47,7 @@ from ..domain.events import (
     Identity,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
-from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .webhook import Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
 
 SOURCE = "klaviyo"
 #: Signed-timestamp tolerance, seconds, either side of ``now``.
@@ -169,24 +166,11 @@ def normalise(payload: dict, body: bytes) -> Normalised:
         raise MalformedPayloadError("data must be a list of events")
     account = payload["meta"].get("klaviyo_account_id")
     shop = account if isinstance(account, str) and 0 < len(account) <= 128 else None
-    events: dict[str, CustomerEvent] = {}
-    ignored: Counter[str] = Counter()
-    keys = []
-    for index, item in enumerate(data):
-        try:
-            keys.append(_delivery_key(item))
-            kind, event = _item(item, shop)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayloadError(f"data[{index}]: invalid {where}: {first['msg']}") from None
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-            raise MalformedPayloadError(f"data[{index}]: {str(exc)[:200] or type(exc).__name__}") from None
-        if event is None:
-            ignored[kind] += 1
-        else:
-            events.setdefault(event.event_id, event)
-    _check_serialisable(events.values())
+    def one(item):
+        key = _delivery_key(item)
+        return (key, *_item(item, shop))
+
+    event_list, ignored, keys = collect_batch(data, one, label=lambda i: f"data[{i}]")
     if not keys:
         dedupe = "empty:" + hashlib.sha256(body).hexdigest()[:40]
     elif len(keys) == 1:
@@ -199,17 +183,9 @@ def normalise(payload: dict, body: bytes) -> Normalised:
     elif ignored:
         detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
         reason = f"ignored {sum(ignored.values())} of {len(data)} events: {detail}"
-    return Normalised(f"{SOURCE}#{dedupe}", list(events.values()), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
 
 
-def _check_serialisable(events) -> None:
-    """Refuse text the bus cannot carry (unpaired surrogates from JSON escapes) with a 400 here,
-    rather than a fault when the events are published."""
-    for event in events:
-        try:
-            event.model_dump_json()
-        except ValueError:
-            raise MalformedPayloadError("text fields contain characters that are not valid Unicode") from None
 
 
 def _delivery_key(item: Any) -> str:

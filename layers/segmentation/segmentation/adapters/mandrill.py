@@ -29,17 +29,14 @@ import base64
 import binascii
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import ValidationError
-
 from ..domain.events import CustomerEvent, EmailProperties, EventType, Identity
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
 
 SOURCE = "mandrill"
 URL_SECRET = "mandrill_url"
@@ -159,34 +156,13 @@ def _is_empty_batch(params: dict[str, str]) -> bool:
 
 
 def normalise(batch: list) -> Normalised:
-    events: dict[str, CustomerEvent] = {}
-    ignored: Counter[str] = Counter()
-    keys = []
-    for index, item in enumerate(batch):
-        try:
-            key, kind, event = _item(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayloadError(f"event {index}: invalid {where}: {first['msg']}") from None
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-            raise MalformedPayloadError(f"event {index}: {str(exc)[:200] or type(exc).__name__}") from None
-        keys.append(key)
-        if event is None:
-            ignored[kind] += 1
-        else:
-            events.setdefault(event.event_id, event)
-    for event in events.values():
-        try:
-            event.model_dump_json()
-        except ValueError:
-            raise MalformedPayloadError("text fields contain characters that are not valid Unicode") from None
+    event_list, ignored, keys = collect_batch(batch, _item)
     dedupe = hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     reason = None
     if ignored:
         detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
         reason = f"ignored {sum(ignored.values())} of {len(batch)} events: {detail}"
-    return Normalised(f"{SOURCE}#batch:{dedupe}", list(events.values()), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#batch:{dedupe}", list(event_list), ignored_reason=reason)
 
 
 def _item(item: Any) -> tuple[str, str, CustomerEvent | None]:

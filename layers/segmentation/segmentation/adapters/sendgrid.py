@@ -30,7 +30,6 @@ import base64
 import binascii
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from pydantic import ValidationError
 
 from ..domain.events import CustomerEvent, EmailProperties, EventType, Identity
 from .errors import (
@@ -49,7 +47,7 @@ from .errors import (
     SignatureMismatchError,
     UnsupportedMediaTypeError,
 )
-from .webhook import Normalised, SecretLookup, WebhookRequest
+from .webhook import Normalised, SecretLookup, WebhookRequest, collect_batch
 
 SOURCE = "sendgrid"
 WINDOW = 300
@@ -141,28 +139,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
 
 
 def normalise(batch: list, body: bytes) -> Normalised:
-    events: dict[str, CustomerEvent] = {}
-    ignored: Counter[str] = Counter()
-    keys = []
-    for index, item in enumerate(batch):
-        try:
-            key, kind, event = _item(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayloadError(f"event {index}: invalid {where}: {first['msg']}") from None
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-            raise MalformedPayloadError(f"event {index}: {str(exc)[:200] or type(exc).__name__}") from None
-        keys.append(key)
-        if event is None:
-            ignored[kind] += 1
-        else:
-            events.setdefault(event.event_id, event)
-    for event in events.values():
-        try:
-            event.model_dump_json()
-        except ValueError:
-            raise MalformedPayloadError("text fields contain characters that are not valid Unicode") from None
+    event_list, ignored, keys = collect_batch(batch, _item)
     if keys:
         dedupe = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     else:
@@ -173,7 +150,7 @@ def normalise(batch: list, body: bytes) -> Normalised:
     elif ignored:
         detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
         reason = f"ignored {sum(ignored.values())} of {len(batch)} events: {detail}"
-    return Normalised(f"{SOURCE}#{dedupe}", list(events.values()), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
 
 
 def message_id(sg_message_id: str) -> str:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
 
 from ..domain.events import CustomerEvent, LineItem
+from .errors import MalformedPayloadError
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,36 @@ def hmac_matches(secrets: Sequence[bytes], message: bytes, received: bytes, dige
         expected = hmac.new(secret, message, digest).digest()
         ok |= hmac.compare_digest(expected, received)
     return ok
+
+
+def collect_batch(items: list, parse_item: Callable[[Any], tuple[str, str, CustomerEvent | None]],
+                  label: Callable[[int], str] = lambda i: f"event {i}") -> tuple[list[CustomerEvent], Counter, list[str]]:
+    """Normalise a provider's batch: ``parse_item(item) -> (delivery key, kind, event or None)``.
+
+    Returns the events (once per event id, in order), how many of each kind were not used, and
+    every item's delivery key. A bad item is a 400 naming its position; the batch is all or nothing,
+    so a provider's retry carries everything again.
+    """
+    events: dict[str, CustomerEvent] = {}
+    ignored: Counter = Counter()
+    keys: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            key, kind, event = parse_item(item)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise MalformedPayloadError(f"{label(index)}: invalid {where}: {first['msg']}") from None
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+            raise MalformedPayloadError(f"{label(index)}: {str(exc)[:200] or type(exc).__name__}") from None
+        keys.append(key)
+        if event is None:
+            ignored[kind] += 1
+        else:
+            events.setdefault(event.event_id, event)
+    for event in events.values():
+        try:
+            event.model_dump_json()
+        except ValueError:
+            raise MalformedPayloadError("text fields contain characters that are not valid Unicode") from None
+    return list(events.values()), ignored, keys
