@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from segctl.demo import http as request
+from segctl.signing import demo_keys
 from support import ROOT, signed_shopify
 
 pytestmark = pytest.mark.acceptance
@@ -24,10 +25,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KEYS = demo_keys()  # SendGrid (ECDSA) and Adobe (RSA) sign with private keys: the server gets the public ones
+
+
 @pytest.fixture(scope="module")
 def base_url():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    env.update(SENDGRID_PUBLIC_KEY=KEYS[1], MAGENTO_PUBLIC_KEY=KEYS[3])
     proc = subprocess.Popen(
         [sys.executable, "-m", "segctl.cli", "local", "start-api", "--port", str(port), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -177,3 +182,27 @@ def test_provider_handshakes_answer_without_writing(base_url):
         assert resp.status == 200
     assert request("POST", f"{base_url}/webhooks/mailchimp?token=wrong", b"type=subscribe&data[email]=x@example.com",
                    {"Content-Type": "application/x-www-form-urlencoded"})[0] == 401
+
+
+def test_every_source_is_accepted_with_its_real_signature_scheme(base_url):
+    """The demo's mixed stream (Segment, Shopify, Mandrill, Mailchimp, WooCommerce, Klaviyo, SendGrid,
+    Adobe Commerce), each delivery signed as its provider signs, over HTTP."""
+    import json as _json
+
+    from segctl.demo import signed_request
+    from segctl.provision import dev_secret_values
+
+    doc = _json.loads((ROOT / "events" / "demo" / "mixed-stream.json").read_text())
+    secrets = {**dev_secret_values({}), "_sendgrid_private": KEYS[0], "_magento_private": KEYS[2]}
+    sources = set()
+    for d in doc["deliveries"]:
+        path, body, headers = signed_request(d, doc, secrets, NOW)
+        status, answer = request("POST", f"{base_url}{path}", body, headers)
+        assert status == 200 and answer["accepted"] >= 1, (d.get("source", "shopify"), status, answer)
+        sources.add(path.split("?")[0].rsplit("/", 1)[1])
+    assert len(sources) == 8
+    body = eventually(base_url, "tara.nguyen@example.com", lambda b: b["traits"]["order_count"] == 1)  # Adobe Commerce
+    assert "recent-buyers" in body["segments"]
+    eventually(base_url, "sam.lee@example.com", lambda b: b["traits"]["email_open_rate_30d"] == 1.0)  # SendGrid
+    eventually(base_url, "rosa.costa@example.com",  # WooCommerce order + Klaviyo email
+               lambda b: b["traits"]["order_count"] == 1 and b["traits"]["email_open_rate_30d"] == 1.0)
