@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.adapters.repository import InvalidCursorError
 from segmentation.domain.profile import Profile, iso
-from segmentation.views import profile_view
+from segmentation.views import export_view, profile_view
 
 logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -53,6 +53,12 @@ def explain_profile(profile_id: str) -> dict:
     now = max(int(time.time()), profile.evaluated_at or 0)
     return {"profile_id": profile_id, "at": iso(now), "catalog_version": bootstrap.evaluator().version,
             "segments": bootstrap.evaluator().explain(profile, now)}
+
+
+@app.get("/profiles/<profile_id>/export")
+def export_profile(profile_id: str) -> dict:
+    """Everything stored about the person (GDPR access, CCPA right to know)."""
+    return export_view(_profile(profile_id))
 
 
 @app.delete("/profiles/<profile_id>")

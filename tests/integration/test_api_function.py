@@ -90,3 +90,12 @@ def test_erasure_removes_profile_aliases_and_memberships(api, shop, aws):
     sizes = {s["id"]: s["size"] for s in api("GET", "/segments").json()["segments"]}
     assert sizes["recent-buyers"] == 4 and sizes["cart-abandoners"] == 1
     assert api("DELETE", f"/profiles/{pid}").status == 404
+
+
+def test_export_holds_everything_stored_about_the_person(api, shop):
+    pid = api("GET", "/profiles?email=c0@example.com").json()["profile_id"]
+    export = api("GET", f"/profiles/{pid}/export").json()
+    assert export["profile_id"] == pid and export["emails"] == ["c0@example.com"]
+    assert len(export["orders"]) == 1 and len(export["checkouts"]) == 1
+    assert "email#c0@example.com" in export["identities"]
+    assert api("GET", "/profiles/nope/export").status == 404

@@ -110,3 +110,50 @@ def test_shopify_customers_redact_erases_the_person(aws, api, outbox):
     assert find("email#gone@example.com") is None and bootstrap.repository().get(pid) is None
     exits = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"}
     assert "recent-buyers" in exits
+
+
+def _deliver_to_profile_function(aws):
+    from segctl.runtime import context_for, load_handler
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
+    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
+                "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn", "awsRegion": "us-east-1",
+                "md5OfBody": ""} for m in msgs]
+    handler = load_handler(aws.functions()["ProfileFunction"])
+    assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
+
+
+def test_shopify_data_request_publishes_everything_stored_about_the_person(aws, api, outbox):
+    from support import signed_shopify
+
+    bootstrap.profile_service().apply(order_event(1, email="asks@example.com", total="42.00"))
+    outbox.drain()
+    body, headers = signed_shopify({"shop_id": 1, "shop_domain": "shop.myshopify.com", "orders_requested": [1],
+                                    "customer": {"id": 5, "email": "asks@example.com"}, "data_request": {"id": 9999}},
+                                   topic="customers/data_request", event_id="evt-dr")
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    _deliver_to_profile_function(aws)
+    [export] = [m["detail"] for m in outbox.drain() if m["detail-type"] == "ProfileDataExported"]
+    assert export["export"]["email"] == "asks@example.com"
+    assert [o["total"] for o in export["export"]["orders"]] == ["42.00"]
+    assert find("email#asks@example.com") is not None  # a data request changes nothing
+
+
+def test_shopify_shop_redact_erases_that_shops_customers_only(aws, api):
+    from support import signed_shopify
+
+    service = bootstrap.profile_service()
+    for i in range(3):
+        service.apply(order_event(10 + i, email=f"shopper{i}@example.com"))  # shop.myshopify.com customers
+    other = event(50, Identity(email="elsewhere@example.com", customer_ids={"shopify": "77"}),
+                  type_=EventType.CUSTOMER, props=CustomerProperties())
+    service.apply(CustomerEvent(**{**other.model_dump(), "shop": "other-shop.myshopify.com"}))
+    body, headers = signed_shopify({"shop_id": 1, "shop_domain": "shop.myshopify.com"}, topic="shop/redact",
+                                   event_id="evt-sr")
+    headers["X-Shopify-Shop-Domain"] = "shop.myshopify.com"
+    assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    _deliver_to_profile_function(aws)
+    assert all(find(f"email#shopper{i}@example.com") is None for i in range(3))
+    assert find("email#elsewhere@example.com") is not None

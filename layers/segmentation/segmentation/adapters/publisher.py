@@ -51,6 +51,13 @@ class EventPublisher:
             "Detail": json.dumps({"profile_id": survivor, "merged": absorbed, "at": at, "cause": cause}),
         }])
 
+    def publish_export(self, profile_id: str, request: str, export: dict) -> None:
+        """``ProfileDataExported``: everything stored about one person, for a data request."""
+        self._put([{
+            "EventBusName": self.bus_name, "Source": PROFILES_SOURCE, "DetailType": "ProfileDataExported",
+            "Detail": json.dumps({"profile_id": profile_id, "request": request, "export": export}, default=str),
+        }])
+
     def publish_changes(self, changes: Iterable[MembershipChange]) -> None:
         self._put([
             {

@@ -298,6 +298,19 @@ class DynamoDBProfileRepository(ProfileRepository):
         out = self.client.scan(**kwargs)
         return [self._from_item(i) for i in out["Items"]], out.get("LastEvaluatedKey")
 
+    def owners_with_alias_prefix(self, prefix: str) -> set[str]:
+        """Profile ids holding an alias that starts with ``prefix`` (a scan: for rare, shop-wide work)."""
+        owners, kwargs = set(), {
+            "TableName": self.aliases, "FilterExpression": "begins_with(alias, :p)",
+            "ExpressionAttributeValues": {":p": {"S": prefix}}, "ProjectionExpression": "profile_id",
+        }
+        while True:
+            out = self.client.scan(**kwargs)
+            owners.update(i["profile_id"]["S"] for i in out["Items"])
+            if "LastEvaluatedKey" not in out:
+                return owners
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
     def count_profiles(self) -> int:
         """Approximate (DynamoDB refreshes it about every six hours; exact under moto)."""
         return int(self.client.describe_table(TableName=self.profiles)["Table"].get("ItemCount", 0))

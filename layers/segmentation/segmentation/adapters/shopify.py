@@ -44,9 +44,8 @@ PRODUCT_TOPICS = {"products/create", "products/update"}
 CART_TOPICS = {"carts/create", "carts/update"}
 REDACT_TOPIC = "customers/redact"
 IGNORED = {
-    "customers/data_request": "data requests are answered from GET /profiles/{id} (export is not built yet)",
-    "shop/redact": "shop-wide erasure is not automated; erase profiles through DELETE /profiles/{id}",
     "refunds/create": "refunds are applied from orders/updated (financial_status and current_total_price)",
+    "customers/delete": "the shop deleted its customer record; the profile stays until customers/redact or DELETE /profiles/{id}",
 }
 #: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
 MAX_ITEMS = 100
@@ -107,6 +106,13 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
             event = _consent_update(shop, payload, now)
         elif topic == REDACT_TOPIC:
             event = _redact(shop, payload, now)
+        elif topic == "customers/data_request":
+            event = _redact(shop, payload, now, EventType.DATA_REQUEST)
+        elif topic == "shop/redact":
+            event = CustomerEvent(
+                event_id=CustomerEvent.make_id(SOURCE, shop, "shop-redact"), source=SOURCE,
+                type=EventType.SHOP_ERASURE, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
+                identity=Identity(), properties=ErasureProperties(reason="shopify shop/redact"))
         elif topic in IGNORED:
             return Normalised(dedupe_key, [], ignored_reason=IGNORED[topic])
         else:
@@ -294,8 +300,8 @@ def _consent_update(shop: str, p: dict, now: int) -> CustomerEvent | None:
     )
 
 
-def _redact(shop: str, p: dict, now: int) -> CustomerEvent | None:
-    """``customers/redact`` (mandatory privacy topic): erase the person's profile."""
+def _redact(shop: str, p: dict, now: int, type_: EventType = EventType.ERASURE) -> CustomerEvent | None:
+    """``customers/redact`` / ``customers/data_request`` (mandatory privacy topics): about one person."""
     customer = p.get("customer")
     if not isinstance(customer, dict):
         raise ValueError("customer must be an object")
@@ -305,8 +311,9 @@ def _redact(shop: str, p: dict, now: int) -> CustomerEvent | None:
     if identity.is_empty():
         return None
     return CustomerEvent(
-        event_id=CustomerEvent.make_id(SOURCE, shop, "redact", cid, identity.email),
-        source=SOURCE, type=EventType.ERASURE, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
+        event_id=CustomerEvent.make_id(SOURCE, shop, type_.value, cid, identity.email, p.get("data_request", {}).get("id")
+                                       if isinstance(p.get("data_request"), dict) else None),
+        source=SOURCE, type=type_, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
         identity=identity, properties=ErasureProperties(reason="shopify customers/redact"),
     )
 

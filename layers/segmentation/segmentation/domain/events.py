@@ -22,6 +22,8 @@ class EventType(StrEnum):
     CHECKOUT = "checkout"  # a checkout was started or updated
     CUSTOMER = "customer"  # identity, descriptive traits or email consent changed
     ERASURE = "erasure"  # the person asked to be forgotten (e.g. Shopify customers/redact)
+    SHOP_ERASURE = "shop_erasure"  # a shop's data must go (Shopify shop/redact)
+    DATA_REQUEST = "data_request"  # the person asked for their data (Shopify customers/data_request)
     PAGE_VIEWED = "page_viewed"
     PRODUCT_VIEWED = "product_viewed"
     CATEGORY_VIEWED = "category_viewed"  # a product list / category page

@@ -16,6 +16,7 @@ from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.events import CustomerEvent, CustomerProperties, EventType
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, iso, touched_inputs
 from ..domain.segments import SegmentEvaluator
+from ..views import export_view
 from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
 
 MAX_ATTEMPTS = 8
@@ -48,6 +49,18 @@ class ProfileService:
         aliases = event.identity.alias_keys(event.shop)
         if event.type == EventType.ERASURE:
             return self.erase(aliases, event.event_id)
+        if event.type == EventType.SHOP_ERASURE:
+            changes: list[MembershipChange] = []
+            for owner in sorted(self.repository.owners_with_alias_prefix(f"cust#{event.source}#{event.shop}#")):
+                profile = self.repository.get(owner)
+                if profile is not None:
+                    changes += self.erase(profile.aliases, event.event_id)
+            return changes
+        if event.type == EventType.DATA_REQUEST:
+            profile = self.repository.load(aliases).profile
+            if profile is not None:
+                self.publisher.publish_export(profile.profile_id, event.event_id, export_view(profile))
+            return []
         previous = _previous_email(event)
         lookup = aliases + ([f"email#{previous}"] if previous else [])
         for _ in range(MAX_ATTEMPTS):
