@@ -26,11 +26,11 @@ def report(name: str, value: float, unit: str) -> None:
     print(f"{name}: {value:.3f} {unit}" if isinstance(value, float) else f"{name}: {value} {unit}", flush=True)
 
 
-def _time_subprocess(code: str, path: list[str]) -> float:
+def _time_subprocess(code: str, path: list[str], function: str | None = None) -> float:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "AWS_DEFAULT_REGION": "us-east-1",
            "PYTHONDONTWRITEBYTECODE": "0"}
-    env.update({k: "x" for k in ("PROFILES_TABLE", "ALIASES_TABLE", "MEMBERSHIPS_TABLE", "IDEMPOTENCY_TABLE",
-                                 "EVENT_BUS_NAME", "WEBHOOK_SECRET_ARN")})
+    if function:  # the function's own environment, as template.yaml sets it
+        env.update(TEMPLATE.environment(function))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
@@ -40,6 +40,8 @@ FIRST_USE = {
     "webhook_handler": "bootstrap.webhook_ingest()",
     "profile_handler": "bootstrap.profile_service()",
     "api_handler": "bootstrap.repository(); bootstrap.evaluator()",
+    "sweep_handler": "bootstrap.sweep()",
+    "backfill_handler": "bootstrap.backfill()",
 }
 
 
@@ -55,8 +57,8 @@ def cold_imports() -> None:
     for spec in sorted(TEMPLATE.functions().values(), key=lambda s: s.module):
         code = (f"import time; t=time.perf_counter(); import {spec.module}; from segmentation import bootstrap; "
                 f"{FIRST_USE[spec.module]}; print(time.perf_counter()-t)")
-        _time_subprocess(code, [spec.code_uri, layer])
-        took = statistics.median(_time_subprocess(code, [spec.code_uri, layer]) for _ in range(RUNS))
+        _time_subprocess(code, [spec.code_uri, layer], spec.logical_id)
+        took = statistics.median(_time_subprocess(code, [spec.code_uri, layer], spec.logical_id) for _ in range(RUNS))
         report(f"cold_start_{spec.module}_ms", took * 1000, "ms")
         report(f"cold_start_{spec.module}_vs_bare_boto3", took / reference, "ratio")
 
