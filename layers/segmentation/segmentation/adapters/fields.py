@@ -5,6 +5,7 @@ Each raises ValueError with the field's name; adapters turn that into a 400 (Mal
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -59,3 +60,17 @@ def text(value: Any, field: str, limit: int = 200) -> str | None:
     if not isinstance(value, str):
         raise ValueError(f"{field} must be a string")
     return unicode_text(value.strip()[:limit], field) or None
+
+
+def utc_time(value: Any, field: str) -> datetime:
+    """ISO 8601 / RFC 3339, or ``YYYY-MM-DD HH:MM:SS``; without an offset it is UTC (as the
+    platforms' ``*_gmt`` and database times are)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -55,6 +55,7 @@ from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
 from .fields import text as _text
+from .fields import utc_time as _time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "magento"
@@ -253,17 +254,6 @@ def event_name(event_type: str) -> str:
 # -- field helpers -------------------------------------------------------------------------------------
 
 
-def _time(value: Any, field: str) -> datetime:
-    """Magento ``YYYY-MM-DD HH:MM:SS`` (UTC) or ISO 8601 / RFC 3339 (CloudEvents ``time``)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a date-time string")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{field} is not a date-time: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _first_time(fields: Sequence[tuple[str, Any]]) -> datetime | None:

@@ -33,6 +33,7 @@ from ..domain.events import (
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
 from .fields import ident as _id
 from .fields import money as _money
+from .fields import utc_time as _time
 from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "shopify"
@@ -138,13 +139,6 @@ def _require(payload: dict, key: str) -> Any:
     return value
 
 
-def _time(value: Any, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an ISO 8601 string")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
 
 
 

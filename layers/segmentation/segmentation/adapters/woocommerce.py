@@ -21,7 +21,7 @@ import html
 import json
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,6 +40,7 @@ from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
 from .fields import text as _text
+from .fields import utc_time as _time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "woocommerce"
@@ -186,17 +187,6 @@ def _require(payload: dict, key: str) -> Any:
     return value
 
 
-def _time(value: Any, field: str) -> datetime:
-    """A WooCommerce ``*_gmt`` time: ISO 8601 in UTC with no suffix (an explicit offset is honoured)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _created(p: dict) -> datetime:
