@@ -211,3 +211,45 @@ def test_order_value_kept_as_decimal_through_the_sweep(sweep_at):
     sweep_at(first_tick_after(NOW + timedelta(days=14)))
     profile = bootstrap.repository().find("email#ana@example.com")
     assert Decimal(profile.traits["lifetime_value"]) == Decimal("499.99")
+
+
+def _email(n, type_, ago_s, message):
+    from segmentation.domain.events import EmailProperties
+
+    return CustomerEvent(event_id=f"em-{n}", source="test", type=type_, occurred_at=NOW - timedelta(seconds=ago_s),
+                         identity=Identity(email="ana@example.com"), properties=EmailProperties(message_id=message))
+
+
+def _subscribed(ago_s):
+    from segmentation.domain.events import CustomerProperties, EmailConsent
+
+    at = NOW - timedelta(seconds=ago_s)
+    return CustomerEvent(event_id="sub", source="test", type=EventType.CUSTOMER, occurred_at=at,
+                         identity=Identity(email="ana@example.com"),
+                         properties=CustomerProperties(email_consent=EmailConsent(state="subscribed", updated_at=at)))
+
+
+SCENARIOS = {
+    # segment: (events, the boundary instant (seconds after NOW) at which it is left, membership before)
+    "new-subscribers": (lambda: [_subscribed(0)], 30 * DAY),
+    "fatigued": (lambda: [_email(i, EventType.EMAIL_DELIVERED, i * 60, f"m{i}") for i in range(5)], 7 * DAY - 4 * 60),
+    "high-engagement": (lambda: [e for i in range(4) for e in (
+        _email(f"d{i}", EventType.EMAIL_DELIVERED, i * 60, f"m{i}"), _email(f"o{i}", EventType.EMAIL_OPENED, i * 60, f"m{i}"))],
+        30 * DAY - 3 * 60),
+    "category-browsers:shirts": (lambda: [view("ana@example.com", 0)], 30 * DAY),
+    "cross-sell-accessories": (lambda: [order_event(1, hours_ago=0), view("ana@example.com", 0, category="accessories")],
+                               14 * DAY),
+}
+
+
+@pytest.mark.parametrize("segment", sorted(SCENARIOS))
+def test_each_time_based_segment_is_left_at_the_first_sweep_after_its_boundary(sweep_at, segment):
+    make, leaves_after = SCENARIOS[segment]
+    for e in make():
+        bootstrap.profile_service().apply(e)
+    assert segment in segments()
+    boundary = NOW + timedelta(seconds=leaves_after)
+    sweep_at(first_tick_after(boundary) - timedelta(seconds=TICK))
+    assert segment in segments()
+    sweep_at(first_tick_after(boundary))
+    assert segment not in segments()
