@@ -157,3 +157,33 @@ def test_shopify_shop_redact_erases_that_shops_customers_only(aws, api):
     _deliver_to_profile_function(aws)
     assert all(find(f"email#shopper{i}@example.com") is None for i in range(3))
     assert find("email#elsewhere@example.com") is not None
+
+
+def test_shopify_refund_lowers_revenue_once_and_a_full_refund_stops_the_order_counting(aws, api):
+    from support import signed_shopify
+
+    service = bootstrap.profile_service()
+    service.apply(order_event(71, email="refund@example.com", total="600.00"))
+    assert "high-value" in find("email#refund@example.com").segments
+    refund = {"id": 9001, "order_id": 71, "created_at": NOW.isoformat(),
+              "transactions": [{"amount": "150.00", "kind": "refund", "status": "success"}]}
+    def post(payload, event_id):
+        body, headers = signed_shopify(payload, topic="refunds/create", event_id=event_id)
+        headers["X-Shopify-Shop-Domain"] = "shop.myshopify.com"
+        return api("POST", "/webhooks/shopify", body, headers).status
+
+    for attempt in range(2):  # delivered twice (a retry with another event id): applied once
+        assert post(refund, f"evt-r-{attempt}") == 200
+    _deliver_to_profile_function(aws)
+    profile = find("email#refund@example.com")
+    assert profile.traits["lifetime_value"] == "450.00" and "high-value" not in profile.segments
+    rest = {**refund, "id": 9002, "transactions": [{"amount": "450.00", "kind": "refund", "status": "success"}]}
+    assert post(rest, "evt-r-2") == 200
+    _deliver_to_profile_function(aws)
+    profile = find("email#refund@example.com")
+    assert profile.traits["order_count"] == 0 and "recent-buyers" not in profile.segments
+    # A refund for an order nobody saw creates no profile.
+    stray = {**refund, "id": 9003, "order_id": 424242}
+    assert post(stray, "evt-r-3") == 200
+    _deliver_to_profile_function(aws)
+    assert bootstrap.repository().find("order#shop.myshopify.com#424242") is None

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from ..domain.events import (
     Identity,
     LineItem,
     OrderProperties,
+    RefundProperties,
     normalise_category,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
@@ -45,7 +46,6 @@ PRODUCT_TOPICS = {"products/create", "products/update"}
 CART_TOPICS = {"carts/create", "carts/update"}
 REDACT_TOPIC = "customers/redact"
 IGNORED = {
-    "refunds/create": "refunds are applied from orders/updated (financial_status and current_total_price)",
     "customers/delete": "the shop deleted its customer record; the profile stays until customers/redact or DELETE /profiles/{id}",
 }
 #: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
@@ -107,6 +107,8 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
             event = _consent_update(shop, payload, now)
         elif topic == REDACT_TOPIC:
             event = _redact(shop, payload, now)
+        elif topic == "refunds/create":
+            event = _refund(shop, payload)
         elif topic == "customers/data_request":
             event = _redact(shop, payload, now, EventType.DATA_REQUEST)
         elif topic == "shop/redact":
@@ -199,6 +201,7 @@ def _order(topic: str, shop: str, p: dict) -> CustomerEvent | None:
     identity = _identity(p)
     if identity.is_empty():
         return None
+    identity = identity.model_copy(update={"order_ref": order_id})  # refunds/create finds the order by it
     # current_total_price reflects refunds and edits; total_price is the amount at checkout.
     total = _money(p.get("current_total_price", p.get("total_price")), "total_price")
     props = OrderProperties(
@@ -346,3 +349,25 @@ def _cart(shop: str, p: dict, now: int) -> CartInfo:
     updated = p.get("updated_at") or p.get("created_at")
     at = int(_time(updated, "updated_at").timestamp()) if updated else now
     return CartInfo(shop=shop, token=token, items=_items(p), updated_at=at)
+
+
+def _refund(shop: str, p: dict) -> CustomerEvent:
+    """``refunds/create``: {id, order_id, created_at, transactions[{amount, kind, status}]}. It carries no
+    customer identity: the order id leads to the profile that placed the order."""
+    order_id = _id(_require(p, "order_id"), "order_id")
+    refund_id = _id(_require(p, "id"), "id")
+    created = _time(_require(p, "created_at"), "created_at")
+    transactions = p.get("transactions") or []
+    if not isinstance(transactions, list):
+        raise ValueError("transactions must be a list")
+    amount = sum(
+        (_money(t.get("amount"), "transactions.amount") for t in transactions
+         if isinstance(t, dict) and t.get("kind") == "refund" and t.get("status", "success") == "success"),
+        Decimal(0),
+    )
+    return CustomerEvent(
+        event_id=CustomerEvent.make_id(SOURCE, shop, "refund", order_id, refund_id),
+        source=SOURCE, type=EventType.REFUND, occurred_at=created, shop=shop,
+        identity=Identity(order_ref=order_id),
+        properties=RefundProperties(order_id=order_id, refund_id=refund_id, amount=amount, refunded_at=created),
+    )

@@ -24,6 +24,7 @@ class EventType(StrEnum):
     ERASURE = "erasure"  # the person asked to be forgotten (e.g. Shopify customers/redact)
     SHOP_ERASURE = "shop_erasure"  # a shop's data must go (Shopify shop/redact)
     DATA_REQUEST = "data_request"  # the person asked for their data (Shopify customers/data_request)
+    REFUND = "refund"  # money went back on an order (Shopify refunds/create)
     PAGE_VIEWED = "page_viewed"
     PRODUCT_VIEWED = "product_viewed"
     CATEGORY_VIEWED = "category_viewed"  # a product list / category page
@@ -70,6 +71,7 @@ class Identity(BaseModel):
     email: str | None = None
     phone: str | None = None
     customer_ids: dict[str, str] = Field(default_factory=dict)
+    order_ref: str | None = None  # a platform order id: reaches the profile that placed the order
     user_id: str | None = None  # Segment userId
     anonymous_id: str | None = None  # Segment anonymousId
 
@@ -97,6 +99,8 @@ class Identity(BaseModel):
             keys.append(f"email#{self.email}")
         for platform, cid in sorted(self.customer_ids.items()):
             keys.append(f"cust#{platform}#{shop or '-'}#{cid}")
+        if self.order_ref:
+            keys.append(f"order#{shop or '-'}#{self.order_ref}")
         if self.user_id:
             keys.append(f"user#{self.user_id}")
         if self.phone:
@@ -106,7 +110,7 @@ class Identity(BaseModel):
         return keys
 
     def is_empty(self) -> bool:
-        return not (self.email or self.phone or self.customer_ids or self.user_id or self.anonymous_id)
+        return not (self.email or self.phone or self.customer_ids or self.user_id or self.anonymous_id or self.order_ref)
 
 
 class LineItem(BaseModel):
@@ -208,6 +212,18 @@ class CustomerProperties(BaseModel):
     attributes: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
 
 
+class RefundProperties(BaseModel):
+    """Money returned on an order; applied once per refund id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["refund"] = "refund"
+    order_id: str
+    refund_id: str
+    amount: Decimal
+    refunded_at: datetime
+
+
 class ErasureProperties(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -216,7 +232,7 @@ class ErasureProperties(BaseModel):
 
 
 Properties = Annotated[
-    OrderProperties | CheckoutProperties | CustomerProperties | BrowseProperties | EmailProperties | ErasureProperties,
+    OrderProperties | CheckoutProperties | CustomerProperties | BrowseProperties | EmailProperties | ErasureProperties | RefundProperties,
     Field(discriminator="kind"),
 ]
 

@@ -30,6 +30,7 @@ from .events import (
     EmailProperties,
     EventType,
     OrderProperties,
+    RefundProperties,
 )
 
 #: How many applied event ids (with the membership changes they caused) a profile remembers.
@@ -58,7 +59,7 @@ SUPPRESSING = {EventType.EMAIL_BOUNCED: "bounced", EventType.EMAIL_SPAM: "spam",
 def touched_inputs(event: CustomerEvent) -> frozenset[str]:
     """The inputs of segment evaluation (signals, ``consent``, ``attributes``) an event can change."""
     t = event.type
-    if t == EventType.ORDER:
+    if t in (EventType.ORDER, EventType.REFUND):
         out = {"order_placed", "order_item", "activity"}
     elif t == EventType.CHECKOUT:
         out = {"checkout_started", "activity"}
@@ -111,6 +112,8 @@ class OrderRecord(BaseModel):
     status: str  # placed | cancelled | refunded
     updated: int  # the order version this record reflects
     cats: list[str] = Field(default_factory=list)  # categories of its line items
+    refunds: list[str] = Field(default_factory=list)  # refund ids already applied
+    refunded_until: int = 0  # the latest refund applied: order versions older than it are stale
 
     @property
     def counts(self) -> bool:
@@ -275,6 +278,8 @@ class Profile(BaseModel):
             self._apply_order(at, props)
         elif isinstance(props, CheckoutProperties):
             self._apply_checkout(at, props)
+        elif isinstance(props, RefundProperties):
+            self._apply_refund(props)
         elif isinstance(props, CustomerProperties):
             self._apply_customer(at, props)
         elif isinstance(props, BrowseProperties) and event.type in BROWSE_SIGNALS:
@@ -301,15 +306,33 @@ class Profile(BaseModel):
         updated = epoch(props.updated_at)
         current = self.orders.get(props.order_id)
         # Deliveries are unordered: an older version of the order never overwrites a newer one.
-        if current is not None and current.updated > updated:
+        if current is not None and (current.updated > updated or current.refunded_until > updated):
             return
         cats = [i.category for i in props.items if i.category]
         self.orders[props.order_id] = OrderRecord(
-            at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else [])
+            at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else []),
+            refunds=current.refunds if current else [], refunded_until=current.refunded_until if current else 0,
         )
         # Placing an order is activity even if it is cancelled later.
         self._seen("order_any", at, count=False)
         self._seen("activity", at, count=False)
+
+    def _apply_refund(self, props: RefundProperties) -> None:
+        """A refund lowers the order's revenue once; a full refund stops the order counting.
+
+        An order version newer than the refund already reflects it (its current total), so only
+        the id is recorded; the refund also makes older versions of the order stale."""
+        order = self.orders.get(props.order_id)
+        if order is None or props.refund_id in order.refunds:
+            return
+        at = epoch(props.refunded_at)
+        order.refunds.append(props.refund_id)
+        if order.updated >= at:
+            return
+        order.total = max(Decimal(0), order.total - props.amount)
+        if order.total == 0 and order.status == "placed":
+            order.status = "refunded"
+        order.refunded_until = max(order.refunded_until, at)
 
     def _apply_checkout(self, at: int, props: CheckoutProperties) -> None:
         updated = epoch(props.updated_at)

@@ -65,6 +65,8 @@ class ProfileService:
         lookup = aliases + ([f"email#{previous}"] if previous else [])
         for _ in range(MAX_ATTEMPTS):
             loaded = self.repository.load(lookup)
+            if loaded.profile is None and event.type == EventType.REFUND:
+                return []  # a refund of an order we never saw: its order/* delivery carries the net total
             owners = list(dict.fromkeys(loaded.alias_owners[a] for a in lookup if a in loaded.alias_owners))
             profile = loaded.profile or Profile(profile_id=self.new_id())
             flush_outbox(profile, self.publisher)
