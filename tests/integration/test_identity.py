@@ -187,3 +187,25 @@ def test_shopify_refund_lowers_revenue_once_and_a_full_refund_stops_the_order_co
     assert post(stray, "evt-r-3") == 200
     _deliver_to_profile_function(aws)
     assert bootstrap.repository().find("order#shop.myshopify.com#424242") is None
+
+
+def test_a_merge_where_both_profiles_share_a_size_counter_shard(aws):
+    """Regression: the absorbed profile's exit and the survivor's entry touched one counter item twice
+    in one transaction (DynamoDB refuses that), when both ids fell in the same shard."""
+    import time
+    import zlib
+
+    from segmentation.domain.engine import default_evaluator
+    from segmentation.service.profiles import ProfileService
+
+    same_shard = [f"p{i:04d}" for i in range(200) if zlib.crc32(f"p{i:04d}".encode()) % 8 == 0][:2]
+    ids = iter(same_shard)
+    service = ProfileService(bootstrap.repository(), default_evaluator(), bootstrap.publisher(),
+                             clock=lambda: int(time.time()), new_id=lambda: next(ids))
+    service.apply(event(1, Identity(anonymous_id="anon-s")))  # recent-browsers
+    service.apply(order_event(1, email="shard@example.com"))  # a buyer, not (yet) a browser
+    assert {find("anon#anon-s").profile_id, find("email#shard@example.com").profile_id} == set(same_shard)
+    service.apply(event(3, Identity(email="shard@example.com", anonymous_id="anon-s"), type_=EventType.CUSTOMER,
+                        props=CustomerProperties()))
+    assert find("anon#anon-s").profile_id == find("email#shard@example.com").profile_id
+    assert bootstrap.repository().segment_size("recent-browsers") == 1

@@ -174,7 +174,10 @@ class DynamoDBProfileRepository(ProfileRepository):
             put["ExpressionAttributeValues"] = {":v": {"N": str(profile.version)}}
         return put
 
-    def _membership_writes(self, changes: list[MembershipChange]) -> list[dict]:
+    def _membership_writes(self, changes: list[MembershipChange], sizes: dict | None = None) -> list[dict]:
+        """Membership puts/deletes for ``changes``; size deltas are added to ``sizes`` (one counter
+        item may be touched by several changes of one transaction, so they are summed)."""
+        sizes = {} if sizes is None else sizes
         writes = []
         for c in changes:
             key = {"segment_id": {"S": c.segment_id}, "profile_id": {"S": c.profile_id}}
@@ -187,13 +190,17 @@ class DynamoDBProfileRepository(ProfileRepository):
                         "segment_id": {"S": FAMILY_PREFIX + family}, "profile_id": {"S": value}}}})
             else:
                 writes.append({"Delete": {"TableName": self.memberships, "Key": key}})
-            writes.append(self._size_update(c.segment_id, c.profile_id, 1 if c.change == "entered" else -1))
+            key = (c.segment_id, _shard(c.profile_id))
+            sizes[key] = sizes.get(key, 0) + (1 if c.change == "entered" else -1)
         return writes
 
-    def _size_update(self, segment_id: str, profile_id: str, delta: int) -> dict:
+    def _size_updates(self, sizes: dict) -> list[dict]:
+        return [self._size_update(seg, shard, delta) for (seg, shard), delta in sorted(sizes.items()) if delta]
+
+    def _size_update(self, segment_id: str, shard: str, delta: int) -> dict:
         return {"Update": {
             "TableName": self.memberships,
-            "Key": {"segment_id": {"S": SIZE_PREFIX + segment_id}, "profile_id": {"S": _shard(profile_id)}},
+            "Key": {"segment_id": {"S": SIZE_PREFIX + segment_id}, "profile_id": {"S": shard}},
             "UpdateExpression": "ADD size_count :d",
             "ExpressionAttributeValues": {":d": {"N": str(delta)}},
         }}
@@ -210,6 +217,7 @@ class DynamoDBProfileRepository(ProfileRepository):
         else:
             me = {":p": {"S": profile.profile_id}}
             writes = [{"Put": put}]
+            sizes: dict[tuple[str, str], int] = {}
             for alias in new_aliases:
                 writes.append({"Put": {
                     "TableName": self.aliases,
@@ -237,8 +245,10 @@ class DynamoDBProfileRepository(ProfileRepository):
                 for segment_id in other.segments:
                     writes.append({"Delete": {"TableName": self.memberships, "Key": {
                         "segment_id": {"S": segment_id}, "profile_id": {"S": other.profile_id}}}})
-                    writes.append(self._size_update(segment_id, other.profile_id, -1))
-            writes += self._membership_writes(changes)
+                    key = (segment_id, _shard(other.profile_id))
+                    sizes[key] = sizes.get(key, 0) - 1
+            writes += self._membership_writes(changes, sizes)
+            writes += self._size_updates(sizes)
             if len(writes) > TRANSACTION_LIMIT:
                 raise ValueError(f"one profile write touches {len(writes)} items (limit {TRANSACTION_LIMIT})")
             try:
@@ -256,7 +266,7 @@ class DynamoDBProfileRepository(ProfileRepository):
         for segment_id in profile.segments:
             writes.append({"Delete": {"TableName": self.memberships, "Key": {
                 "segment_id": {"S": segment_id}, "profile_id": {"S": profile.profile_id}}}})
-            writes.append(self._size_update(segment_id, profile.profile_id, -1))
+            writes.append(self._size_update(segment_id, _shard(profile.profile_id), -1))
         delete_profile = {"Delete": {
             "TableName": self.profiles, "Key": {"profile_id": {"S": profile.profile_id}},
             "ConditionExpression": "version = :v",
