@@ -236,6 +236,8 @@ class DynamoDBProfileRepository(ProfileRepository):
                     "ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": {"N": str(other.version)}},
                 }})
                 for alias in other.aliases:
+                    if alias in removed_aliases:
+                        continue  # given up by this write (an email change): deleted above instead
                     writes.append({"Put": {
                         "TableName": self.aliases,
                         "Item": {"alias": {"S": alias}, "profile_id": {"S": profile.profile_id}},
