@@ -209,3 +209,16 @@ def test_a_merge_where_both_profiles_share_a_size_counter_shard(aws):
                         props=CustomerProperties()))
     assert find("anon#anon-s").profile_id == find("email#shard@example.com").profile_id
     assert bootstrap.repository().segment_size("recent-browsers") == 1
+
+
+def test_an_email_change_that_also_merges_two_profiles(aws):
+    service = bootstrap.profile_service()
+    service.apply(order_event(1, email="old@example.com"))
+    service.apply(event(60, Identity(anonymous_id="anon-m")))
+    # Mailchimp-style change of address, from a visitor whose anonymous id is another profile.
+    change = event(61, Identity(email="new@example.com", anonymous_id="anon-m"), type_=EventType.CUSTOMER,
+                   props=CustomerProperties(attributes={"previous_email": "old@example.com"}))
+    service.apply(change)
+    merged = find("email#new@example.com")
+    assert merged is not None and find("anon#anon-m").profile_id == merged.profile_id
+    assert find("email#old@example.com") is None and merged.traits["order_count"] == 1

@@ -226,9 +226,11 @@ class DynamoDBProfileRepository(ProfileRepository):
                     "ExpressionAttributeValues": me,
                 }})
             for alias in removed_aliases:
+                # The alias still points at whichever profile held it before this write.
+                holder = next((o.profile_id for o in absorbed if alias in o.aliases), profile.profile_id)
                 writes.append({"Delete": {"TableName": self.aliases, "Key": {"alias": {"S": alias}},
-                                          "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
-                                          "ExpressionAttributeValues": me}})
+                                          "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :h",
+                                          "ExpressionAttributeValues": {":h": {"S": holder}}}})
             for other in absorbed:
                 # The other profile goes; its aliases now lead here; its memberships end.
                 writes.append({"Delete": {
