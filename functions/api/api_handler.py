@@ -84,6 +84,33 @@ def list_segments() -> dict:
     return {"segments": segments}
 
 
+@app.get("/segments/overlap")
+def segment_overlap() -> dict:
+    """Pairwise overlap of the segments with members: counts and Jaccard index (|A∩B| / |A∪B|).
+
+    Segments that overlap almost entirely are rarely worth keeping apart (the guide's advice:
+    a few meaningful segments, not many near-duplicates)."""
+    repo = bootstrap.repository()
+    ids = [s["id"] for s in list_segments()["segments"] if s["size"] > 0]
+    members = {sid: repo.all_members(sid) for sid in ids}
+    pairs = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            both = len(members[a] & members[b])
+            either = len(members[a] | members[b])
+            if both:
+                pairs.append({"a": a, "b": b, "a_size": len(members[a]), "b_size": len(members[b]),
+                              "overlap": both, "jaccard": round(both / either, 4)})
+    pairs.sort(key=lambda p: (-p["jaccard"], p["a"], p["b"]))
+    return {"segments": ids, "pairs": pairs}
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi():
+    body = app.get_openapi_json_schema(title="Segmentation management API", version="1.0.0")
+    return Response(200, content_type="application/json", body=body)
+
+
 def _known_segment(segment_id: str) -> bool:
     base, _, value = segment_id.partition(":")
     for d in bootstrap.evaluator().definitions():

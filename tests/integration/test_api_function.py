@@ -99,3 +99,20 @@ def test_export_holds_everything_stored_about_the_person(api, shop):
     assert len(export["orders"]) == 1 and len(export["checkouts"]) == 1
     assert "email#c0@example.com" in export["identities"]
     assert api("GET", "/profiles/nope/export").status == 404
+
+
+
+def test_overlap_of_two_segments_sharing_members(api, aws):
+    service = bootstrap.profile_service()
+    for i in range(3):  # three buyers of 600: recent buyers and high value
+        service.apply(order_event(i, email=f"v{i}@example.com", total="600.00"))
+    service.apply(order_event(9, email="small@example.com", total="10.00"))  # only a recent buyer
+    pairs = api("GET", "/segments/overlap").json()["pairs"]
+    pair = next(p for p in pairs if {p["a"], p["b"]} == {"recent-buyers", "high-value"})
+    assert pair["overlap"] == 3 and pair["jaccard"] == 0.75
+
+
+def test_openapi_document_lists_the_routes(api, aws):
+    doc = api("GET", "/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/profiles", "/segments", "/segments/{segment_id}/members", "/profiles/{profile_id}/export"} <= set(doc["paths"])

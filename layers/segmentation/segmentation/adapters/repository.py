@@ -370,6 +370,17 @@ class DynamoDBProfileRepository(ProfileRepository):
                 return values
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
+    def all_members(self, segment_id: str) -> set[str]:
+        """Every member of a segment (reads the whole segment: for analysis, not the hot path)."""
+        out: set[str] = set()
+        cursor = None
+        while True:
+            page = self.members(segment_id, 1000, cursor)
+            out.update(page.profile_ids)
+            if not page.cursor:
+                return out
+            cursor = page.cursor
+
     def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage:
         kwargs: dict[str, Any] = {
             "TableName": self.memberships,
