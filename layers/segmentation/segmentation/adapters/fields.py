@@ -74,3 +74,18 @@ def utc_time(value: Any, field: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def quantity(value: Any, field: str) -> int:
+    """A line item's quantity (number or numeric string); absent or empty is 1."""
+    if value is None or value == "":
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{field} must be a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{field} is not a number") from None
+    if not amount.is_finite() or abs(amount) > 10**9:
+        raise ValueError(f"{field} is out of range")
+    return int(amount)

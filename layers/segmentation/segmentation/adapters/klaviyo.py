@@ -47,7 +47,7 @@ from ..domain.events import (
     Identity,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
-from .webhook import Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
+from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch, hmac_matches
 
 SOURCE = "klaviyo"
 #: Signed-timestamp tolerance, seconds, either side of ``now``.
@@ -177,12 +177,7 @@ def normalise(payload: dict, body: bytes) -> Normalised:
         dedupe = keys[0]
     else:
         dedupe = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:40]
-    reason = None
-    if not data:
-        reason = "empty batch"
-    elif ignored:
-        detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
-        reason = f"ignored {sum(ignored.values())} of {len(data)} events: {detail}"
+    reason = batch_reason(len(data), ignored)
     return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
 
 

@@ -54,6 +54,7 @@ from .errors import (
 from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
+from .fields import quantity as read_quantity
 from .fields import text as _text
 from .fields import utc_time as _time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
@@ -278,18 +279,6 @@ def _flag(value: Any) -> bool:
     return value is True or value == 1 or value == "1" or (isinstance(value, str) and value.lower() == "true")
 
 
-def _quantity(value: Any) -> int:
-    if value is None or value == "":
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("items.qty_ordered must be a number")
-    try:
-        quantity = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError("items.qty_ordered is not a number") from None
-    if not quantity.is_finite() or abs(quantity) > 10**9:
-        raise ValueError("items.qty_ordered is out of range")
-    return int(quantity)
 
 
 # -- events ----------------------------------------------------------------------------------------------
@@ -370,7 +359,7 @@ def _items(p: dict) -> list[LineItem]:
             product_id=_optional_id(item.get("product_id"), "items.product_id"),
             sku=_text(item.get("sku"), "items.sku", 128),
             title=_text(item.get("name"), "items.name"),
-            quantity=_quantity(item.get("qty_ordered", item.get("qty"))),
+            quantity=read_quantity(item.get("qty_ordered", item.get("qty")), "items.qty_ordered"),
             price=_money(item.get("price"), "items.price"),
         ))
     return items

@@ -47,7 +47,7 @@ from .errors import (
     SignatureMismatchError,
     UnsupportedMediaTypeError,
 )
-from .webhook import Normalised, SecretLookup, WebhookRequest, collect_batch
+from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch
 
 SOURCE = "sendgrid"
 WINDOW = 300
@@ -144,12 +144,7 @@ def normalise(batch: list, body: bytes) -> Normalised:
         dedupe = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     else:
         dedupe = "empty:" + hashlib.sha256(body).hexdigest()[:40]
-    reason = None
-    if not batch:
-        reason = "empty batch"
-    elif ignored:
-        detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
-        reason = f"ignored {sum(ignored.values())} of {len(batch)} events: {detail}"
+    reason = batch_reason(len(batch), ignored)
     return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
 
 

@@ -123,3 +123,13 @@ def collect_batch(items: list, parse_item: Callable[[Any], tuple[str, str, Custo
         except ValueError:
             raise MalformedPayloadError("text fields contain characters that are not valid Unicode") from None
     return list(events.values()), ignored, keys
+
+
+def batch_reason(size: int, ignored: Counter) -> str | None:
+    """Why some (or all) of a batch produced no events: counts per kind only, never personal data."""
+    if not size:
+        return "empty batch"
+    if ignored:
+        detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
+        return f"ignored {sum(ignored.values())} of {size} events: {detail}"
+    return None

@@ -39,6 +39,7 @@ from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMisma
 from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
+from .fields import quantity as read_quantity
 from .fields import text as _text
 from .fields import utc_time as _time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
@@ -224,18 +225,6 @@ def _object(value: Any, field: str) -> dict:
     return value
 
 
-def _quantity(value: Any) -> int:
-    if value is None or value == "":
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("line_items.quantity must be a number")
-    try:
-        quantity = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError("line_items.quantity is not a number") from None
-    if not quantity.is_finite() or abs(quantity) > 10**9:
-        raise ValueError("line_items.quantity is out of range")
-    return int(quantity)
 
 
 def _items(payload: dict) -> list[LineItem]:
@@ -246,7 +235,7 @@ def _items(payload: dict) -> list[LineItem]:
     for item in raw[:MAX_ITEMS]:
         if not isinstance(item, dict):
             raise ValueError("line_items entries must be objects")
-        quantity = _quantity(item.get("quantity"))
+        quantity = read_quantity(item.get("quantity"), "line_items.quantity")
         if item.get("price") not in (None, ""):
             price = _money(item["price"], "line_items.price")  # unit price (a number in REST v3)
         else:  # the line total after discounts, per unit
