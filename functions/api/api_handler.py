@@ -1,4 +1,5 @@
-"""Management API (design.md §3.3): profiles, segments, members, erasure."""
+"""Management API (design.md §3.3; docs/api.md): profiles, history, explanations, exports, erasure,
+segments, members, previews and overlap, with its OpenAPI document at /openapi.json."""
 
 from __future__ import annotations
 
@@ -6,19 +7,42 @@ import json
 import time
 from typing import Annotated
 
+from api_models import (
+    ERRORS_400,
+    ERRORS_404,
+    ErasedOut,
+    ExplainOut,
+    ExportOut,
+    HistoryOut,
+    MembersOut,
+    OverlapOut,
+    PreviewIn,
+    PreviewOut,
+    ProfileOut,
+    SegmentOut,
+    SegmentsOut,
+)
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.adapters.repository import InvalidCursorError
 from segmentation.domain.profile import Profile, iso
+from segmentation.settings import load_settings
 from segmentation.views import export_view, profile_view
 
 logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
+
+ProfileId = Annotated[str, Path(min_length=1, max_length=128)]
+SegmentId = Annotated[str, Path(min_length=1, max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size, 1 to 1000")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="the cursor of the previous page")]
+#: time a preview keeps for answering after reading profiles (the HTTP API gives 30 s in all)
+PREVIEW_MARGIN_S = 4.0
 
 
 def _profile(profile_id: str) -> Profile:
@@ -28,48 +52,82 @@ def _profile(profile_id: str) -> Profile:
     return profile
 
 
-@app.get("/health")
+def _now(profile: Profile | None = None) -> int:
+    return max(int(time.time()), (profile.evaluated_at or 0) if profile else 0)
+
+
+@app.get("/health", summary="Liveness (no authorization)")
 def health() -> dict:
     return {"status": "ok"}
 
 
-@app.get("/profiles")
-def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> dict:
+@app.get("/profiles", summary="Find a profile by email", responses={**ERRORS_400, **ERRORS_404})
+def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> ProfileOut:
     profile = bootstrap.repository().find(f"email#{email.strip().lower()}")
     if profile is None:
         raise NotFoundError("no profile with that email")
-    return profile_view(profile)
+    return ProfileOut.model_validate(profile_view(profile))
 
 
-@app.get("/profiles/<profile_id>")
-def get_profile(profile_id: str) -> dict:
-    return profile_view(_profile(profile_id))
+@app.get("/profiles/<profile_id>", summary="A profile: segments, traits, consent", responses=ERRORS_404)
+def get_profile(profile_id: ProfileId) -> ProfileOut:
+    return ProfileOut.model_validate(profile_view(_profile(profile_id)))
 
 
-@app.get("/profiles/<profile_id>/explain")
-def explain_profile(profile_id: str) -> dict:
+@app.get("/profiles/<profile_id>/explain", summary="Why the profile is or is not in each segment",
+         responses=ERRORS_404)
+def explain_profile(profile_id: ProfileId) -> ExplainOut:
     """Per segment: member or not now, and the value of every condition (evaluated now, not stored)."""
     profile = _profile(profile_id)
-    now = max(int(time.time()), profile.evaluated_at or 0)
-    return {"profile_id": profile_id, "at": iso(now), "catalog_version": bootstrap.evaluator().version,
-            "segments": bootstrap.evaluator().explain(profile, now)}
+    now = _now(profile)
+    return ExplainOut.model_validate({"profile_id": profile_id, "at": iso(now),
+                                      "catalog_version": bootstrap.evaluator().version,
+                                      "segments": bootstrap.evaluator().explain(profile, now)})
 
 
-@app.get("/profiles/<profile_id>/export")
-def export_profile(profile_id: str) -> dict:
-    """Everything stored about the person (GDPR access, CCPA right to know)."""
-    return export_view(_profile(profile_id))
+def _history(profile: Profile, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    try:
+        page = bootstrap.repository().history_page(profile, int(time.time()), limit, cursor)
+    except InvalidCursorError as exc:
+        raise BadRequestError(str(exc)) from None
+    return [{**c, "at": iso(c["at"])} for c in page.changes], page.cursor
 
 
-@app.delete("/profiles/<profile_id>")
-def erase_profile(profile_id: str) -> dict:
-    bootstrap.repository().erase(_profile(profile_id))
-    logger.info("erased", extra={"profile_id": profile_id})
-    return {"profile_id": profile_id, "erased": True}
+@app.get("/profiles/<profile_id>/history", summary="Membership changes, newest first",
+         responses={**ERRORS_400, **ERRORS_404})
+def profile_history(profile_id: ProfileId, limit: Limit = 100, cursor: Cursor = None) -> HistoryOut:
+    """Every segment entry and exit with its time and cause (an event id, or `time` for the sweep),
+    within the retention (the HistoryRetentionDays parameter). Includes the past of profiles merged
+    into this one, under their own ids."""
+    changes, next_cursor = _history(_profile(profile_id), limit, cursor)
+    return HistoryOut(profile_id=profile_id, retention_days=load_settings().history_retention_days,
+                      changes=changes, cursor=next_cursor)
 
 
-@app.get("/segments")
-def list_segments() -> dict:
+@app.get("/profiles/<profile_id>/export", summary="Everything stored about the person", responses=ERRORS_404)
+def export_profile(profile_id: ProfileId) -> ExportOut:
+    """GDPR access / CCPA right to know: the profile, its identities, events kept, and its history."""
+    profile = _profile(profile_id)
+    history, cursor = [], None
+    while True:
+        page, cursor = _history(profile, 1000, cursor)
+        history += page
+        if cursor is None:
+            break
+    return ExportOut.model_validate({**export_view(profile), "membership_history": history})
+
+
+@app.delete("/profiles/<profile_id>", summary="Erase the person", responses=ERRORS_404)
+def erase_profile(profile_id: ProfileId) -> ErasedOut:
+    """Deletes the profile, its aliases, memberships, history and cart-owner records; keeps only a
+    SHA-256 tombstone per identifier so that late webhooks about the person are dropped. Their
+    memberships end (SegmentExited on the bus)."""
+    ended = bootstrap.profile_service().erase_profile(_profile(profile_id), cause=f"erasure:{profile_id}")
+    logger.info("erased", extra={"profile_id": profile_id, "memberships_ended": len(ended)})
+    return ErasedOut(profile_id=profile_id, erased=True, memberships_ended=len(ended))
+
+
+def _segments() -> list[dict]:
     repo = bootstrap.repository()
     segments = []
     for d in bootstrap.evaluator().definitions():
@@ -81,17 +139,22 @@ def list_segments() -> dict:
             sid = f"{d.id}:{value}"
             segments.append({"id": sid, "name": f"{d.name}: {value}", "description": d.description,
                              "family": d.id, "size": repo.segment_size(sid)})
-    return {"segments": segments}
+    return segments
 
 
-@app.get("/segments/overlap")
-def segment_overlap() -> dict:
+@app.get("/segments", summary="Every segment with its size")
+def list_segments() -> SegmentsOut:
+    return SegmentsOut.model_validate({"segments": _segments()})
+
+
+@app.get("/segments/overlap", summary="Pairwise overlap of segments (counts and Jaccard index)")
+def segment_overlap() -> OverlapOut:
     """Pairwise overlap of the segments with members: counts and Jaccard index (|A∩B| / |A∪B|).
 
     Segments that overlap almost entirely are rarely worth keeping apart (the guide's advice:
     a few meaningful segments, not many near-duplicates)."""
     repo = bootstrap.repository()
-    ids = [s["id"] for s in list_segments()["segments"] if s["size"] > 0]
+    ids = [s["id"] for s in _segments() if s["size"] > 0]
     members = {sid: repo.all_members(sid) for sid in ids}
     pairs = []
     for i, a in enumerate(ids):
@@ -102,43 +165,93 @@ def segment_overlap() -> dict:
                 pairs.append({"a": a, "b": b, "a_size": len(members[a]), "b_size": len(members[b]),
                               "overlap": both, "jaccard": round(both / either, 4)})
     pairs.sort(key=lambda p: (-p["jaccard"], p["a"], p["b"]))
-    return {"segments": ids, "pairs": pairs}
+    return OverlapOut.model_validate({"segments": ids, "pairs": pairs})
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi():
-    body = app.get_openapi_json_schema(title="Segmentation management API", version="1.0.0")
-    return Response(200, content_type="application/json", body=body)
+@app.post("/segments/preview", summary="Dry-run a new or edited definition (writes nothing)",
+          responses=ERRORS_400)
+def preview_segment(request: Annotated[PreviewIn, Body()]) -> PreviewOut:
+    """Evaluates the definition and the current one against every stored profile at one instant:
+    the size, a sample, and who would enter and who would leave. Profiles are read until the
+    request's time runs short; then `complete` is false and `cursor` goes on from there (send the
+    same body with it). The figures of the call that says `complete: true` cover every profile."""
+    from segmentation.service.preview import InvalidPreviewError, SegmentPreview
+
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 25.0
+    try:
+        out = SegmentPreview(bootstrap.repository(), bootstrap.evaluator()).run(
+            request.segment_id, request.definition, request.sample, request.page_size, request.cursor,
+            budget_s=max(1.0, remaining - PREVIEW_MARGIN_S))
+    except InvalidPreviewError as exc:
+        raise BadRequestError(f"invalid definition: {exc}") from None
+    return PreviewOut.model_validate(out)
 
 
-def _known_segment(segment_id: str) -> bool:
+def _definition(segment_id: str):
+    """(catalog spec, family id or None) of a segment id: ``x``, a family ``f`` or its instance ``f:v``."""
+    catalog = bootstrap.evaluator().catalog
     base, _, value = segment_id.partition(":")
-    for d in bootstrap.evaluator().definitions():
-        if d.id == base and bool(value) == d.family:
-            return True
-    return False
-
-
-@app.get("/segments/<segment_id>/members")
-def segment_members(
-    segment_id: str,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
-) -> dict:
-    if not _known_segment(segment_id):
+    spec = catalog.segments.get(base)
+    if spec is None or (value and spec.family is None):
         raise NotFoundError(f"no segment {segment_id}")
+    return spec, (base if spec.family is not None else None)
+
+
+@app.get("/segments/<segment_id>", summary="A segment: definition, size, last change, first members",
+         responses={**ERRORS_400, **ERRORS_404})
+def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
+    spec, family = _definition(segment_id)
+    repo = bootstrap.repository()
+    definition = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    name = spec.name
+    if family and segment_id == family:
+        # The family itself: its instances, each a segment of its own.
+        instances = [{"id": f"{family}:{v}", "size": repo.segment_size(f"{family}:{v}")}
+                     for v in repo.family_values(family)]
+        lasts = [repo.segment_stats(i["id"]).last_change_at for i in instances]
+        last = max((t for t in lasts if t), default=None)
+        return SegmentOut(id=segment_id, name=name, description=spec.description, family=family,
+                          definition=definition, size=sum(i["size"] for i in instances),
+                          last_change_at=iso(last), instances=instances, members=None)
+    if family:
+        name = f"{spec.name}: {segment_id.partition(':')[2]}"
+    stats = repo.segment_stats(segment_id)
+    page = repo.members(segment_id, limit, None)
+    return SegmentOut(id=segment_id, name=name, description=spec.description, family=family,
+                      definition=definition, size=stats.size, last_change_at=iso(stats.last_change_at),
+                      members=MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor))
+
+
+@app.get("/segments/<segment_id>/members", summary="Members, paginated with an opaque cursor",
+         responses={**ERRORS_400, **ERRORS_404})
+def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = None) -> MembersOut:
+    _, family = _definition(segment_id)
+    if family == segment_id:
+        raise NotFoundError(f"{segment_id} is a family: list the members of one of its instances ({segment_id}:<value>)")
     try:
         page = bootstrap.repository().members(segment_id, limit, cursor)
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
-    return {"segment_id": segment_id, "profile_ids": page.profile_ids, "cursor": page.cursor}
+    return MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi():
+    body = app.get_openapi_json_schema(
+        title="Segmentation management API", version="1.0.0",
+        description="Profiles, segments and privacy requests of the segmentation engine. "
+                    "Every route but /health needs AWS_IAM (SigV4) in AWS; the local runner does not check it.")
+    return Response(200, content_type="application/json", body=body)
 
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     # 400 (not Powertools' default 422) with the validation messages, as design.md §3 promises.
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-    return Response(400, content_type="application/json", body=json.dumps({"error": "invalid_request", "detail": errors}))
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))} for e in exc.errors()]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    message = f"invalid request: {'.'.join(first['loc'])}: {first['msg']}"
+    return Response(400, content_type="application/json",
+                    body=json.dumps({"statusCode": 400, "message": message, "detail": errors}))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

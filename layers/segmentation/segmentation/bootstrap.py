@@ -45,7 +45,7 @@ def repository() -> DynamoDBProfileRepository:
 
     s = load_settings()
     return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table,
-                                     s.due_shards)
+                                     s.due_shards, s.history_table, s.history_retention_days * 86400)
 
 
 @cache
@@ -88,6 +88,8 @@ def backfill() -> Backfill:
 
 @cache
 def profile_service() -> ProfileService:
+    from .adapters.catalog import ShopCatalog
     from .service.profiles import ProfileService
 
-    return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()))
+    return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()),
+                          catalog=ShopCatalog(_client("dynamodb"), load_settings().catalog_table))

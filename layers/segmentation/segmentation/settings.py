@@ -22,6 +22,9 @@ class Settings(BaseModel):
     memberships_table: str = Field(alias="MEMBERSHIPS_TABLE")
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     catalog_table: str = Field(alias="CATALOG_TABLE")
+    history_table: str = Field(alias="HISTORY_TABLE")
+    #: membership history older than this is not shown, and DynamoDB's TTL deletes it
+    history_retention_days: int = Field(alias="HISTORY_RETENTION_DAYS", default=400, ge=1)
     event_bus_name: str = Field(alias="EVENT_BUS_NAME")
     webhook_secret_id: str = Field(alias="WEBHOOK_SECRET_ARN")
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)

@@ -60,3 +60,25 @@ class ShopCatalog:
     def cart_owner(self, shop: str, token: str) -> Identity | None:
         item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"cartowner#{shop}#{token}"}}).get("Item")
         return None if item is None else Identity.model_validate_json(item["identity"]["S"])
+
+    def forget(self, aliases: list[str]) -> int:
+        """Delete the cart-owner records that name any of ``aliases`` (erasure); returns how many.
+
+        A scan of the cart-owner records (they expire after 30 days, so there are few): erasure is
+        rare and must not leave the person's identity behind."""
+        wanted = set(aliases)
+        kwargs: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#k, :p)",
+                                  "ExpressionAttributeNames": {"#k": "key"},
+                                  "ExpressionAttributeValues": {":p": {"S": "cartowner#"}}}
+        deleted = 0
+        while True:
+            out = self.client.scan(**kwargs)
+            for item in out["Items"]:
+                shop = item["key"]["S"].split("#", 2)[1]
+                identity = Identity.model_validate_json(item["identity"]["S"])
+                if wanted & set(identity.alias_keys(shop or None)):
+                    self.client.delete_item(TableName=self.table, Key={"key": item["key"]})
+                    deleted += 1
+            if "LastEvaluatedKey" not in out:
+                return deleted
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]

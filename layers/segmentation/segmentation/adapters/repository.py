@@ -10,13 +10,18 @@ Layout (one table each, names from template.yaml through the environment):
 * aliases      ``alias`` (e.g. ``email#ana@example.com``) -> ``profile_id``
 * memberships  ``segment_id`` + ``profile_id`` -> ``entered_at``, ``version``; and the segment's
   size as counters sharded over ``#size#<segment_id>`` + ``<shard>`` so that no single item
-  takes every write of a popular segment.
+  takes every write of a popular segment; each counter also holds ``last_change_at``.
+* history      ``profile_id`` + ``seq`` (``<at>#<version>#<segment_id>``) -> ``change``, ``at``,
+  ``cause``, ``version``, ``expires`` (TTL): append-only, written in the membership's transaction.
+* tombstones   in the aliases table: ``erased#<sha256 of an alias>`` -> ``erased_at``. Erasure leaves
+  only these, so that a webhook about the erased person that arrives late is recognised and dropped.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import zlib
 from abc import ABC, abstractmethod
@@ -29,7 +34,14 @@ SIZE_SHARDS = 8
 DUE_INDEX = "DueIndex"
 SIZE_PREFIX = "#size#"
 FAMILY_PREFIX = "#family#"
+TOMBSTONE_PREFIX = "erased#"
 TRANSACTION_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+
+
+def tombstone_key(alias: str) -> str:
+    """The only trace an erasure keeps of an identifier: its SHA-256 (see docs/api.md, Erasure)."""
+    return TOMBSTONE_PREFIX + hashlib.sha256(alias.encode()).hexdigest()
 
 
 class ConcurrentUpdateError(Exception):
@@ -46,12 +58,27 @@ class LoadedProfile:
 
     profile: Profile | None
     alias_owners: dict[str, str] = field(default_factory=dict)
+    #: alias -> when a person holding it was erased (from the tombstones)
+    erased_at: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class MembersPage:
     profile_ids: list[str]
     cursor: str | None
+
+
+@dataclass
+class HistoryPage:
+    #: newest first: dicts with profile_id, segment_id, change, at, cause, version
+    changes: list[dict]
+    cursor: str | None
+
+
+@dataclass
+class SegmentStats:
+    size: int
+    last_change_at: int | None
 
 
 class ProfileRepository(ABC):
@@ -80,8 +107,13 @@ class ProfileRepository(ABC):
         """
 
     @abstractmethod
-    def erase(self, profile: Profile) -> None:
-        """Delete the profile, its aliases and its memberships."""
+    def erase(self, profile: Profile, at: int) -> None:
+        """Delete the profile, its aliases, memberships and history; keep hashed tombstones of its
+        aliases, stamped ``at``."""
+
+    @abstractmethod
+    def tombstone(self, aliases: list[str], at: int) -> None:
+        """Record that whoever held ``aliases`` was erased at ``at`` (hashed; nothing else kept)."""
 
     @abstractmethod
     def segment_size(self, segment_id: str) -> int: ...
@@ -111,12 +143,14 @@ class DynamoDBProfileRepository(ProfileRepository):
     """Profiles in DynamoDB through the low-level client (no resource layer: faster cold start)."""
 
     def __init__(self, client: Any, profiles_table: str, aliases_table: str, memberships_table: str,
-                 due_shards: int = 32):
+                 due_shards: int = 32, history_table: str | None = None, history_retention_s: int = 400 * 86400):
         self.client = client
         self.profiles = profiles_table
         self.aliases = aliases_table
         self.memberships = memberships_table
         self.due_shards = due_shards
+        self.history = history_table
+        self.history_retention_s = history_retention_s
 
     def due_shard(self, profile_id: str) -> str:
         return str(zlib.crc32(profile_id.encode()) % self.due_shards)
@@ -124,16 +158,24 @@ class DynamoDBProfileRepository(ProfileRepository):
     # -- reads ------------------------------------------------------------------------------
     def load(self, alias_keys: list[str]) -> LoadedProfile:
         owners: dict[str, str] = {}
+        erased: dict[str, int] = {}
         if alias_keys:
-            keys = [{"alias": {"S": a}} for a in dict.fromkeys(alias_keys)]
+            # The tombstones of the same identifiers come in the same request: no extra read.
+            unique = list(dict.fromkeys(alias_keys))
+            hashed = {tombstone_key(a): a for a in unique}
+            keys = [{"alias": {"S": a}} for a in [*unique, *hashed]]
             request = {self.aliases: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 out = self.client.batch_get_item(RequestItems=request)
                 for item in out["Responses"].get(self.aliases, []):
-                    owners[item["alias"]["S"]] = item["profile_id"]["S"]
+                    key = item["alias"]["S"]
+                    if key in hashed:
+                        erased[hashed[key]] = int(item["erased_at"]["N"])
+                    else:
+                        owners[key] = item["profile_id"]["S"]
                 request = out.get("UnprocessedKeys") or None
         owner = next((owners[a] for a in alias_keys if a in owners), None)
-        return LoadedProfile(profile=self.get(owner) if owner else None, alias_owners=owners)
+        return LoadedProfile(profile=self.get(owner) if owner else None, alias_owners=owners, erased_at=erased)
 
     def get(self, profile_id: str) -> Profile | None:
         out = self.client.get_item(
@@ -176,7 +218,8 @@ class DynamoDBProfileRepository(ProfileRepository):
 
     def _membership_writes(self, changes: list[MembershipChange], sizes: dict | None = None) -> list[dict]:
         """Membership puts/deletes for ``changes``; size deltas are added to ``sizes`` (one counter
-        item may be touched by several changes of one transaction, so they are summed)."""
+        item may be touched by several changes of one transaction, so they are summed, with the
+        latest instant of change)."""
         sizes = {} if sizes is None else sizes
         writes = []
         for c in changes:
@@ -190,23 +233,38 @@ class DynamoDBProfileRepository(ProfileRepository):
                         "segment_id": {"S": FAMILY_PREFIX + family}, "profile_id": {"S": value}}}})
             else:
                 writes.append({"Delete": {"TableName": self.memberships, "Key": key}})
-            key = (c.segment_id, _shard(c.profile_id))
-            sizes[key] = sizes.get(key, 0) + (1 if c.change == "entered" else -1)
+            _add_size(sizes, c.segment_id, c.profile_id, 1 if c.change == "entered" else -1, c.at)
         return writes
 
     def _size_updates(self, sizes: dict) -> list[dict]:
-        return [self._size_update(seg, shard, delta) for (seg, shard), delta in sorted(sizes.items()) if delta]
+        return [self._size_update(seg, shard, delta, at) for (seg, shard), (delta, at) in sorted(sizes.items())]
 
-    def _size_update(self, segment_id: str, shard: str, delta: int) -> dict:
+    def _size_update(self, segment_id: str, shard: str, delta: int, at: int) -> dict:
         return {"Update": {
             "TableName": self.memberships,
             "Key": {"segment_id": {"S": SIZE_PREFIX + segment_id}, "profile_id": {"S": shard}},
-            "UpdateExpression": "ADD size_count :d",
-            "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+            "UpdateExpression": "ADD size_count :d SET last_change_at = :at",
+            "ExpressionAttributeValues": {":d": {"N": str(delta)}, ":at": {"N": str(at)}},
         }}
 
+    def _history_put(self, c: MembershipChange) -> dict:
+        return {"Put": {"TableName": self.history, "Item": {
+            "profile_id": {"S": c.profile_id}, "seq": {"S": f"{c.at:010d}#{c.version:010d}#{c.segment_id}"},
+            "segment_id": {"S": c.segment_id}, "change": {"S": c.change}, "at": {"N": str(c.at)},
+            "cause": {"S": c.cause}, "version": {"N": str(c.version)},
+            "expires": {"N": str(c.at + self.history_retention_s)},
+        }}}
+
+    def _batch_write(self, table: str, requests: list[dict]) -> None:
+        """BatchWriteItem in chunks of 25, retrying what DynamoDB leaves unprocessed."""
+        for i in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending = {table: requests[i:i + BATCH_WRITE_LIMIT]}
+            while pending:
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or None
+
     def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
-             absorbed: list[Profile] = (), removed_aliases: list[str] = ()) -> None:
+             absorbed: list[Profile] = (), removed_aliases: list[str] = (),
+             ended: list[MembershipChange] = ()) -> None:
         put = self._profile_put(profile)
         cc = self.client.exceptions
         if not new_aliases and not changes and not absorbed and not removed_aliases:
@@ -249,28 +307,37 @@ class DynamoDBProfileRepository(ProfileRepository):
                 for segment_id in other.segments:
                     writes.append({"Delete": {"TableName": self.memberships, "Key": {
                         "segment_id": {"S": segment_id}, "profile_id": {"S": other.profile_id}}}})
-                    key = (segment_id, _shard(other.profile_id))
-                    sizes[key] = sizes.get(key, 0) - 1
+                    _add_size(sizes, segment_id, other.profile_id, -1, profile.evaluated_at or 0)
             writes += self._membership_writes(changes, sizes)
             writes += self._size_updates(sizes)
             if len(writes) > TRANSACTION_LIMIT:
                 raise ValueError(f"one profile write touches {len(writes)} items (limit {TRANSACTION_LIMIT})")
+            history = [self._history_put(c) for c in [*changes, *ended]] if self.history else []
+            # History goes in the same transaction; only a write too large for one transaction
+            # (a merge of profiles with many memberships) appends it right after instead.
+            inline = len(writes) + len(history) <= TRANSACTION_LIMIT
             try:
-                self.client.transact_write_items(TransactItems=writes)
+                self.client.transact_write_items(TransactItems=writes + history if inline else writes)
             except cc.TransactionCanceledException:
                 raise ConcurrentUpdateError(profile.profile_id) from None
+            if not inline:
+                self._batch_write(self.history, [{"PutRequest": {"Item": h["Put"]["Item"]}} for h in history])
         profile.version += 1
 
-    def erase(self, profile: Profile) -> None:
+    def erase(self, profile: Profile, at: int) -> None:
+        # History first: if anything later fails, a retry still finds the profile and erases again.
+        for pid in (profile.profile_id, *profile.merged_from):
+            self._delete_history(pid)
         writes: list[dict] = []
         for alias in profile.aliases:
             writes.append({"Delete": {"TableName": self.aliases, "Key": {"alias": {"S": alias}},
                                       "ConditionExpression": "attribute_not_exists(alias) OR profile_id = :p",
                                       "ExpressionAttributeValues": {":p": {"S": profile.profile_id}}}})
+            writes.append({"Put": {"TableName": self.aliases, "Item": self._tombstone(alias, at)}})
         for segment_id in profile.segments:
             writes.append({"Delete": {"TableName": self.memberships, "Key": {
                 "segment_id": {"S": segment_id}, "profile_id": {"S": profile.profile_id}}}})
-            writes.append(self._size_update(segment_id, _shard(profile.profile_id), -1))
+            writes.append(self._size_update(segment_id, _shard(profile.profile_id), -1, at))
         delete_profile = {"Delete": {
             "TableName": self.profiles, "Key": {"profile_id": {"S": profile.profile_id}},
             "ConditionExpression": "version = :v",
@@ -285,6 +352,65 @@ class DynamoDBProfileRepository(ProfileRepository):
                 self.client.transact_write_items(TransactItems=chunk)
             except self.client.exceptions.TransactionCanceledException:
                 raise ConcurrentUpdateError(profile.profile_id) from None
+
+    @staticmethod
+    def _tombstone(alias: str, at: int) -> dict:
+        return {"alias": {"S": tombstone_key(alias)}, "erased_at": {"N": str(at)}}
+
+    def tombstone(self, aliases: list[str], at: int) -> None:
+        self._batch_write(self.aliases, [{"PutRequest": {"Item": self._tombstone(a, at)}}
+                                         for a in dict.fromkeys(aliases)])
+
+    def _delete_history(self, profile_id: str) -> None:
+        if not self.history:
+            return
+        kwargs: dict[str, Any] = {
+            "TableName": self.history, "KeyConditionExpression": "profile_id = :p",
+            "ExpressionAttributeValues": {":p": {"S": profile_id}}, "ProjectionExpression": "profile_id, seq",
+        }
+        while True:
+            out = self.client.query(**kwargs)
+            self._batch_write(self.history, [{"DeleteRequest": {"Key": i}} for i in out["Items"]])
+            if "LastEvaluatedKey" not in out:
+                return
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def history_page(self, profile: Profile, now: int, limit: int, cursor: str | None) -> HistoryPage:
+        """The profile's membership changes within the retention, newest first, including those of
+        the profiles merged into it (one time-ordered stream; ``cursor`` continues it)."""
+        ids = [profile.profile_id, *profile.merged_from]
+        positions = _decode_history_cursor(cursor, ids) if cursor else {}
+        since = f"{max(0, now - self.history_retention_s):010d}"
+        fetched: dict[str, tuple[list[dict], bool]] = {}
+        for pid in ids:
+            pos = positions.get(pid, "")
+            if pos is None:
+                continue  # this part of the stream is used up
+            kwargs: dict[str, Any] = {
+                "TableName": self.history, "KeyConditionExpression": "profile_id = :p AND seq > :since",
+                "ExpressionAttributeValues": {":p": {"S": pid}, ":since": {"S": since}},
+                "ScanIndexForward": False, "Limit": limit, "ConsistentRead": True,
+            }
+            if pos:
+                kwargs["ExclusiveStartKey"] = {"profile_id": {"S": pid}, "seq": {"S": pos}}
+            out = self.client.query(**kwargs)
+            fetched[pid] = (out["Items"], "LastEvaluatedKey" in out)
+        merged = sorted(((i["seq"]["S"], pid, i) for pid, (items, _) in fetched.items() for i in items), reverse=True)
+        page = merged[:limit]
+        new_positions = dict(positions)
+        for seq, pid, _ in page:
+            new_positions[pid] = seq
+        more = len(merged) > limit
+        for pid, (items, has_more) in fetched.items():
+            taken = sum(1 for _, p, _ in page if p == pid)
+            if taken == len(items) and not has_more:
+                new_positions[pid] = None  # nothing left under this id
+            else:
+                more = True
+        changes = [{"profile_id": pid, "segment_id": i["segment_id"]["S"], "change": i["change"]["S"],
+                    "at": int(i["at"]["N"]), "cause": i["cause"]["S"], "version": int(i["version"]["N"])}
+                   for _, pid, i in page]
+        return HistoryPage(changes, _encode_history_cursor(profile.profile_id, new_positions) if more else None)
 
     # -- the due index and scans -------------------------------------------------------------
     def due_page(self, shard: int, now: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
@@ -343,7 +469,11 @@ class DynamoDBProfileRepository(ProfileRepository):
 
     # -- segments ---------------------------------------------------------------------------
     def segment_size(self, segment_id: str) -> int:
-        total = 0
+        return self.segment_stats(segment_id).size
+
+    def segment_stats(self, segment_id: str) -> SegmentStats:
+        """Size (the sum of the sharded counters) and the latest instant a membership changed."""
+        total, last = 0, None
         kwargs: dict[str, Any] = {
             "TableName": self.memberships,
             "KeyConditionExpression": "segment_id = :s",
@@ -352,9 +482,12 @@ class DynamoDBProfileRepository(ProfileRepository):
         }
         while True:
             out = self.client.query(**kwargs)
-            total += sum(int(i.get("size_count", {"N": "0"})["N"]) for i in out["Items"])
+            for i in out["Items"]:
+                total += int(i.get("size_count", {"N": "0"})["N"])
+                if "last_change_at" in i:
+                    last = max(last or 0, int(i["last_change_at"]["N"]))
             if "LastEvaluatedKey" not in out:
-                return total
+                return SegmentStats(total, last)
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
     def family_values(self, family: str) -> list[str]:
@@ -388,6 +521,7 @@ class DynamoDBProfileRepository(ProfileRepository):
             "ExpressionAttributeValues": {":s": {"S": segment_id}},
             "ProjectionExpression": "profile_id",
             "Limit": limit,
+            "ConsistentRead": True,  # pages agree with the size counters, written in the same transactions
         }
         if cursor:
             kwargs["ExclusiveStartKey"] = {
@@ -397,6 +531,30 @@ class DynamoDBProfileRepository(ProfileRepository):
         ids = [i["profile_id"]["S"] for i in out["Items"]]
         last = out.get("LastEvaluatedKey")
         return MembersPage(ids, _encode_cursor(segment_id, last["profile_id"]["S"]) if last else None)
+
+
+def _add_size(sizes: dict, segment_id: str, profile_id: str, delta: int, at: int) -> None:
+    key = (segment_id, _shard(profile_id))
+    total, last = sizes.get(key, (0, 0))
+    sizes[key] = (total + delta, max(last, at))
+
+
+def _encode_history_cursor(profile_id: str, positions: dict[str, str | None]) -> str:
+    raw = json.dumps({"p": profile_id, "at": positions}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_history_cursor(cursor: str, ids: list[str]) -> dict[str, str | None]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        positions = data["at"]
+        ok = data["p"] == ids[0] and isinstance(positions, dict) and all(
+            k in ids and (v is None or isinstance(v, str)) for k, v in positions.items())
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise InvalidCursorError("cursor is not one this API issued for this profile")
+    return positions
 
 
 def _encode_cursor(segment_id: str, profile_id: str) -> str:

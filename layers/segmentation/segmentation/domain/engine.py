@@ -759,6 +759,15 @@ class CatalogEvaluator:
         return Evaluation(at=now, segments=segments, traits=self.traits(ctx, now),
                           next_due_at=min(due_at.values(), default=None), unit_due=due_at)
 
+    def segment_members(self, profile: Profile, now: int, segment_id: str) -> set[str]:
+        """The memberships of one segment (and its family values) at ``now``: what a full evaluation
+        would give for it, reading only what it depends on (segment previews)."""
+        ctx = self._context(profile, now)
+        if self._spec(segment_id).family is None:
+            return {segment_id} if self.member(ctx, segment_id, None, now) else set()
+        return {f"{segment_id}:{v}" for v in self.family_values(ctx, segment_id, now)
+                if self.member(ctx, segment_id, v, now)}
+
     def explain(self, profile: Profile, now: int) -> dict:
         """Per segment (and per family value): member or not, and the value of every condition."""
         ctx = self._context(profile, now)

@@ -227,6 +227,8 @@ class Profile(BaseModel):
     emails: list[str] = Field(default_factory=list)
     phone: str | None = None
     aliases: list[str] = Field(default_factory=list)
+    #: ids of the profiles merged into this one (their membership history is still under them)
+    merged_from: list[str] = Field(default_factory=list)
     first_name: str | None = None
     last_name: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -430,6 +432,9 @@ class Profile(BaseModel):
         for alias in other.aliases:
             if alias not in self.aliases:
                 self.aliases.append(alias)
+        for pid in (other.profile_id, *other.merged_from):
+            if pid not in self.merged_from and pid != self.profile_id:
+                self.merged_from.append(pid)
         for e in other.emails:
             if e not in self.emails:
                 self.emails.append(e)

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
 
 from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.events import CustomerEvent, CustomerProperties, EventType
-from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, iso, touched_inputs
+from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso, touched_inputs
 from ..domain.segments import SegmentEvaluator
 from ..views import export_view
 from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
 
 MAX_ATTEMPTS = 8
 __all__ = ["ProfileService", "TooMuchContentionError"]
+logger = Logger(child=True)
 
+
+class IdentityStore(Protocol):
+    """Anything else that holds a person's identifiers and must forget them on erasure."""
+
+    def forget(self, aliases: list[str]) -> int: ...
 
 
 class ProfileService:
@@ -32,12 +41,14 @@ class ProfileService:
         publisher: ChangePublisher,
         clock: Callable[[], int],
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        catalog: IdentityStore | None = None,
     ) -> None:
         self.repository = repository
         self.evaluator = evaluator
         self.publisher = publisher
         self.clock = clock
         self.new_id = new_id
+        self.catalog = catalog
 
     def apply(self, event: CustomerEvent) -> list[MembershipChange]:
         """Apply ``event`` and return the membership changes it caused (published already).
@@ -65,6 +76,11 @@ class ProfileService:
         lookup = aliases + ([f"email#{previous}"] if previous else [])
         for _ in range(MAX_ATTEMPTS):
             loaded = self.repository.load(lookup)
+            erased = max((loaded.erased_at.get(a, 0) for a in aliases), default=0)
+            if erased and epoch(event.occurred_at) <= erased:
+                # A late webhook about a person erased since: applying it would bring them back.
+                logger.info("dropped: its person was erased", extra={"event_id": event.event_id})
+                return []
             if loaded.profile is None and event.type == EventType.REFUND:
                 return []  # a refund of an order we never saw: its order/* delivery carries the net total
             owners = list(dict.fromkeys(loaded.alias_owners[a] for a in lookup if a in loaded.alias_owners))
@@ -92,7 +108,8 @@ class ProfileService:
                                       cause=event.event_id, version=o.version + 1)
                      for o in absorbed for s in o.segments]
             try:
-                self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed)
+                self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
+                                     ended=ended)
                 break
             except ConcurrentUpdateError:
                 continue
@@ -109,23 +126,47 @@ class ProfileService:
         return changes
 
     def erase(self, aliases: list[str], cause: str) -> list[MembershipChange]:
-        """Forget the person: profile, aliases, memberships. Their memberships end (published)."""
+        """Forget the person: profile, aliases, memberships, history, cart-owner records. What stays
+        is a tombstone per identifier (a SHA-256) so that late webhooks about them are dropped.
+        Their memberships end (published)."""
+        now = int(self.clock())
         for _ in range(MAX_ATTEMPTS):
             profile = self.repository.load(aliases).profile
             if profile is None:
+                # Nothing stored (or erased already): still remember the identifiers, so that a
+                # webhook delivered after this request cannot create the person.
+                self.repository.tombstone(aliases, now)
+                self._forget(aliases)
                 return []
             ended = [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited",
-                                      at=int(self.clock()), cause=cause, version=profile.version + 1)
+                                      at=now, cause=cause, version=profile.version + 1)
                      for s in profile.segments]
             try:
-                self.repository.erase(profile)
+                self.repository.erase(profile, now)
                 break
             except ConcurrentUpdateError:
                 continue
         else:
             raise TooMuchContentionError(f"erasure {cause} kept racing other writers")
+        self._forget([*aliases, *profile.aliases])
         self.publisher.publish_changes(ended)
         return ended
+
+    def erase_profile(self, profile: Profile, cause: str) -> list[MembershipChange]:
+        """Erase by profile id (the management API)."""
+        return self.erase(profile.aliases or [], cause) if profile.aliases else self._erase_bare(profile, cause)
+
+    def _erase_bare(self, profile: Profile, cause: str) -> list[MembershipChange]:
+        now = int(self.clock())
+        ended = [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited", at=now,
+                                  cause=cause, version=profile.version + 1) for s in profile.segments]
+        self.repository.erase(profile, now)
+        self.publisher.publish_changes(ended)
+        return ended
+
+    def _forget(self, aliases: list[str]) -> None:
+        if self.catalog is not None:
+            self.catalog.forget(list(dict.fromkeys(aliases)))
 
     @staticmethod
     def _email_change(event: CustomerEvent, profile: Profile, previous: str | None, owners: dict) -> list[str]:

@@ -1,0 +1,166 @@
+"""Request and response shapes of the management API.
+
+They are what GET /openapi.json publishes, and Powertools validates every response against them,
+so the document cannot drift from what the handlers return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from segmentation.domain.catalog import SEGMENT_ID, SegmentSpec
+
+PROFILE_ID = r"^[A-Za-z0-9_-]{1,128}$"
+
+
+class Error(BaseModel):
+    statusCode: int  # noqa: N815 - Powertools' error body
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+ERRORS_404 = {404: {"description": "Unknown profile or segment", "content": {"application/json": {"model": Error}}}}
+ERRORS_400 = {400: {"description": "Invalid parameters, cursor or definition",
+                    "content": {"application/json": {"model": Error}}}}
+
+
+class Consent(BaseModel):
+    email: str | None
+    email_updated_at: str | None
+
+
+class ProfileOut(BaseModel):
+    profile_id: str
+    email: str | None
+    segments: list[str]
+    traits: dict[str, Any]
+    consent: Consent
+    evaluated_at: str | None
+    next_due_at: str | None
+    version: int
+
+
+class SegmentExplanation(BaseModel):
+    member: bool
+    condition: dict[str, Any]
+    excluded_as_suppressed: bool | None = None
+
+
+class ExplainOut(BaseModel):
+    profile_id: str
+    at: str
+    catalog_version: str
+    segments: dict[str, SegmentExplanation]
+
+
+class HistoryEntry(BaseModel):
+    profile_id: str = Field(description="the profile the change happened to (a merged profile's own id for its past)")
+    segment_id: str
+    change: str = Field(description="entered or exited")
+    at: str
+    cause: str = Field(description="the id of the event that caused it, or `time` for the sweep")
+    version: int
+
+
+class HistoryOut(BaseModel):
+    profile_id: str
+    retention_days: int
+    changes: list[HistoryEntry]
+    cursor: str | None
+
+
+class ExportOut(ProfileOut):
+    model_config = ConfigDict(extra="allow")
+
+    emails: list[str]
+    identities: list[str]
+    membership_history: list[HistoryEntry]
+
+
+class ErasedOut(BaseModel):
+    profile_id: str
+    erased: bool
+    memberships_ended: int
+
+
+class SegmentSummary(BaseModel):
+    id: str
+    name: str
+    description: str
+    size: int
+    family: str | None = None
+
+
+class SegmentsOut(BaseModel):
+    segments: list[SegmentSummary]
+
+
+class MembersOut(BaseModel):
+    segment_id: str
+    profile_ids: list[str]
+    cursor: str | None
+
+
+class Instance(BaseModel):
+    id: str
+    size: int
+
+
+class SegmentOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    family: str | None = Field(description="for a family's instance (`<family>:<value>`) or the family itself")
+    definition: dict[str, Any] = Field(description="the segment as written in the catalog language")
+    size: int
+    last_change_at: str | None = Field(description="when a profile last entered or left it")
+    instances: list[Instance] | None = Field(default=None, description="a family's instances, with their sizes")
+    members: MembersOut | None = Field(description="the first page of members (continue with /members?cursor=)")
+
+
+class OverlapPair(BaseModel):
+    a: str
+    b: str
+    a_size: int
+    b_size: int
+    overlap: int
+    jaccard: float
+
+
+class OverlapOut(BaseModel):
+    segments: list[str]
+    pairs: list[OverlapPair]
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    segment_id: str = Field(pattern=SEGMENT_ID, max_length=64,
+                            description="an existing segment to compare with, or a new id")
+    definition: SegmentSpec = Field(description="the segment in the catalog language (docs/segments.md)")
+    sample: int = Field(default=10, ge=0, le=100, description="how many profile ids to show per list")
+    page_size: int = Field(default=5000, ge=1, le=100_000, description="profiles read by this call at most")
+    cursor: str | None = Field(default=None, max_length=65_536, description="from the previous call, to go on")
+
+
+class Member(BaseModel):
+    profile_id: str
+    segment_id: str
+
+
+class PreviewOut(BaseModel):
+    segment_id: str
+    exists: bool = Field(description="false for a new segment: everyone who qualifies enters")
+    at: str
+    size: int = Field(description="members under the new definition")
+    current_size: int = Field(description="members under the current definition, at the same instant")
+    entering: int
+    leaving: int
+    sample: list[Member]
+    enter_sample: list[Member]
+    leave_sample: list[Member]
+    scanned: int = Field(description="profiles read so far (all calls of this preview)")
+    complete: bool = Field(description="true once every profile has been read: the figures are final")
+    cursor: str | None = Field(description="pass back to read the next profiles")
+    warnings: list[str]
