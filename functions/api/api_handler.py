@@ -108,12 +108,7 @@ def profile_history(profile_id: ProfileId, limit: Limit = 100, cursor: Cursor = 
 def export_profile(profile_id: ProfileId) -> ExportOut:
     """GDPR access / CCPA right to know: the profile, its identities, events kept, and its history."""
     profile = _profile(profile_id)
-    history, cursor = [], None
-    while True:
-        page, cursor = _history(profile, 1000, cursor)
-        history += page
-        if cursor is None:
-            break
+    history = bootstrap.profile_service().history(profile)
     return ExportOut.model_validate({**export_view(profile), "membership_history": history})
 
 

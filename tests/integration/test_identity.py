@@ -138,6 +138,7 @@ def test_shopify_data_request_publishes_everything_stored_about_the_person(aws, 
     [export] = [m["detail"] for m in outbox.drain() if m["detail-type"] == "ProfileDataExported"]
     assert export["export"]["email"] == "asks@example.com"
     assert [o["total"] for o in export["export"]["orders"]] == ["42.00"]
+    assert ("recent-buyers", "entered") in {(c["segment_id"], c["change"]) for c in export["export"]["membership_history"]}
     assert find("email#asks@example.com") is not None  # a data request changes nothing
 
 

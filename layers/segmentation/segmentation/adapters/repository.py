@@ -116,7 +116,14 @@ class ProfileRepository(ABC):
         """Record that whoever held ``aliases`` was erased at ``at`` (hashed; nothing else kept)."""
 
     @abstractmethod
+    def history_page(self, profile: Profile, now: int, limit: int, cursor: str | None) -> HistoryPage:
+        """Membership changes of the profile (and those merged into it), newest first."""
+
+    @abstractmethod
     def segment_size(self, segment_id: str) -> int: ...
+
+    @abstractmethod
+    def segment_stats(self, segment_id: str) -> SegmentStats: ...
 
     @abstractmethod
     def family_values(self, family: str) -> list[str]:

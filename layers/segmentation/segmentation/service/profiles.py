@@ -70,7 +70,8 @@ class ProfileService:
         if event.type == EventType.DATA_REQUEST:
             profile = self.repository.load(aliases).profile
             if profile is not None:
-                self.publisher.publish_export(profile.profile_id, event.event_id, export_view(profile))
+                export = {**export_view(profile), "membership_history": self.history(profile)}
+                self.publisher.publish_export(profile.profile_id, event.event_id, export)
             return []
         previous = _previous_email(event)
         lookup = aliases + ([f"email#{previous}"] if previous else [])
@@ -151,6 +152,16 @@ class ProfileService:
         self._forget([*aliases, *profile.aliases])
         self.publisher.publish_changes(ended)
         return ended
+
+    def history(self, profile: Profile) -> list[dict]:
+        """Every membership change kept for the person (newest first), for exports."""
+        out, cursor = [], None
+        while True:
+            page = self.repository.history_page(profile, int(self.clock()), 1000, cursor)
+            out += [{**c, "at": iso(c["at"])} for c in page.changes]
+            if page.cursor is None:
+                return out
+            cursor = page.cursor
 
     def erase_profile(self, profile: Profile, cause: str) -> list[MembershipChange]:
         """Erase by profile id (the management API)."""
