@@ -223,3 +223,14 @@ def test_an_email_change_that_also_merges_two_profiles(aws):
     merged = find("email#new@example.com")
     assert merged is not None and find("anon#anon-m").profile_id == merged.profile_id
     assert find("email#old@example.com") is None and merged.traits["order_count"] == 1
+
+
+def test_an_export_too_large_for_one_bus_event_points_to_the_api_instead(aws, outbox):
+    from segmentation.adapters.publisher import MAX_DETAIL_BYTES
+
+    publisher = bootstrap.publisher()
+    publisher.publish_export("p-small", "req-1", {"orders": ["x" * 100]})
+    publisher.publish_export("p-big", "req-2", {"orders": ["x" * 1000] * (MAX_DETAIL_BYTES // 1000 + 1)})
+    small, big = sorted((m["detail"] for m in outbox.drain()), key=lambda d: d["profile_id"])[::-1]
+    assert small["export"] == {"orders": ["x" * 100]}
+    assert big["export"] is None and big["too_large"] is True and big["export_path"] == "/profiles/p-big/export"

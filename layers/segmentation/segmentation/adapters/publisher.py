@@ -14,6 +14,8 @@ PROFILES_SOURCE = "segmentation.profiles"
 CUSTOMER_EVENT = "CustomerEvent"
 #: PutEvents takes at most 10 entries per call.
 BATCH = 10
+#: PutEvents refuses an entry over 256 KB; an export larger than this is sent as a pointer instead.
+MAX_DETAIL_BYTES = 240_000
 
 
 class PublishError(Exception):
@@ -52,10 +54,17 @@ class EventPublisher:
         }])
 
     def publish_export(self, profile_id: str, request: str, export: dict) -> None:
-        """``ProfileDataExported``: everything stored about one person, for a data request."""
+        """``ProfileDataExported``: everything stored about one person, for a data request.
+
+        An export too large for one EventBridge entry says so (``export: null``, ``too_large``) and
+        names the API route that returns it whole, instead of failing the request forever."""
+        detail = json.dumps({"profile_id": profile_id, "request": request, "export": export}, default=str)
+        if len(detail.encode()) > MAX_DETAIL_BYTES:
+            detail = json.dumps({"profile_id": profile_id, "request": request, "export": None, "too_large": True,
+                                 "export_path": f"/profiles/{profile_id}/export"})
         self._put([{
             "EventBusName": self.bus_name, "Source": PROFILES_SOURCE, "DetailType": "ProfileDataExported",
-            "Detail": json.dumps({"profile_id": profile_id, "request": request, "export": export}, default=str),
+            "Detail": detail,
         }])
 
     def publish_changes(self, changes: Iterable[MembershipChange]) -> None:
