@@ -91,7 +91,8 @@ def requests_per_event() -> None:
         calls: list[str] = []
         client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
         repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
-                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
+                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"),
+                                         history_table=TEMPLATE.physical_name("HistoryTable"))
 
         class Null:
             def publish_changes(self, changes):
@@ -194,6 +195,35 @@ def segment_eval() -> None:
         samples.append((time.perf_counter() - t) / 20)
     report("segment_eval_us_per_profile", statistics.median(samples) * 1e6, "us")
     report("segment_eval_category_segments_per_profile", statistics.median(family_sizes), "segments")
+
+
+def preview_throughput() -> None:
+    """POST /segments/preview: reading and judging one stored profile under an edited and the current
+    definition (decode + two single-segment evaluations), and so how many profiles one call covers
+    in the 25 s it gives itself; the DynamoDB scan is on top (about 1 MB, ~60 profiles, per read)."""
+    from segmentation.adapters.repository import decode_state, encode_state
+    from segmentation.domain.catalog import SegmentSpec
+    from segmentation.domain.engine import CatalogEvaluator, default_evaluator
+    from segmentation.service.preview import candidate_catalog
+
+    current = default_evaluator()
+    spec = SegmentSpec.model_validate({"name": "At risk", "description": "edited",
+                                       "when": {"all": [{"event": {"signal": "order_placed", "count": ">= 1"}},
+                                                        {"last": {"signal": "activity", "more_than": "21d"}}]}})
+    edited = CatalogEvaluator(candidate_catalog(current.catalog, "at-risk", spec))
+    samples = []
+    for seed in range(20):
+        events, now = _stream(300, 60, seed=seed)
+        blob = encode_state(_fed(events, current))
+        t = time.perf_counter()
+        for _ in range(10):
+            p = decode_state(blob)
+            edited.segment_members(p, now, "at-risk")
+            current.segment_members(p, now, "at-risk")
+        samples.append((time.perf_counter() - t) / 10)
+    per = statistics.median(samples)
+    report("preview_us_per_profile", per * 1e6, "us")
+    report("preview_profiles_per_call", int(25 / per), "profiles")
 
 
 def profile_size() -> None:
@@ -367,6 +397,7 @@ def transition_lag() -> None:
 
 if __name__ == "__main__":
     segment_eval()
+    preview_throughput()
     profile_size()
     oracle_ratio()
     sweep_reads()
