@@ -3,13 +3,13 @@ segments, members, previews and overlap, with its OpenAPI document at /openapi.j
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from typing import Annotated
 
 from api_models import (
-    ERRORS_400,
-    ERRORS_404,
     ErasedOut,
     ExplainOut,
     ExportOut,
@@ -21,6 +21,7 @@ from api_models import (
     ProfileOut,
     SegmentOut,
     SegmentsOut,
+    responses,
 )
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -61,7 +62,7 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@app.get("/profiles", summary="Find a profile by email", responses={**ERRORS_400, **ERRORS_404})
+@app.get("/profiles", summary="Find a profile by email", responses=responses(ProfileOut, 400, 404))
 def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> ProfileOut:
     profile = bootstrap.repository().find(f"email#{email.strip().lower()}")
     if profile is None:
@@ -69,13 +70,14 @@ def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> 
     return ProfileOut.model_validate(profile_view(profile))
 
 
-@app.get("/profiles/<profile_id>", summary="A profile: segments, traits, consent", responses=ERRORS_404)
+@app.get("/profiles/<profile_id>", summary="A profile: segments, traits, consent",
+         responses=responses(ProfileOut, 400, 404))
 def get_profile(profile_id: ProfileId) -> ProfileOut:
     return ProfileOut.model_validate(profile_view(_profile(profile_id)))
 
 
 @app.get("/profiles/<profile_id>/explain", summary="Why the profile is or is not in each segment",
-         responses=ERRORS_404)
+         responses=responses(ExplainOut, 400, 404))
 def explain_profile(profile_id: ProfileId) -> ExplainOut:
     """Per segment: member or not now, and the value of every condition (evaluated now, not stored)."""
     profile = _profile(profile_id)
@@ -94,7 +96,7 @@ def _history(profile: Profile, limit: int, cursor: str | None) -> tuple[list[dic
 
 
 @app.get("/profiles/<profile_id>/history", summary="Membership changes, newest first",
-         responses={**ERRORS_400, **ERRORS_404})
+         responses=responses(HistoryOut, 400, 404))
 def profile_history(profile_id: ProfileId, limit: Limit = 100, cursor: Cursor = None) -> HistoryOut:
     """Every segment entry and exit with its time and cause (an event id, or `time` for the sweep),
     within the retention (the HistoryRetentionDays parameter). Includes the past of profiles merged
@@ -104,7 +106,8 @@ def profile_history(profile_id: ProfileId, limit: Limit = 100, cursor: Cursor = 
                       changes=changes, cursor=next_cursor)
 
 
-@app.get("/profiles/<profile_id>/export", summary="Everything stored about the person", responses=ERRORS_404)
+@app.get("/profiles/<profile_id>/export", summary="Everything stored about the person",
+         responses=responses(ExportOut, 400, 404))
 def export_profile(profile_id: ProfileId) -> ExportOut:
     """GDPR access / CCPA right to know: the profile, its identities, events kept, and its history."""
     profile = _profile(profile_id)
@@ -112,7 +115,7 @@ def export_profile(profile_id: ProfileId) -> ExportOut:
     return ExportOut.model_validate({**export_view(profile), "membership_history": history})
 
 
-@app.delete("/profiles/<profile_id>", summary="Erase the person", responses=ERRORS_404)
+@app.delete("/profiles/<profile_id>", summary="Erase the person", responses=responses(ErasedOut, 400, 404))
 def erase_profile(profile_id: ProfileId) -> ErasedOut:
     """Deletes the profile, its aliases, memberships, history and cart-owner records; keeps only a
     SHA-256 tombstone per identifier so that late webhooks about the person are dropped. Their
@@ -164,7 +167,7 @@ def segment_overlap() -> OverlapOut:
 
 
 @app.post("/segments/preview", summary="Dry-run a new or edited definition (writes nothing)",
-          responses=ERRORS_400)
+          responses=responses(PreviewOut, 400, 415))
 def preview_segment(request: Annotated[PreviewIn, Body()]) -> PreviewOut:
     """Evaluates the definition and the current one against every stored profile at one instant:
     the size, a sample, and who would enter and who would leave. Profiles are read until the
@@ -193,7 +196,7 @@ def _definition(segment_id: str):
 
 
 @app.get("/segments/<segment_id>", summary="A segment: definition, size, last change, first members",
-         responses={**ERRORS_400, **ERRORS_404})
+         responses=responses(SegmentOut, 400, 404))
 def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
     spec, family = _definition(segment_id)
     repo = bootstrap.repository()
@@ -218,7 +221,7 @@ def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
 
 
 @app.get("/segments/<segment_id>/members", summary="Members, paginated with an opaque cursor",
-         responses={**ERRORS_400, **ERRORS_404})
+         responses=responses(MembersOut, 400, 404))
 def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = None) -> MembersOut:
     _, family = _definition(segment_id)
     if family == segment_id:
@@ -232,11 +235,17 @@ def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = 
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi():
-    body = app.get_openapi_json_schema(
+    doc = json.loads(app.get_openapi_json_schema(
         title="Segmentation management API", version="1.0.0",
         description="Profiles, segments and privacy requests of the segmentation engine. "
-                    "Every route but /health needs AWS_IAM (SigV4) in AWS; the local runner does not check it.")
-    return Response(200, content_type="application/json", body=body)
+                    "Every route but /health needs AWS_IAM (SigV4) in AWS; the local runner does not check it."))
+    # Invalid requests are answered 400 (invalid_request below), never Powertools' default 422.
+    for path in doc.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    doc.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    doc.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+    return Response(200, content_type="application/json", body=json.dumps(doc))
 
 
 @app.exception_handler(RequestValidationError)
@@ -249,6 +258,29 @@ def invalid_request(exc: RequestValidationError) -> Response:
                     body=json.dumps({"statusCode": 400, "message": message, "detail": errors}))
 
 
+def _error(status: int, message: str) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"statusCode": status, "message": message})}
+
+
+def _unreadable_body(event: dict) -> dict | None:
+    """A body that is not JSON text is refused before routing: 415 for another content type, 400 for
+    bytes that are not UTF-8 (the request validator would otherwise fail on them)."""
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
+    body = event.get("body")
+    if method not in ("POST", "PUT", "PATCH") or not body:
+        return None
+    content_type = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "content-type"), "")
+    if content_type and not content_type.strip().lower().startswith("application/json"):
+        return _error(415, f"send the body as application/json, not {content_type[:100]}")
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+        raw.decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        return _error(400, "the body is not UTF-8 JSON")
+    return None
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    return _unreadable_body(event) or app.resolve(event, context)

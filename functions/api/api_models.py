@@ -20,9 +20,19 @@ class Error(BaseModel):
     detail: list[dict[str, Any]] | None = None
 
 
-ERRORS_404 = {404: {"description": "Unknown profile or segment", "content": {"application/json": {"model": Error}}}}
-ERRORS_400 = {400: {"description": "Invalid parameters, cursor or definition",
-                    "content": {"application/json": {"model": Error}}}}
+ERRORS = {
+    400: {"description": "Invalid parameters, cursor, body or definition",
+          "content": {"application/json": {"model": Error}}},
+    404: {"description": "Unknown profile or segment", "content": {"application/json": {"model": Error}}},
+    415: {"description": "The body is not application/json", "content": {"application/json": {"model": Error}}},
+}
+
+
+def responses(model: type[BaseModel], *errors: int) -> dict:
+    """The documented answers of a route: 200 with ``model`` and the given error statuses (Powertools
+    documents only what it is given once ``responses`` is set)."""
+    return {200: {"description": "OK", "content": {"application/json": {"model": model}}},
+            **{code: ERRORS[code] for code in errors}}
 
 
 class Consent(BaseModel):
@@ -134,7 +144,7 @@ class OverlapOut(BaseModel):
 
 
 class PreviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     segment_id: str = Field(pattern=SEGMENT_ID, max_length=64,
                             description="an existing segment to compare with, or a new id")

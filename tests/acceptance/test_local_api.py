@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,40 +17,8 @@ pytestmark = pytest.mark.acceptance
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-KEYS = demo_keys()  # SendGrid (ECDSA) and Adobe (RSA) sign with private keys: the server gets the public ones
-
-
-@pytest.fixture(scope="module")
-def base_url():
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    env.update(SENDGRID_PUBLIC_KEY=KEYS[1], MAGENTO_PUBLIC_KEY=KEYS[3])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "segctl.cli", "local", "start-api", "--port", str(port), "--log-level", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"segctl exited early:\n{proc.stdout.read()}")
-            try:
-                if request("GET", f"{url}/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("segctl local start-api never answered /health")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+# SendGrid (ECDSA) and Adobe (RSA) sign with private keys: the runner (base_url, conftest.py) gets the public ones.
+KEYS = demo_keys()
 
 
 def post_shopify(base_url, payload, topic="orders/create", event_id=None, secret=None):

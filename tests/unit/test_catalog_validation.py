@@ -127,6 +127,14 @@ MALFORMED = [
      "bad-seg", ["when.event", "product_viewed", "where", "within"]),
     ("sync-not-a-boolean", catalog(segment("bad-seg", "{event: {signal: order_placed}}", "  sync: maybe\n")),
      "bad-seg", ["sync"]),
+    ("sync-a-number-not-a-boolean", catalog(segment("bad-seg", "{event: {signal: order_placed}}", "  sync: 0\n")),
+     "bad-seg", ["sync"]),
+    ("unknown-comparison-operator",
+     catalog(segment("bad-seg", "{aggregate: {fn: sum, signal: order_placed, compare: {op: '~', value: 1}}}")),
+     "bad-seg", ["when.aggregate.compare.op"]),
+    ("comparison-value-not-a-number",
+     catalog(segment("bad-seg", "{aggregate: {fn: sum, signal: order_placed, compare: {op: '>', value: .nan}}}")),
+     "bad-seg", ["when.aggregate.compare.value"]),
 ]
 
 

@@ -45,6 +45,7 @@ def cmd_start_api(args) -> int:
     for route in stack.template.routes():
         auth = "  [AWS_IAM in AWS; not enforced locally]" if route.auth else ""
         print(f"  {route.method:<6} {api.url}{route.path} -> {route.function}{auth}")
+    print(f"Swagger UI: {api.url}/docs   (local only)")
     print(f"Ready: {api.url}/health   (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="run the application locally").add_subparsers(dest="local_command", required=True)
-    start = local.add_parser("start-api", help="serve the HTTP API on 127.0.0.1")
+    start = local.add_parser("start-api", help="serve the HTTP API on 127.0.0.1 (Swagger UI at /docs)")
     start.add_argument("--port", type=int, default=3000)
     start.add_argument("--log-level", default=None, help="override the LogLevel parameter (e.g. DEBUG)")
     start.set_defaults(func=cmd_start_api)

@@ -1,19 +1,41 @@
 """Serve every HttpApi route of template.yaml on 127.0.0.1, as API Gateway (payload 2.0) would.
 
 Authorization (AWS_IAM on the management routes) is not enforced locally.
+
+GET /docs is the runner's own page, not a route of template.yaml (it exists only locally): Swagger UI
+for the management API's OpenAPI document at /openapi.json, on the same origin.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .runtime import LocalStack
 from .template import ACCOUNT
+
+#: Swagger UI 5 (OpenAPI 3.1 needs 5); the browser loads it from the CDN, the runner serves only this page.
+DOCS_HTML = b"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Segmentation management API (local)</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
 
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
@@ -69,14 +91,21 @@ class Router:
         return None, {}
 
 
+def decoded_path(path: str) -> str:
+    """The path as an HTTP API hands it on (rawPath, pathParameters): percent-decoded, except an encoded
+    slash, which stays inside its segment rather than adding one (and changing the route)."""
+    return "%2F".join(unquote(part) for part in re.split("%2[Ff]", path))
+
+
 def request_event(router: Router, method: str, url_path: str, body: bytes = b"", headers: dict | None = None):
     """(function logical id, API Gateway event) for one request, or (None, None) if no route matches."""
     parts = urlsplit(url_path)
-    route, params = router.match(method.upper(), parts.path)
+    path = decoded_path(parts.path)
+    route, params = router.match(method.upper(), path)
     if route is None:
         return None, None
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    return route.function, api_event(route, params, method.upper(), parts.path, parts.query, lowered, body)
+    return route.function, api_event(route, params, method.upper(), path, parts.query, lowered, body)
 
 
 class LocalApi:
@@ -96,6 +125,12 @@ class LocalApi:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
+            def __getattr__(self, name):
+                # Any other method (TRACE, PROPFIND...) is routed too, not refused with http.server's 501.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -107,7 +142,11 @@ class LocalApi:
         parts = urlsplit(req.path)
         length = int(req.headers.get("content-length") or 0)
         body = req.rfile.read(length) if length else b""
-        route, params = self.router.match(method, parts.path)
+        if parts.path == "/docs" and method in ("GET", "HEAD"):
+            return self._write(req, 200, {"content-type": "text/html; charset=utf-8"},
+                               b"" if method == "HEAD" else DOCS_HTML)
+        path = decoded_path(parts.path)
+        route, params = self.router.match(method, path)
         if route is None:
             # API Gateway answers unmatched routes itself, with 404 whatever the method.
             return self._write(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
@@ -115,7 +154,7 @@ class LocalApi:
         for k, v in req.headers.items():
             k = k.lower()
             headers[k] = f"{headers[k]},{v}" if k in headers else v
-        event = api_event(route, params, method, parts.path, parts.query, headers, body)
+        event = api_event(route, params, method, path, parts.query, headers, body)
         try:
             result = self.stack.invoke(route.function, event)
         except Exception as exc:  # what API Gateway shows for a crashed function

@@ -75,10 +75,10 @@ Duration = Annotated[int, BeforeValidator(_duration)]
 
 
 class Comparison(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    op: str
-    value: float
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float = Field(allow_inf_nan=False)
 
     def __call__(self, x: float) -> bool:
         return OPS[self.op](x, self.value)
@@ -108,7 +108,8 @@ Signals = Annotated[list[Signal], BeforeValidator(_signal_list), Field(min_lengt
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a catalog (or a previewed definition) means what it says; `sync: 0` is not false.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class EventCondition(Strict):
@@ -178,7 +179,7 @@ class AggregateCondition(Strict):
 
 
 class TraitCondition(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     name: str = Field(min_length=1)
     equals: str | int | float | bool | None = None
@@ -208,7 +209,7 @@ class ConsentCondition(Strict):
 
 
 class Condition(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     all: list[Condition] | None = Field(default=None, min_length=1)
     any: list[Condition] | None = Field(default=None, min_length=1)
