@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from segctl.demo import http as request
+from segmentation.domain.catalog import DEFAULT_CATALOG
+from support import ROOT
 from test_local_api import eventually, order, post_shopify
 
 pytestmark = pytest.mark.acceptance
@@ -49,6 +53,22 @@ def test_preview_route(base_url, people):
     bad = json.dumps({"segment_id": "x", "definition": {**definition, "when": {"segment": "nope"}}}).encode()
     status, body = request("POST", f"{base_url}/segments/preview", bad, JSON)
     assert status == 400 and "unknown segment" in body["message"]
+
+
+def test_segctl_previews_the_segments_a_catalog_file_changes(base_url, people, tmp_path):
+    edited = tmp_path / "catalog.yaml"
+    text = DEFAULT_CATALOG.read_text()
+    assert "event: {signal: order_placed, within: 14d}" in text
+    edited.write_text(text.replace("event: {signal: order_placed, within: 14d}", "event: {signal: order_placed, within: 2h}"))
+    out = subprocess.run([sys.executable, "-m", "segctl.cli", "segments", "preview", str(edited), "--url", base_url],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("recent-buyers (changed)")
+    assert "would leave" in out.stdout and people["h2@example.com"] in out.stdout
+    assert "repeat-buyers" not in out.stdout  # unchanged segments are not previewed
+    same = subprocess.run([sys.executable, "-m", "segctl.cli", "segments", "preview", str(DEFAULT_CATALOG),
+                           "--url", base_url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert same.returncode == 0 and "nothing to preview" in same.stdout
 
 
 def test_overlap_export_and_erase_routes(base_url, people):

@@ -4,6 +4,7 @@
   segctl local invoke <LogicalId> --event FILE   invoke one function with an event
   segctl segments validate [FILE]                check a segment catalog
   segctl segments explain --email X              why a customer is (not) in each segment
+  segctl segments preview FILE                   who would enter/leave the file's changed segments
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl demo                                    replay sample webhooks and print a segment report
@@ -96,6 +97,12 @@ def cmd_segments_explain(args) -> int:
     return explain(args.url, args.email)
 
 
+def cmd_segments_preview(args) -> int:
+    from .segments import preview
+
+    return preview(args.url, args.file, args.segment, args.sample)
+
+
 def cmd_sweep(args) -> int:
     from .timecmds import sweep
 
@@ -132,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--email", required=True)
     exp.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     exp.set_defaults(func=cmd_segments_explain)
+    pre = segments.add_parser("preview", help="dry-run a catalog file's new or changed segments against stored profiles")
+    pre.add_argument("file", help="the edited catalog YAML")
+    pre.add_argument("--segment", action="append", help="preview this segment (repeatable; default: every changed one)")
+    pre.add_argument("--sample", type=int, default=5, help="profile ids shown per list (default 5)")
+    pre.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
+    pre.set_defaults(func=cmd_segments_preview)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")

@@ -1,7 +1,8 @@
-"""`segctl segments validate [FILE]` and `segctl segments explain --email X`."""
+"""`segctl segments validate [FILE]`, `segctl segments explain --email X` and `segctl segments preview FILE`."""
 
 from __future__ import annotations
 
+import json
 import sys
 import urllib.parse
 
@@ -97,4 +98,63 @@ def explain(url: str, email: str) -> int:
         lines.append(f"  {'MEMBER    ' if seg['member'] else 'not member'}  {sid}{suppressed}")
         _tree(seg["condition"], 0, lines)
     print("\n".join(lines))
+    return 0
+
+
+def _post_json(url: str, payload: dict) -> tuple[int, dict]:
+    return http("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def _changed_segments(base: str, catalog) -> list[str]:
+    """Segments of ``catalog`` that the API does not have, or has with another definition."""
+    changed = []
+    for sid, spec in catalog.segments.items():
+        status, body = http("GET", f"{base}/segments/{urllib.parse.quote(sid)}?limit=1")
+        if status == 404 or body.get("definition") != spec.model_dump(mode="json", by_alias=True, exclude_none=True):
+            changed.append(sid)
+    return changed
+
+
+def preview(url: str, path: str, segment_ids: list[str] | None, sample: int) -> int:
+    """Dry-run segments of a catalog file against the stored profiles (POST /segments/preview):
+    by default every segment the file adds or changes compared with the deployed catalog."""
+    try:
+        catalog = load_catalog(path)
+    except CatalogError as exc:
+        print(f"segctl: the catalog is not valid:\n{exc}", file=sys.stderr)
+        return 1
+    base = url.rstrip("/")
+    unknown = [s for s in segment_ids or [] if s not in catalog.segments]
+    if unknown:
+        print(f"segctl: {path} has no segment {', '.join(unknown)}", file=sys.stderr)
+        return 1
+    try:
+        ids = segment_ids or _changed_segments(base, catalog)
+    except OSError as exc:
+        print(f"segctl: cannot reach {base} ({exc}); start `segctl local start-api` or pass --url", file=sys.stderr)
+        return 2
+    if not ids:
+        print(f"{path}: every segment is as deployed; nothing to preview (name one with --segment)")
+        return 0
+    for sid in ids:
+        request = {"segment_id": sid, "sample": sample,
+                   "definition": catalog.segments[sid].model_dump(mode="json", by_alias=True, exclude_none=True)}
+        body: dict = {"cursor": None}
+        while True:
+            status, body = _post_json(f"{base}/segments/preview", {**request, "cursor": body.get("cursor")})
+            if status != 200:
+                print(f"segctl: {sid}: {base} answered {status}: {body.get('message', body)}", file=sys.stderr)
+                return 1
+            if body["complete"]:
+                break
+            print(f"  {sid}: {body['scanned']} profiles read...", file=sys.stderr, flush=True)
+        kind = "changed" if body["exists"] else "new"
+        print(f"{sid} ({kind}) at {body['at']}, {body['scanned']} profiles:")
+        print(f"  size {body['current_size']} -> {body['size']}: {body['entering']} would enter, {body['leaving']} would leave")
+        for label, key in (("enter", "enter_sample"), ("leave", "leave_sample"), ("members", "sample")):
+            if body[key]:
+                print(f"  {label}: " + ", ".join(m["profile_id"] if m["segment_id"] == sid else
+                                               f"{m['profile_id']} ({m['segment_id']})" for m in body[key]))
+        for warning in body["warnings"]:
+            print(f"  warning: {warning}")
     return 0
