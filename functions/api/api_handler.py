@@ -192,6 +192,8 @@ def _definition(segment_id: str):
     spec = catalog.segments.get(base)
     if spec is None or (value and spec.family is None):
         raise NotFoundError(f"no segment {segment_id}")
+    if value and value not in bootstrap.repository().family_values(base):
+        raise NotFoundError(f"no segment {segment_id}: no profile has been in {base} for {value!r}")
     return spec, (base if spec.family is not None else None)
 
 

@@ -204,7 +204,8 @@ def test_a_family_lists_its_instances_and_an_instance_is_a_segment(aws, api):
 
 
 @pytest.mark.parametrize("path", ["/segments/no-such-segment", "/segments/recent-buyers:x",
-                                  "/segments/no-such-segment/members"])
+                                  "/segments/no-such-segment/members", "/segments/category-browsers:never-seen",
+                                  "/segments/category-browsers:never-seen/members"])
 def test_unknown_segments_are_404(aws, api, path):
     resp = api("GET", path)
     assert resp.status == 404 and "no segment" in resp.json()["message"]
