@@ -8,6 +8,7 @@ import binascii
 import json
 import time
 from typing import Annotated
+from urllib.parse import unquote
 
 from api_models import (
     ErasedOut,
@@ -186,7 +187,10 @@ def preview_segment(request: Annotated[PreviewIn, Body()]) -> PreviewOut:
 
 
 def _definition(segment_id: str):
-    """(catalog spec, family id or None) of a segment id: ``x``, a family ``f`` or its instance ``f:v``."""
+    """(catalog spec, family id or None) of a segment id: ``x``, a family ``f`` or its instance ``f:v``.
+
+    The routes decode the id first: it may reach the function still percent-encoded
+    (``category-browsers%3Ashoes``, as Swagger UI sends a family instance)."""
     catalog = bootstrap.evaluator().catalog
     base, _, value = segment_id.partition(":")
     spec = catalog.segments.get(base)
@@ -200,6 +204,7 @@ def _definition(segment_id: str):
 @app.get("/segments/<segment_id>", summary="A segment: definition, size, last change, first members",
          responses=responses(SegmentOut, 400, 404))
 def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
+    segment_id = unquote(segment_id)
     spec, family = _definition(segment_id)
     repo = bootstrap.repository()
     definition = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -225,6 +230,7 @@ def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
 @app.get("/segments/<segment_id>/members", summary="Members, paginated with an opaque cursor",
          responses=responses(MembersOut, 400, 404))
 def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = None) -> MembersOut:
+    segment_id = unquote(segment_id)
     _, family = _definition(segment_id)
     if family == segment_id:
         raise NotFoundError(f"{segment_id} is a family: list the members of one of its instances ({segment_id}:<value>)")

@@ -453,3 +453,17 @@ def test_an_unchanged_definition_moves_no_one_even_when_the_sweep_is_due(aws, ap
     assert "recent-buyers" in bootstrap.repository().find("email#stale@example.com").segments  # not swept yet
     body = api("POST", "/segments/preview", {"segment_id": "recent-buyers", "definition": recent_buyers("14d")}).json()
     assert (body["current_size"], body["size"], body["entering"], body["leaving"]) == (0, 0, 0, 0)
+
+
+def test_a_family_instance_reached_percent_encoded_is_found(aws, api):
+    """API Gateway may hand the path on still encoded (Swagger UI encodes the ':' of an instance)."""
+    from segctl.runtime import context_for, load_handler
+    from segctl.server import api_event
+
+    bootstrap.profile_service().apply(view(1, Identity(email="enc@example.com"), category="shoes"))
+    route = next(r for r in aws.routes() if r.path == "/segments/{segment_id}" and r.method == "GET")
+    path = "/segments/category-browsers%3Ashoes"
+    event = api_event(route, {"segment_id": "category-browsers%3Ashoes"}, "GET", path, "", {}, b"")
+    result = load_handler(aws.functions()["ApiFunction"])(event, context_for(aws, "ApiFunction"))
+    assert result["statusCode"] == 200, result
+    assert json.loads(result["body"])["id"] == "category-browsers:shoes"
