@@ -309,9 +309,11 @@ def sweep_reads() -> None:
                 "due_shard": {"S": repo.due_shard(template.profile_id)}}}})
         for j in range(0, total, 25):
             client.batch_write_item(RequestItems={repo.profiles: items[j:j + 25]})
-        read = {"items": 0}
+        read = {"items": 0, "writes": 0}
 
         def count(parsed, model, **_):
+            if model.name in ("PutItem", "TransactWriteItems"):
+                read["writes"] += 1
             if model.name in ("Query", "Scan"):
                 read["items"] += len(parsed.get("Items", []))
             elif model.name == "GetItem" and parsed.get("Item"):
@@ -323,7 +325,8 @@ def sweep_reads() -> None:
                 pass
 
         result = Sweep(repo, evaluator, Null(), repo.due_shards).run(now)
-        sweep_items = read["items"]
+        sweep_items, sweep_writes = read["items"], read["writes"]
+        changed = len({c.profile_id for c in result.changes})
         read["items"] = 0
         start = None
         while True:
@@ -338,6 +341,10 @@ def sweep_reads() -> None:
     assert result.evaluated == due, (result.evaluated, due)
     report("sweep_items_read_per_due_profile", sweep_items / due, "items")
     report("sweep_vs_scan_read_ratio", sweep_items / scan_items, "ratio")
+    # One write per due profile, plus one per profile whose memberships changed (clearing its outbox
+    # once published: what makes a crash between the write and the publish lose nothing).
+    report("sweep_writes_per_due_profile", sweep_writes / due, "writes")
+    report("sweep_profiles_with_changes", changed, "profiles")
 
 
 def transition_lag() -> None:

@@ -125,7 +125,46 @@ def test_a_sweep_racing_an_event_loses_neither(aws, sweep_at):
     assert profile.traits["order_count"] == 1
     assert "racing" in profile.browse["product_viewed"].c  # the event's write survived the sweep's
     assert "at-risk" in profile.segments  # and the sweep's change was applied on top of it
-    assert report.evaluated == 1 and profile.version == 3
+    # Versions: order, racing view, the sweep's evaluation, then clearing its published outbox.
+    assert report.evaluated == 1 and profile.version == 4 and profile.outbox == []
+
+
+class Crash(BaseException):
+    """The function dies (timeout, kill): not an exception anything inside catches."""
+
+
+def test_a_sweep_that_dies_before_publishing_loses_no_change(aws, outbox):
+    service = bootstrap.profile_service()
+    service.apply(order_event(1, hours_ago=0))
+    outbox.drain()
+    when = int(first_tick_after(NOW + timedelta(days=14, seconds=1)).timestamp())  # recent-buyers ends
+
+    class DiesOnPublish:
+        def publish_changes(self, changes):
+            if changes:
+                raise Crash()
+
+    repo = bootstrap.repository()
+    with pytest.raises(Crash):
+        Sweep(repo, bootstrap.evaluator(), DiesOnPublish(), repo.due_shards).run(when)
+    parked = repo.find("email#ana@example.com")
+    assert "recent-buyers" not in parked.segments  # written...
+    assert [c.segment_id for c in parked.outbox] == ["recent-buyers"]  # ...and parked, not lost
+    assert outbox.drain() == []
+    # The next run, a minute later, finds it due at once and publishes the change.
+    report = bootstrap.sweep().run(when + TICK)
+    assert report.evaluated == 1
+    exits = [m["detail"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
+    assert [(d["segment_id"], d["cause"], d["at"]) for d in exits] == [("recent-buyers", "time", iso_at(when))]
+    assert repo.find("email#ana@example.com").outbox == []
+    assert bootstrap.sweep().run(when + 2 * TICK).evaluated == 0  # published once; nothing left due
+    assert outbox.drain() == []
+
+
+def iso_at(ts: int) -> str:
+    from segmentation.domain.profile import iso
+
+    return iso(ts)
 
 
 def test_more_due_profiles_than_one_run_handles_drain_over_runs(aws):
@@ -203,6 +242,20 @@ def test_bus_failure_parks_changes_and_the_next_touch_publishes_them(aws, outbox
     bootstrap.profile_service().apply(view("ana@example.com", 0))
     exits = [m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
     assert "recent-buyers" in exits
+    assert not bootstrap.repository().find("email#ana@example.com").outbox
+
+
+def test_changes_parked_by_a_bus_failure_go_out_with_the_next_sweep_without_any_new_event(aws, outbox, monkeypatch):
+    publisher = bootstrap.publisher()
+    real = publisher.publish_changes
+    monkeypatch.setattr(publisher, "publish_changes", lambda changes: (_ for _ in ()).throw(RuntimeError("bus down")))
+    bootstrap.profile_service().apply(order_event(1, hours_ago=0))
+    assert bootstrap.repository().find("email#ana@example.com").outbox  # the event's changes, parked
+    monkeypatch.setattr(publisher, "publish_changes", real)
+    report = bootstrap.sweep().run(int(time.time()) + TICK)  # the next scheduled run
+    assert report.evaluated == 1
+    entered = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentEntered"}
+    assert "recent-buyers" in entered
     assert not bootstrap.repository().find("email#ana@example.com").outbox
 
 

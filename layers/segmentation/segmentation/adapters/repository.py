@@ -211,9 +211,13 @@ class DynamoDBProfileRepository(ProfileRepository):
         }
         if profile.email:
             item["email"] = {"S": profile.email}
-        if profile.next_due_at is not None:
+        due = profile.next_due_at
+        if profile.outbox:
+            # Changes not yet published: due at once, so that the next sweep publishes them.
+            due = min(due if due is not None else profile.evaluated_at or 0, profile.evaluated_at or 0)
+        if due is not None:
             # Only due profiles are in DueIndex (sparse), spread over shards.
-            item["next_due_at"] = {"N": str(profile.next_due_at)}
+            item["next_due_at"] = {"N": str(due)}
             item["due_shard"] = {"S": self.due_shard(profile.profile_id)}
         put: dict[str, Any] = {"TableName": self.profiles, "Item": item}
         if profile.version == 0:

@@ -2,8 +2,12 @@
 
 A write is conditional on the profile's version; when another writer (an event, another sweep)
 got there first, the profile is read again and the evaluation redone, so nothing is lost.
-Membership changes are published after the write; if the bus fails they are parked in the
-profile's outbox and published by whoever touches the profile next.
+
+Membership changes are written to the profile's outbox in the same write as the evaluation
+(write-ahead), published, then cleared by a second write. A profile whose outbox is not empty is
+due at once in the due index, so if the function dies between the write and the publish, or the
+bus fails, the next sweep (a minute later) publishes the parked changes. Consumers may see a
+change twice (at-least-once), never zero times.
 """
 
 from __future__ import annotations
@@ -48,6 +52,24 @@ def deliver(changes: list[MembershipChange], profile: Profile, repository: Profi
         repository.save(profile, [], [])  # raises if someone wrote meanwhile: then the caller retries
 
 
+def publish_parked(profile: Profile, repository: ProfileRepository, publisher: ChangePublisher) -> None:
+    """Publish the outbox of a profile just written, then clear it (a second write). If the bus
+    fails the changes stay parked, and the profile due; if another writer got there first, it has
+    published them already (flush_outbox)."""
+    if not profile.outbox:
+        return
+    try:
+        publisher.publish_changes(list(profile.outbox))
+    except Exception:
+        log.exception("publishing membership changes failed; they stay in the profile's outbox for the next sweep")
+        return
+    profile.outbox = []
+    try:
+        repository.save(profile, [], [])
+    except ConcurrentUpdateError:
+        pass  # the other writer read the outbox and flushed it: published twice at worst
+
+
 def reevaluate(
     profile: Profile,
     now: int,
@@ -75,11 +97,12 @@ def reevaluate(
             set(result.segments), result.traits, result.next_due_at, at, cause,
             catalog_version=evaluator.version, unit_due=result.unit_due,
         )
+        profile.outbox = list(changes)  # write-ahead: see the module docstring
         try:
             repository.save(profile, [], changes)
         except ConcurrentUpdateError:
             profile = repository.get(profile.profile_id)
             continue
-        deliver(changes, profile, repository, publisher)
+        publish_parked(profile, repository, publisher)
         return changes
     raise TooMuchContentionError(f"profile {profile.profile_id} changed {MAX_ATTEMPTS} times")

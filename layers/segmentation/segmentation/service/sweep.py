@@ -53,8 +53,9 @@ class Sweep:
                     changes = reevaluate(
                         profile, now, repository=self.repository, evaluator=self.evaluator, publisher=self.publisher,
                         cause="time", touched=frozenset(),
-                        # An event may have re-evaluated it since the index was read.
-                        still_needed=lambda p: p.next_due_at is not None and p.next_due_at <= now,
+                        # An event may have re-evaluated it since the index was read. A profile with
+                        # parked changes is due at once, to publish them.
+                        still_needed=lambda p: bool(p.outbox) or (p.next_due_at is not None and p.next_due_at <= now),
                     )
                     if changes is not None:
                         report.evaluated += 1
