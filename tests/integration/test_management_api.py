@@ -467,3 +467,46 @@ def test_a_family_instance_reached_percent_encoded_is_found(aws, api):
     result = load_handler(aws.functions()["ApiFunction"])(event, context_for(aws, "ApiFunction"))
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["id"] == "category-browsers:shoes"
+
+
+# -- history paging, property-based ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from segmentation.domain.profile import MembershipChange, Profile  # noqa: E402
+
+_changes = st.lists(st.tuples(st.sampled_from(["p0", "p1", "p2"]), st.integers(0, 40),
+                              st.sampled_from(["recent-buyers", "at-risk", "category-browsers:shoes"])),
+                    max_size=30)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=_changes, limit=st.integers(1, 7))
+def test_history_pages_add_up_to_the_whole_history_newest_first(aws, changes, limit):
+    """Whatever the mix of a profile's own and its merged profiles' changes, paging with any limit
+    returns each change once, newest first, and nothing else."""
+    ddb = boto3.client("dynamodb")
+    table = aws.physical_name("HistoryTable")
+    for item in ddb.scan(TableName=table)["Items"]:
+        ddb.delete_item(TableName=table, Key={"profile_id": item["profile_id"], "seq": item["seq"]})
+    repo = bootstrap.repository()
+    base = int(NOW.timestamp()) - 1000
+    written = set()
+    for version, (pid, at, segment) in enumerate(changes, start=1):
+        change = MembershipChange(profile_id=pid, segment_id=segment, change="entered", at=base + at,
+                                  cause=f"e{version}", version=version)
+        ddb.put_item(TableName=table, Item=repo._history_put(change)["Put"]["Item"])
+        written.add((pid, base + at, version, segment))
+    profile = Profile(profile_id="p0", merged_from=["p1", "p2"])
+    seen, cursor = [], None
+    for _ in range(len(changes) + 2):
+        page = repo.history_page(profile, int(NOW.timestamp()), limit, cursor)
+        assert len(page.changes) <= limit
+        seen += page.changes
+        cursor = page.cursor
+        if cursor is None:
+            break
+    keys = [(c["profile_id"], c["at"], c["version"], c["segment_id"]) for c in seen]
+    assert len(keys) == len(set(keys)) and set(keys) == written
+    order = [(c["at"], c["version"]) for c in seen]
+    assert order == sorted(order, reverse=True)
