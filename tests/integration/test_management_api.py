@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from segmentation import bootstrap
 from segmentation.adapters.repository import DynamoDBProfileRepository
 from segmentation.domain.catalog import DEFAULT_CATALOG
 from segmentation.domain.events import BrowseProperties, CustomerEvent, CustomerProperties, EventType, Identity
-from segmentation.domain.profile import iso
+from segmentation.domain.profile import MembershipChange, Profile, iso
 from segmentation.service.profiles import ProfileService
 from support import signed_shopify
 from test_identity import _deliver_to_profile_function
@@ -470,10 +472,6 @@ def test_a_family_instance_reached_percent_encoded_is_found(aws, api):
 
 
 # -- history paging, property-based ----------------------------------------------------------------
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from segmentation.domain.profile import MembershipChange, Profile  # noqa: E402
 
 _changes = st.lists(st.tuples(st.sampled_from(["p0", "p1", "p2"]), st.integers(0, 40),
                               st.sampled_from(["recent-buyers", "at-risk", "category-browsers:shoes"])),
