@@ -256,6 +256,13 @@ def openapi():
     return Response(200, content_type="application/json", body=json.dumps(doc))
 
 
+@app.exception_handler(RecursionError)
+def too_deep(_: RecursionError) -> Response:
+    # A body nested thousands of levels deep fails JSON decoding itself: refuse it, do not crash.
+    return Response(400, content_type="application/json",
+                    body=json.dumps({"statusCode": 400, "message": "invalid request: the body nests too deeply"}))
+
+
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     # 400 (not Powertools' default 422) with the validation messages, as design.md §3 promises.

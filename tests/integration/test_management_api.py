@@ -508,3 +508,12 @@ def test_history_pages_add_up_to_the_whole_history_newest_first(aws, changes, li
     assert len(keys) == len(set(keys)) and set(keys) == written
     order = [(c["at"], c["version"]) for c in seen]
     assert order == sorted(order, reverse=True)
+
+
+@pytest.mark.parametrize("depth", [5000, 200, 17])
+def test_a_definition_nested_too_deeply_is_400_not_a_crash(api, buyers, depth):
+    when = '{"not":' * depth + '{"event":{"signal":"order_placed"}}' + "}" * depth
+    body = '{"segment_id":"deep","definition":{"name":"n","description":"d","when":' + when + "}}"
+    resp = api("POST", "/segments/preview", body.encode(), {"content-type": "application/json"})
+    assert resp.status == 400, resp.text[:300]
+    assert "deep" in resp.json()["message"]

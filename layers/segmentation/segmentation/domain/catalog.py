@@ -56,6 +56,8 @@ CONSENT_STATES = {"subscribed", "not_subscribed", "pending", "unsubscribed", "cl
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SEGMENT_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
+#: how deeply all/any/not may nest: far more than a person writes, far less than recursion allows
+MAX_DEPTH = 16
 
 
 class CatalogError(ValueError):
@@ -342,6 +344,7 @@ class Catalog:
         self.version = hashlib.sha256(text.encode()).hexdigest()[:12] if text else "inline"
         self.segments = spec.segments
         self.traits = spec.traits
+        self._check_depth()
         self._check_references()
         self._check_lifetime_reads()
         self.order = self._dependency_order()
@@ -373,6 +376,15 @@ class Catalog:
 
     def _fail(self, segment: str, message: str) -> None:
         raise CatalogError(f"{self.source}: segment {segment!r}: {message}")
+
+    def _check_depth(self) -> None:
+        for sid, seg in self.segments.items():
+            stack = [(seg.when, 1)]
+            while stack:  # iterative: a too-deep condition must not overflow the check itself
+                cond, depth = stack.pop()
+                if depth > MAX_DEPTH:
+                    self._fail(sid, f"when: conditions nest more than {MAX_DEPTH} levels deep")
+                stack += [(child, depth + 1) for child in cond.all or cond.any or ([cond.not_] if cond.not_ else [])]
 
     def _check_references(self) -> None:
         for sid, seg in self.segments.items():
