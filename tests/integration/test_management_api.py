@@ -517,3 +517,17 @@ def test_a_definition_nested_too_deeply_is_400_not_a_crash(api, buyers, depth):
     resp = api("POST", "/segments/preview", body.encode(), {"content-type": "application/json"})
     assert resp.status == 400, resp.text[:300]
     assert "deep" in resp.json()["message"]
+
+
+def test_preview_of_a_family_lists_members_per_instance(aws, api):
+    service = bootstrap.profile_service()
+    service.apply(view(1, Identity(email="fam1@example.com"), category="shoes", minutes_ago=10))
+    service.apply(view(2, Identity(email="fam2@example.com"), category="hats", minutes_ago=3 * 24 * 60))
+    definition = {"name": "Browsing Category", "description": "Viewed this category today.",
+                  "family": {"signal": ["product_viewed", "category_viewed"], "within": "1d"},
+                  "when": {"event": {"signal": ["product_viewed", "category_viewed"],
+                                     "where": {"category": "$value"}, "within": "1d"}}}
+    body = api("POST", "/segments/preview", {"segment_id": "category-browsers", "definition": definition}).json()
+    assert (body["current_size"], body["size"], body["entering"], body["leaving"]) == (2, 1, 0, 1)
+    assert body["sample"] == [{"profile_id": pid_of("fam1@example.com"), "segment_id": "category-browsers:shoes"}]
+    assert body["leave_sample"] == [{"profile_id": pid_of("fam2@example.com"), "segment_id": "category-browsers:hats"}]
