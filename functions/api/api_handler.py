@@ -34,7 +34,7 @@ from segmentation import bootstrap
 from segmentation.adapters.repository import InvalidCursorError
 from segmentation.domain.profile import Profile, iso
 from segmentation.settings import load_settings
-from segmentation.views import export_view, profile_view
+from segmentation.views import export_view, history_view, profile_view
 
 logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -93,7 +93,7 @@ def _history(profile: Profile, limit: int, cursor: str | None) -> tuple[list[dic
         page = bootstrap.repository().history_page(profile, int(time.time()), limit, cursor)
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
-    return [{**c, "at": iso(c["at"])} for c in page.changes], page.cursor
+    return history_view(page.changes), page.cursor
 
 
 @app.get("/profiles/<profile_id>/history", summary="Membership changes, newest first",
@@ -121,7 +121,7 @@ def erase_profile(profile_id: ProfileId) -> ErasedOut:
     """Deletes the profile, its aliases, memberships, history and cart-owner records; keeps only a
     SHA-256 tombstone per identifier so that late webhooks about the person are dropped. Their
     memberships end (SegmentExited on the bus)."""
-    ended = bootstrap.profile_service().erase_profile(_profile(profile_id), cause=f"erasure:{profile_id}")
+    ended = bootstrap.profile_service().erase(_profile(profile_id).aliases, cause=f"erasure:{profile_id}")
     logger.info("erased", extra={"profile_id": profile_id, "memberships_ended": len(ended)})
     return ErasedOut(profile_id=profile_id, erased=True, memberships_ended=len(ended))
 
@@ -211,13 +211,11 @@ def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
     name = spec.name
     if family and segment_id == family:
         # The family itself: its instances, each a segment of its own.
-        instances = [{"id": f"{family}:{v}", "size": repo.segment_size(f"{family}:{v}")}
-                     for v in repo.family_values(family)]
-        lasts = [repo.segment_stats(i["id"]).last_change_at for i in instances]
-        last = max((t for t in lasts if t), default=None)
+        stats = {f"{family}:{v}": repo.segment_stats(f"{family}:{v}") for v in repo.family_values(family)}
+        last = max((st.last_change_at for st in stats.values() if st.last_change_at), default=None)
         return SegmentOut(id=segment_id, name=name, description=spec.description, family=family,
-                          definition=definition, size=sum(i["size"] for i in instances),
-                          last_change_at=iso(last), instances=instances, members=None)
+                          definition=definition, size=sum(st.size for st in stats.values()), last_change_at=iso(last),
+                          instances=[{"id": sid, "size": st.size} for sid, st in stats.items()], members=None)
     if family:
         name = f"{spec.name}: {segment_id.partition(':')[2]}"
     stats = repo.segment_stats(segment_id)

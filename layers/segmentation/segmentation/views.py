@@ -28,6 +28,11 @@ def profile_view(profile: Profile) -> dict:
     }
 
 
+def history_view(changes: list[dict]) -> list[dict]:
+    """Membership history entries as the API shows them (times as ISO 8601)."""
+    return [{**c, "at": _iso(c["at"])} for c in changes]
+
+
 def export_view(profile: Profile) -> dict:
     """Everything stored about the person (GDPR access, CCPA right to know, Shopify data requests).
 

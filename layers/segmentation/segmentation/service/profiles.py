@@ -19,7 +19,7 @@ from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.events import CustomerEvent, CustomerProperties, EventType
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso, touched_inputs
 from ..domain.segments import SegmentEvaluator
-from ..views import export_view
+from ..views import export_view, history_view
 from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
 
 MAX_ATTEMPTS = 8
@@ -105,9 +105,7 @@ class ProfileService:
                 set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
             )
-            ended = [MembershipChange(profile_id=o.profile_id, segment_id=s, change="exited", at=now,
-                                      cause=event.event_id, version=o.version + 1)
-                     for o in absorbed for s in o.segments]
+            ended = [c for o in absorbed for c in _exits(o, now, event.event_id)]
             try:
                 self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
                                      ended=ended)
@@ -139,9 +137,7 @@ class ProfileService:
                 self.repository.tombstone(aliases, now)
                 self._forget(aliases)
                 return []
-            ended = [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited",
-                                      at=now, cause=cause, version=profile.version + 1)
-                     for s in profile.segments]
+            ended = _exits(profile, now, cause)
             try:
                 self.repository.erase(profile, now)
                 break
@@ -158,22 +154,10 @@ class ProfileService:
         out, cursor = [], None
         while True:
             page = self.repository.history_page(profile, int(self.clock()), 1000, cursor)
-            out += [{**c, "at": iso(c["at"])} for c in page.changes]
+            out += history_view(page.changes)
             if page.cursor is None:
                 return out
             cursor = page.cursor
-
-    def erase_profile(self, profile: Profile, cause: str) -> list[MembershipChange]:
-        """Erase by profile id (the management API)."""
-        return self.erase(profile.aliases or [], cause) if profile.aliases else self._erase_bare(profile, cause)
-
-    def _erase_bare(self, profile: Profile, cause: str) -> list[MembershipChange]:
-        now = int(self.clock())
-        ended = [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited", at=now,
-                                  cause=cause, version=profile.version + 1) for s in profile.segments]
-        self.repository.erase(profile, now)
-        self.publisher.publish_changes(ended)
-        return ended
 
     def _forget(self, aliases: list[str]) -> None:
         if self.catalog is not None:
@@ -193,6 +177,12 @@ class ProfileService:
             return []
         profile.change_email(new, old)
         return [f"email#{old}"]
+
+
+def _exits(profile: Profile, at: int, cause: str) -> list[MembershipChange]:
+    """Every membership of ``profile`` ending at ``at`` (it is merged away or erased)."""
+    return [MembershipChange(profile_id=profile.profile_id, segment_id=s, change="exited", at=at, cause=cause,
+                             version=profile.version + 1) for s in profile.segments]
 
 
 def _previous_email(event: CustomerEvent) -> str | None:
