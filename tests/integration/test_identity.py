@@ -97,16 +97,7 @@ def test_shopify_customers_redact_erases_the_person(aws, api, outbox):
                                    topic="customers/redact", event_id="evt-redact")
     assert api("POST", "/webhooks/shopify", body, headers).status == 200
     # The bus delivered it to the profile queue; hand it to ProfileFunction as the event source mapping would.
-    from segctl.runtime import context_for, load_handler
-
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
-    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
-                "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn", "awsRegion": "us-east-1",
-                "md5OfBody": ""} for m in msgs]
-    handler = load_handler(aws.functions()["ProfileFunction"])
-    assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
+    _deliver_to_profile_function(aws)
     assert find("email#gone@example.com") is None and bootstrap.repository().get(pid) is None
     exits = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"}
     assert "recent-buyers" in exits
