@@ -46,7 +46,7 @@ from ..domain.events import (
     EventType,
     Identity,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch, hmac_matches
 
 SOURCE = "klaviyo"
@@ -136,9 +136,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     """Verify then normalise one delivery of a batch of Klaviyo events."""
     if request.method != "POST":
         raise MethodNotAllowedError("Klaviyo webhooks are POST")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"Klaviyo webhooks are application/json, got {content_type[:60]!r}")
+    request.require_media_type("Klaviyo webhooks", "application/json")
     verify(secrets(SOURCE), request.body, request.header(SIGNATURE_HEADER), request.header(TIMESTAMP_HEADER), now)
     webhook_id = (request.header(WEBHOOK_ID_HEADER) or "").strip()
     if not webhook_id:

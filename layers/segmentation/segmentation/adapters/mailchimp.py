@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 from ..domain.events import CustomerEvent, CustomerProperties, EmailConsent, EventType, Identity, to_utc
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "mailchimp"
@@ -84,9 +84,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     if request.method != "POST":
         raise MethodNotAllowedError("Mailchimp audience webhooks are GET (validation) and POST")
     verify_token(secrets(SOURCE), (request.query or {}).get("token"))
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != FORM:
-        raise UnsupportedMediaTypeError(f"Mailchimp webhooks are {FORM}, got {content_type[:60]!r}")
+    request.require_media_type("Mailchimp webhooks", FORM)
     try:
         form = parse_form(request.body)
     except (UnicodeDecodeError, ValueError):

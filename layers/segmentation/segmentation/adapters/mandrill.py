@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..domain.events import CustomerEvent, EmailProperties, EventType, Identity
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
 
 SOURCE = "mandrill"
@@ -116,9 +116,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
         return Handshake(200, "", "text/plain")
     if request.method != "POST":
         raise MethodNotAllowedError("Mandrill webhooks are POST (HEAD when the URL is added)")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != FORM_TYPE:
-        raise UnsupportedMediaTypeError(f"Mandrill webhooks are {FORM_TYPE}, got {content_type[:60]!r}")
+    request.require_media_type("Mandrill webhooks", FORM_TYPE)
     signature = request.header(SIGNATURE_HEADER)
     if not signature or not signature.strip():
         raise SignatureMismatchError("missing X-Mandrill-Signature header")

@@ -48,7 +48,7 @@ from ..domain.events import (
     LineItem,
     OrderProperties,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "segment"
@@ -96,9 +96,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     if request.method not in METHODS:
         raise MethodNotAllowedError("Segment webhooks are POST, PUT or PATCH")
     verify(secrets(SOURCE), request.body, request.header("x-signature"))
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"Segment webhooks are application/json, got {content_type[:60]!r}")
+    request.require_media_type("Segment webhooks", "application/json")
     try:
         payload = json.loads(request.body)
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -45,7 +45,6 @@ from .errors import (
     MethodNotAllowedError,
     SecretNotConfiguredError,
     SignatureMismatchError,
-    UnsupportedMediaTypeError,
 )
 from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch
 
@@ -122,9 +121,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     """Verify then normalise one batch of SendGrid events."""
     if request.method != "POST":
         raise MethodNotAllowedError("SendGrid event webhooks are POST")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"SendGrid event webhooks are application/json, got {content_type[:60]!r}")
+    request.require_media_type("SendGrid event webhooks", "application/json")
     verify(secrets(SOURCE), request.body, request.header(SIGNATURE_HEADER), request.header(TIMESTAMP_HEADER), now)
     try:
         batch = json.loads(request.body)

@@ -31,7 +31,7 @@ from ..domain.events import (
     RefundProperties,
     normalise_category,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import ident as _id
 from .fields import money as _money
 from .fields import utc_time as _time
@@ -69,9 +69,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     """Verify then normalise one HTTPS delivery."""
     if request.method != "POST":
         raise MethodNotAllowedError("Shopify webhooks are POST")
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"Shopify webhooks are application/json, got {content_type!r}")
+    request.require_media_type("Shopify webhooks", "application/json")
     verify(secrets(SOURCE), request.body, request.header("x-shopify-hmac-sha256"))
     topic = request.header("x-shopify-topic")
     if not topic:

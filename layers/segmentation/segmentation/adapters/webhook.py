@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain.events import CustomerEvent, LineItem
-from .errors import MalformedPayloadError
+from .errors import MalformedPayloadError, UnsupportedMediaTypeError
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class WebhookRequest:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def require_media_type(self, who: str, *accepted: str) -> None:
+        """415 unless the Content-Type (its parameters aside) is one of ``accepted``; none given passes."""
+        media = (self.header("content-type") or "").split(";")[0].strip().lower()
+        if media and media not in accepted:
+            raise UnsupportedMediaTypeError(f"{who} are {accepted[0]}, got {media[:60]!r}")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..domain.events import (
     LineItem,
     OrderProperties,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError, UnsupportedMediaTypeError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
@@ -133,9 +133,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     signature = request.header(SIGNATURE_HEADER)
     if (not signature or not signature.strip()) and PING.fullmatch(request.body.strip()):
         return Handshake(200, "", "text/plain")  # the unsigned ping on webhook creation: exactly 200
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"WooCommerce webhooks are application/json, got {content_type[:60]!r}")
+    request.require_media_type("WooCommerce webhooks", "application/json")
     verify(secrets(SOURCE), request.body, signature)
     topic = _header(request, "x-wc-webhook-topic")
     if not topic:
