@@ -62,6 +62,14 @@ def text(value: Any, field: str, limit: int = 200) -> str | None:
     return unicode_text(value.strip()[:limit], field) or None
 
 
+def require(payload: dict, key: str) -> Any:
+    """``payload[key]``, which must be present and not empty."""
+    value = payload.get(key)
+    if value is None or value == "":
+        raise ValueError(f"missing field {key!r}")
+    return value
+
+
 def utc_time(value: Any, field: str) -> datetime:
     """ISO 8601 / RFC 3339, or ``YYYY-MM-DD HH:MM:SS``; without an offset it is UTC (as the
     platforms' ``*_gmt`` and database times are)."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -49,6 +49,7 @@ from ..domain.events import (
     OrderProperties,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .fields import utc_time as _time
 from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "segment"
@@ -248,18 +249,6 @@ def _opt_id(value: Any, field: str) -> str | None:
     if len(text) > MAX_TEXT:
         raise ValueError(f"{field} must be at most {MAX_TEXT} characters")
     return text or None
-
-
-def _time(value: Any, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{field} is not an ISO 8601 time: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
 
 
 def _occurred_at(msg: dict) -> datetime:

@@ -34,6 +34,7 @@ from ..domain.events import (
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import ident as _id
 from .fields import money as _money
+from .fields import require as _require
 from .fields import utc_time as _time
 from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches
 
@@ -130,19 +131,6 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
 
 
 # -- field helpers -------------------------------------------------------------------------
-
-
-def _require(payload: dict, key: str) -> Any:
-    value = payload.get(key)
-    if value is None or value == "":
-        raise ValueError(f"missing field {key!r}")
-    return value
-
-
-
-
-
-
 
 
 def _identity(payload: dict) -> Identity:

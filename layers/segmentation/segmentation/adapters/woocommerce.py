@@ -40,6 +40,7 @@ from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
 from .fields import quantity as read_quantity
+from .fields import require as _require
 from .fields import text as _text
 from .fields import utc_time as _time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
@@ -179,15 +180,6 @@ def normalise(topic: str, shop: str | None, payload: Any, dedupe_key: str) -> No
 # -- field helpers -------------------------------------------------------------------------
 
 
-def _require(payload: dict, key: str) -> Any:
-    value = payload.get(key)
-    if value is None or value == "":
-        raise ValueError(f"missing field {key!r}")
-    return value
-
-
-
-
 def _created(p: dict) -> datetime:
     """Creation time: ``date_created_gmt`` (REST v2/v3) or ``created_at`` (legacy API, UTC)."""
     if p.get("date_created_gmt"):
@@ -205,24 +197,12 @@ def _modified(p: dict, created: datetime) -> datetime:
     return created
 
 
-
-
-
-
-
-
-
-
-
-
 def _object(value: Any, field: str) -> dict:
     if value is None or value == [] or value == "":
         return {}  # PHP serialises an empty array as []
     if not isinstance(value, dict):
         raise ValueError(f"{field} must be an object")
     return value
-
-
 
 
 def _items(payload: dict) -> list[LineItem]:
