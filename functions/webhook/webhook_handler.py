@@ -8,6 +8,7 @@ import json
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.adapters.dedupe import DeliveryInProgressError
@@ -45,6 +46,17 @@ def webhook(source: str) -> Response:
     if isinstance(reply.body, str):  # a handshake answered as the provider expects
         return Response(reply.status, content_type=reply.content_type, body=reply.body)
     return _json(reply.status, reply.body)
+
+
+@app.not_found
+def unmatched(exc: NotFoundError) -> Response:
+    # API Gateway routed the request to /webhooks/{source}, but the resolver's route pattern does not
+    # take every character (a quote, NUL, a backslash... in {source}): the same 404 as an unknown
+    # source, not a fault (a provider retries a 503 forever, and the fault log wakes someone up).
+    source = (app.current_event.path_parameters or {}).get("source")
+    if source is not None:
+        return webhook(source)
+    return _json(404, {"error": "not_found", "reason": "no such route"})
 
 
 @app.exception_handler(Exception)
