@@ -5,7 +5,8 @@
   category segments.
 * ``cart#<shop>#<token>`` -> the cart's line items; ``cartowner#<shop>#<token>`` -> the identity of
   the checkout that carries that ``cart_token``. Carts carry no customer identity, so a cart
-  becomes "added to cart" behaviour once a checkout names its owner. Both expire after 30 days.
+  becomes "added to cart" behaviour once a checkout names its owner. Both expire after 30 days;
+  erasing the owner deletes both at once (``forget``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ..domain.events import Identity, LineItem
 
 CART_TTL_S = 30 * 86400
+CART_PREFIX, OWNER_PREFIX = "cart#", "cartowner#"
 
 
 class ShopCatalog:
@@ -46,37 +48,42 @@ class ShopCatalog:
     def put_cart(self, shop: str, token: str, items: list[LineItem], now: int) -> None:
         body = json.dumps([i.model_dump(mode="json", exclude_none=True) for i in items])
         self.client.put_item(TableName=self.table, Item={
-            "key": {"S": f"cart#{shop}#{token}"}, "items": {"S": body}, "expires": {"N": str(now + CART_TTL_S)}})
+            "key": {"S": f"{CART_PREFIX}{shop}#{token}"}, "items": {"S": body}, "expires": {"N": str(now + CART_TTL_S)}})
 
     def cart(self, shop: str, token: str) -> list[LineItem] | None:
-        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"cart#{shop}#{token}"}}).get("Item")
+        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"{CART_PREFIX}{shop}#{token}"}}).get("Item")
         return None if item is None else [LineItem.model_validate(i) for i in json.loads(item["items"]["S"])]
 
     def put_cart_owner(self, shop: str, token: str, identity: Identity, now: int) -> None:
         self.client.put_item(TableName=self.table, Item={
-            "key": {"S": f"cartowner#{shop}#{token}"}, "identity": {"S": identity.model_dump_json(exclude_none=True)},
+            "key": {"S": f"{OWNER_PREFIX}{shop}#{token}"}, "identity": {"S": identity.model_dump_json(exclude_none=True)},
             "expires": {"N": str(now + CART_TTL_S)}})
 
     def cart_owner(self, shop: str, token: str) -> Identity | None:
-        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"cartowner#{shop}#{token}"}}).get("Item")
+        item = self.client.get_item(TableName=self.table, Key={"key": {"S": f"{OWNER_PREFIX}{shop}#{token}"}}).get("Item")
         return None if item is None else Identity.model_validate_json(item["identity"]["S"])
 
     def forget(self, aliases: list[str]) -> int:
-        """Delete the cart-owner records that name any of ``aliases`` (erasure); returns how many.
+        """Erasure: delete the cart-owner records that name any of ``aliases``, and the carts they own
+        (the person's product lines); returns how many owner records.
 
         A scan of the cart-owner records (they expire after 30 days, so there are few): erasure is
-        rare and must not leave the person's identity behind."""
+        rare and must not leave the person's identity or cart behind. Each cart is deleted before its
+        owner record, so a failure part-way leaves the owner record to find again on a retry."""
         wanted = set(aliases)
         kwargs: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#k, :p)",
                                   "ExpressionAttributeNames": {"#k": "key"},
-                                  "ExpressionAttributeValues": {":p": {"S": "cartowner#"}}}
+                                  "ExpressionAttributeValues": {":p": {"S": OWNER_PREFIX}}}
         deleted = 0
         while True:
             out = self.client.scan(**kwargs)
             for item in out["Items"]:
-                shop = item["key"]["S"].split("#", 2)[1]
+                key = item["key"]["S"]
+                shop = key.split("#", 2)[1]
                 identity = Identity.model_validate_json(item["identity"]["S"])
                 if wanted & set(identity.alias_keys(shop or None)):
+                    cart_key = CART_PREFIX + key.removeprefix(OWNER_PREFIX)  # the same <shop>#<token>
+                    self.client.delete_item(TableName=self.table, Key={"key": {"S": cart_key}})
                     self.client.delete_item(TableName=self.table, Key={"key": item["key"]})
                     deleted += 1
             if "LastEvaluatedKey" not in out:
