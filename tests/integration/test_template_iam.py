@@ -1,0 +1,352 @@
+"""Least privilege (issue 10): each function's IAM policy in template.yaml grants exactly the DynamoDB
+actions, per table, that its code performs.
+
+The needs are measured, not hand-copied: every function runs its typical work through its real
+handler against moto while a botocore hook records each DynamoDB request as the IAM actions it needs
+on each table or index (a TransactWriteItems needs PutItem/UpdateItem/DeleteItem/ConditionCheckItem
+on the table of each of its items). Every recorded pair must be granted by template.yaml, and the
+template may grant nothing else beyond the short list of rare paths documented in ``RARE`` below.
+So the test breaks when the code starts doing something the template does not allow (AccessDenied
+in AWS, invisible under moto) and when the template keeps a grant the code no longer needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+from collections import defaultdict
+from datetime import timedelta
+
+import boto3
+import pytest
+from segctl.runtime import context_for, load_handler, scheduled_event
+from segctl.template import Template
+from segmentation import bootstrap
+from segmentation.domain.catalog import load_catalog
+from support import TEMPLATE, reset_caches, signed_shopify
+from test_profile_function import NOW
+
+TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable")
+#: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
+#: template going back to one of them is measured as what it really grants
+SAM_DYNAMODB = {
+    "DynamoDBCrudPolicy": ["GetItem", "DeleteItem", "PutItem", "Scan", "Query", "UpdateItem", "BatchWriteItem",
+                           "BatchGetItem", "DescribeTable", "ConditionCheckItem"],
+    "DynamoDBReadPolicy": ["GetItem", "Scan", "Query", "BatchGetItem", "DescribeTable"],
+    "DynamoDBWritePolicy": ["PutItem", "UpdateItem", "BatchWriteItem"],
+    "DynamoDBReconfigurePolicy": ["UpdateTable"],
+}
+#: Granted but not reached by the scenario below (each a rare path; keep this list short and explained).
+#: (function, action, table[/index]) -> why
+RARE = {
+    ("WebhookFunction", "GetItem", "IdempotencyTable"):
+        "dedupe: reads the claim when a condition failure returns no item (ALL_OLD always does in AWS)",
+    ("ApiFunction", "BatchWriteItem", "AliasesTable"):
+        "erasure of a profile that another request erased meanwhile: tombstones only",
+    ("InactivitySweepFunction", "GetItem", "ProfilesTable"):
+        "re-reads a profile another writer changed meanwhile (conditional write failed)",
+    ("InactivitySweepFunction", "BatchWriteItem", "HistoryTable"):
+        "history of an evaluation with more changes than one transaction holds",
+    ("BackfillFunction", "GetItem", "ProfilesTable"):
+        "re-reads a profile another writer changed meanwhile (conditional write failed)",
+    ("BackfillFunction", "BatchWriteItem", "HistoryTable"):
+        "history of an evaluation with more changes than one transaction holds",
+}
+TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                    "ConditionCheck": "ConditionCheckItem"}
+
+
+# -- what template.yaml grants ------------------------------------------------------------------
+
+
+def granted(template: Template) -> dict[str, set[tuple[str, str]]]:
+    """function -> {(action, table logical id [+ "/index/<name>"])} for every DynamoDB grant."""
+    arns = {template.arn(t): t for t in TABLES}
+    out: dict[str, set[tuple[str, str]]] = {}
+    for name, res in template.of_type("AWS::Serverless::Function").items():
+        statements = []
+        for policy in res["Properties"].get("Policies", []):
+            if isinstance(policy, dict) and "Statement" in policy:  # an inline policy document
+                statements += [template.resolve(s) for s in policy["Statement"]]
+                continue
+            assert isinstance(policy, dict), f"{name}: managed policy {policy} is not measured by this test"
+            (kind, body), = policy.items()
+            if kind in SAM_DYNAMODB:
+                table = template.arn(body["TableName"]["Ref"])
+                statements.append({"Effect": "Allow", "Action": [f"dynamodb:{a}" for a in SAM_DYNAMODB[kind]],
+                                   "Resource": [table, f"{table}/index/*"]})
+            else:
+                assert not kind.startswith("DynamoDB"), f"{name}: {kind} is not known to this test"
+        pairs = set()
+        for s in statements:
+            assert s["Effect"] == "Allow"
+            actions = [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+            resources = [s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]
+            for action in actions:
+                if not action.startswith("dynamodb:"):
+                    continue
+                assert "*" not in action, f"{name}: wildcard action {action}"
+                for resource in resources:
+                    assert resource != "*", f"{name}: {action} on every resource"
+                    table_arn, _, index = resource.partition("/index/")
+                    table = arns[table_arn]  # a DynamoDB grant names one of the template's tables
+                    pairs.add((action.removeprefix("dynamodb:"), f"{table}/index/{index}" if index else table))
+        out[name] = pairs
+    return out
+
+
+def allows(grants: set[tuple[str, str]], action: str, resource: str) -> bool:
+    return any(a == action and fnmatch.fnmatchcase(resource, r) for a, r in grants)
+
+
+# -- what the code does --------------------------------------------------------------------------
+
+
+class Recorder:
+    """Records the IAM actions each DynamoDB request needs, per function running at the time."""
+
+    def __init__(self, template: Template) -> None:
+        self.tables = {template.physical_name(t): t for t in TABLES}
+        self.needed: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self.current: str | None = None
+
+    def __call__(self, params, model, **_):
+        if self.current is None:
+            return
+        for action, table, index in _iam_requests(model.name, params):
+            logical = self.tables[table]
+            self.needed[self.current].add((action, f"{logical}/index/{index}" if index else logical))
+
+    @contextlib.contextmanager
+    def running(self, function: str):
+        self.current = function
+        try:
+            yield
+        finally:
+            self.current = None
+
+
+def _iam_requests(operation: str, params: dict):
+    if operation == "TransactWriteItems":
+        for item in params["TransactItems"]:
+            (kind, body), = item.items()
+            yield TRANSACT_ACTIONS[kind], body["TableName"], None
+    elif operation == "TransactGetItems":
+        for item in params["TransactItems"]:
+            yield "GetItem", item["Get"]["TableName"], None
+    elif operation in ("BatchGetItem", "BatchWriteItem"):
+        for table in params["RequestItems"]:
+            yield operation, table, None
+    else:
+        yield operation, params["TableName"], params.get("IndexName")
+
+
+@pytest.fixture
+def recorder(aws):
+    rec = Recorder(aws)
+    boto3._get_default_session().events.register("before-parameter-build.dynamodb", rec)
+    reset_caches()  # the functions' clients are built again, with the hook
+    yield rec
+    boto3._get_default_session().events.unregister("before-parameter-build.dynamodb", rec)
+
+
+SHOP = "demo-shop.myshopify.com"
+T = (NOW - timedelta(hours=3)).isoformat()
+
+
+def _shopify(api, payload: dict, topic: str, event_id: str, expect: int = 200) -> None:
+    body, headers = signed_shopify(payload, topic=topic, event_id=event_id)
+    resp = api("POST", "/webhooks/shopify", body, headers)
+    assert resp.status == expect, resp.text
+
+
+def _order(n: int, email: str, customer: int, product: int = 8801) -> dict:
+    return {"id": 5550000 + n, "email": email, "created_at": T, "currency": "EUR", "total_price": "59.90",
+            "customer": {"id": customer, "email": email},
+            "line_items": [{"product_id": product, "title": "Linen Shirt", "quantity": 1, "price": "59.90"}]}
+
+
+def _profile_function(aws) -> None:
+    """ProfileFunction's handler over everything queued for it."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
+    handler = load_handler(aws.functions()["ProfileFunction"])
+    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
+                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
+        assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
+        for m in msgs:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
+    """Shopify deliveries of every kind the webhook handles, each applied by ProfileFunction."""
+    steps = [
+        ({"id": 8801, "title": "Linen Shirt", "product_type": "Shirts", "tags": ""}, "products/create"),
+        ({"id": 8802, "title": "Plain Tee", "product_type": "", "tags": ""}, "products/update"),  # forgets it
+        ({"id": "c1", "token": "cart-iam", "created_at": T, "updated_at": T,
+          "line_items": [{"product_id": 8801, "title": "Linen Shirt", "quantity": 1, "price": "49.90"}]},
+         "carts/create"),
+        ({"id": 1, "token": "co-iam", "cart_token": "cart-iam", "email": "ana@example.com", "created_at": T,
+          "updated_at": T, "total_price": "49.90", "abandoned_checkout_url": f"https://{SHOP}/r/co-iam"},
+         "checkouts/create"),
+        (_order(1, "ana@example.com", 9000), "orders/create"),
+        (_order(1, "ana@example.com", 9000), "orders/create"),  # a duplicate delivery: the same event id
+        ({"id": 9001, "email": "ben@example.com", "created_at": T, "updated_at": T}, "customers/create"),
+        (_order(2, "carl@example.com", 9002), "orders/create"),
+        (_order(3, "ben@example.com", 9002), "orders/create"),  # ben and carl are one person: a merge
+        ({"id": 9001, "email": "ben.new@example.com", "created_at": T, "updated_at": T}, "customers/update"),
+    ]
+    for n, (payload, topic) in enumerate(steps):
+        with recorder.running("WebhookFunction"):
+            _shopify(api, payload, topic, "evt-dup" if n in (4, 5) else f"evt-{n}")
+        with recorder.running("ProfileFunction"):
+            _profile_function(aws)
+    # A bus failure: the dedupe claim is released, so the retry is processed.
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
+    reset_caches()
+    with recorder.running("WebhookFunction"):
+        _shopify(api, _order(4, "dana@example.com", 9004), "orders/create", "evt-bus-down", expect=503)
+    monkeypatch.setenv("EVENT_BUS_NAME", aws.physical_name("EventBus"))
+    reset_caches()
+
+
+def sweep(aws, recorder) -> None:
+    handler = load_handler(aws.functions()["InactivitySweepFunction"])
+    for days in (31, 61):  # at-risk entered, then left for inactive: memberships and history written
+        with recorder.running("InactivitySweepFunction"):
+            report = handler(scheduled_event(NOW + timedelta(days=days), "arn:aws:events:us-east-1:123456789012:rule/s"),
+                             context_for(aws, "InactivitySweepFunction"))
+        assert report["changes"] > 0
+
+
+def backfill(aws, recorder, monkeypatch, tmp_path) -> None:
+    changed = tmp_path / "catalog.yaml"
+    changed.write_text(open(load_catalog().source).read().replace(
+        "event: {signal: order_placed, within: 14d}\n", "event: {signal: order_placed, within: 1h}\n", 1))
+    monkeypatch.setenv("CATALOG_FILE", str(changed))
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=aws.physical_name("BackfillQueue"))["QueueUrl"]
+    monkeypatch.setenv("BACKFILL_QUEUE_URL", url)
+    reset_caches()
+    handler = load_handler(aws.functions()["BackfillFunction"])
+    context = context_for(aws, "BackfillFunction")
+    updated = 0
+    with recorder.running("BackfillFunction"):
+        assert handler({"segments": 2}, context)["started"] == 2
+        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                        "eventSourceARN": "arn", "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
+            assert handler({"Records": records}, context) == {"batchItemFailures": []}
+            for m in msgs:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    for item in boto3.client("dynamodb").scan(TableName=aws.physical_name("MembershipsTable"))["Items"]:
+        if item["segment_id"]["S"].startswith("#job#"):
+            updated += int(item["updated"]["N"])
+    assert updated > 0  # profiles were re-evaluated and written (recent-buyers narrowed to 1h: they left it)
+
+
+def management_api(aws, api, recorder) -> None:
+    pid = bootstrap.repository().find("email#ana@example.com").profile_id
+    definition = {"name": "Buyers", "description": "Bought lately.",
+                  "when": {"event": {"signal": "order_placed", "within": "30d"}}}
+    with recorder.running("ApiFunction"):
+        for path in ["/health", "/openapi.json", "/profiles?email=ana@example.com", f"/profiles/{pid}",
+                     f"/profiles/{pid}/explain", f"/profiles/{pid}/export", f"/profiles/{pid}/history",
+                     "/segments", "/segments/overlap", "/segments/recent-buyers",
+                     "/segments/recent-buyers/members", "/segments/category-browsers:shirts/members"]:
+            assert api("GET", path).status in (200, 404), path
+        assert api("POST", "/segments/preview", {"segment_id": "buyers", "definition": definition}).status == 200
+        assert api("DELETE", f"/profiles/{pid}").status == 200
+
+
+def privacy_webhooks(aws, api, recorder) -> None:
+    """Shopify's mandatory privacy webhooks, applied by ProfileFunction (a cart for the redacted customer)."""
+    steps = [
+        ({"id": "c2", "token": "cart-ben", "created_at": T, "updated_at": T,
+          "line_items": [{"product_id": 8801, "title": "Linen Shirt", "quantity": 1, "price": "49.90"}]},
+         "carts/create"),
+        ({"id": 2, "token": "co-ben", "cart_token": "cart-ben", "email": "ben.new@example.com",
+          "customer": {"id": 9002, "email": "ben.new@example.com"}, "created_at": T, "updated_at": T,
+          "total_price": "49.90", "abandoned_checkout_url": f"https://{SHOP}/r/co-ben"}, "checkouts/create"),
+        ({"shop_id": 1, "shop_domain": SHOP, "customer": {"id": 9002, "email": "ben.new@example.com"},
+          "orders_requested": []}, "customers/data_request"),
+        ({"shop_id": 1, "shop_domain": SHOP, "customer": {"id": 9002, "email": "ben.new@example.com"},
+          "orders_to_redact": []}, "customers/redact"),
+        ({"shop_id": 1, "shop_domain": SHOP, "customer": {"id": 4242, "email": "never@example.com"},
+          "orders_to_redact": []}, "customers/redact"),  # someone never seen: tombstones only
+        ({"shop_id": 1, "shop_domain": SHOP}, "shop/redact"),  # the shop uninstalled 48 h ago: its data goes
+    ]
+    for n, (payload, topic) in enumerate(steps):
+        with recorder.running("WebhookFunction"):
+            _shopify(api, payload, topic, f"evt-privacy-{n}")
+        with recorder.running("ProfileFunction"):
+            _profile_function(aws)
+
+
+def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_performs(
+        aws, api, recorder, monkeypatch, tmp_path):
+    webhooks_and_profiles(aws, api, recorder, monkeypatch)
+    backfill(aws, recorder, monkeypatch, tmp_path)
+    sweep(aws, recorder)
+    management_api(aws, api, recorder)
+    privacy_webhooks(aws, api, recorder)
+
+    grants = granted(aws)
+    needed = recorder.needed
+    missing = {f: sorted(p for p in needed[f] if not allows(grants.get(f, set()), *p)) for f in needed}
+    assert not any(missing.values()), f"the code does what template.yaml does not allow: {missing}"
+    rare = defaultdict(set)
+    for function, action, resource in RARE:
+        rare[function].add((action, resource))
+    extra = {f: sorted(grants[f] - needed[f] - rare[f]) for f in grants}
+    assert not any(extra.values()), f"template.yaml grants what no code path needs: {extra}"
+    unused_rare = {k for k in RARE if (k[1], k[2]) in needed[k[0]]}
+    assert not unused_rare, f"RARE lists paths the scenario does reach (remove them from RARE): {unused_rare}"
+
+
+# -- the boundaries that matter, stated plainly -----------------------------------------------------
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+
+
+def _on(grants: set[tuple[str, str]], table: str) -> set[str]:
+    return {a for a, r in grants if r.split("/index/")[0] == table}
+
+
+def test_least_privilege_boundaries():
+    grants = granted(Template(TEMPLATE))
+    # The management API never touches webhook dedupe, and writes no profile, only deletes it (erasure).
+    assert _on(grants["ApiFunction"], "IdempotencyTable") == set()
+    assert _on(grants["ApiFunction"], "ProfilesTable") & WRITES == {"DeleteItem"}
+    assert _on(grants["ApiFunction"], "HistoryTable") & WRITES == {"BatchWriteItem"}  # erasure's deletes
+    # Webhooks see no profile data at all.
+    for table in ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable"):
+        assert _on(grants["WebhookFunction"], table) == set(), table
+    # Only webhooks claim deliveries; the sweep and the backfill neither read identities nor carts.
+    for function in ("ProfileFunction", "InactivitySweepFunction", "BackfillFunction"):
+        assert _on(grants[function], "IdempotencyTable") == set(), function
+    for function in ("InactivitySweepFunction", "BackfillFunction"):
+        assert _on(grants[function], "AliasesTable") == set(), function
+        assert _on(grants[function], "CatalogTable") == set(), function
+    # Nobody may scan a table wholesale except where the code must (preview/backfill over profiles,
+    # erasure over cart owners, shop erasure over aliases).
+    scans = {(f, r) for f, pairs in grants.items() for a, r in pairs if a == "Scan"}
+    assert scans == {("ApiFunction", "ProfilesTable"), ("ApiFunction", "CatalogTable"),
+                     ("BackfillFunction", "ProfilesTable"), ("ProfileFunction", "AliasesTable"),
+                     ("ProfileFunction", "CatalogTable")}
+    # The due index is queried by the sweep only.
+    assert {f for f, pairs in grants.items() for a, r in pairs if "/index/" in r} == {"InactivitySweepFunction"}
+
+
+def test_the_recorder_sees_transaction_items_as_their_own_actions():
+    assert sorted(_iam_requests("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "a"}}, {"Update": {"TableName": "b"}}, {"Delete": {"TableName": "a"}},
+        {"ConditionCheck": {"TableName": "c"}}]})) == [
+        ("ConditionCheckItem", "c", None), ("DeleteItem", "a", None), ("PutItem", "a", None), ("UpdateItem", "b", None)]
+    assert list(_iam_requests("Query", {"TableName": "p", "IndexName": "DueIndex"})) == [("Query", "p", "DueIndex")]
+    assert json.dumps(sorted(_iam_requests("BatchWriteItem", {"RequestItems": {"h": [], "a": []}}))) == json.dumps(
+        [["BatchWriteItem", "a", None], ["BatchWriteItem", "h", None]])
