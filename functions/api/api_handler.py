@@ -32,6 +32,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.adapters.repository import InvalidCursorError
+from segmentation.domain.events import normalise_email
 from segmentation.domain.profile import Profile, iso
 from segmentation.settings import load_settings
 from segmentation.views import export_view, history_view, profile_view
@@ -65,7 +66,15 @@ def health() -> dict:
 
 @app.get("/profiles", summary="Find a profile by email", responses=responses(ProfileOut, 400, 404))
 def find_profile(email: Annotated[str, Query(min_length=3, max_length=320)]) -> ProfileOut:
-    profile = bootstrap.repository().find(f"email#{email.strip().lower()}")
+    """The email is normalised as webhooks' emails are (docs/webhooks.md), so any spelling of a stored
+    address finds it; a value that cannot be an address is a 400."""
+    try:
+        address = normalise_email(email)
+    except ValueError:
+        address = None
+    if address is None:
+        raise BadRequestError("email is not a valid email address")
+    profile = bootstrap.repository().find(f"email#{address}")
     if profile is None:
         raise NotFoundError("no profile with that email")
     return ProfileOut.model_validate(profile_view(profile))

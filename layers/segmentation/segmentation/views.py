@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from .domain.profile import Profile, from_epoch
-
-
-def _iso(ts: int | None) -> str | None:
-    dt = from_epoch(ts)
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+from .domain.profile import Profile
+from .domain.profile import iso as _iso  # tolerant: a stored time past year 9999 shows as 9999-12-31T23:59:59Z
 
 
 def profile_view(profile: Profile) -> dict:

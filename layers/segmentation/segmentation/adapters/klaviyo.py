@@ -47,6 +47,7 @@ from ..domain.events import (
     Identity,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .fields import epoch_time, utc_time
 from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch, hmac_matches
 
 SOURCE = "klaviyo"
@@ -77,8 +78,6 @@ TOPIC_ALIASES = {
 }
 MAX_TEXT = 256
 MAX_URL = 2048
-#: Earliest and latest event times accepted (epoch seconds): 1970 .. year 3000.
-MIN_EPOCH, MAX_EPOCH = 0, 32_503_680_000
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -274,21 +273,10 @@ def _occurred_at(attributes: dict) -> datetime:
     value = attributes.get("datetime")
     if value is None or value == "":
         epoch = attributes.get("timestamp")
-        if isinstance(epoch, bool) or not isinstance(epoch, int | float) or not MIN_EPOCH < epoch < MAX_EPOCH:
+        if epoch is None or epoch == "":
             raise ValueError("missing attributes.datetime")
-        return datetime.fromtimestamp(int(epoch), UTC)
-    if not isinstance(value, str):
-        raise ValueError("attributes.datetime must be an ISO 8601 string")
-    try:
-        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        parsed = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ValueError(f"attributes.datetime is not an ISO 8601 time: {value[:40]!r}") from None
-    if not MIN_EPOCH < parsed.timestamp() < MAX_EPOCH:
-        raise ValueError("attributes.datetime is out of range")
-    return parsed
+        return epoch_time(epoch, "attributes.timestamp")
+    return utc_time(value, "attributes.datetime")
 
 
 def _identity(payload: dict, event: dict) -> tuple[Identity, dict]:

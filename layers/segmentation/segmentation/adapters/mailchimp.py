@@ -22,14 +22,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 
-from ..domain.events import CustomerEvent, CustomerProperties, EmailConsent, EventType, Identity, to_utc
+from ..domain.events import (
+    CustomerEvent,
+    CustomerProperties,
+    EmailConsent,
+    EventType,
+    Identity,
+    normalise_email,
+    to_utc,
+)
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .fields import aware_time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "mailchimp"
@@ -185,9 +194,7 @@ def _fired_at(value: str) -> datetime:
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"fired_at is not 'YYYY-MM-DD HH:MM:SS': {text[:30]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return to_utc(parsed)
+    return to_utc(aware_time(parsed, "fired_at"))
 
 
 def _clip(value: str) -> str:
@@ -236,9 +243,9 @@ def _member_event(kind: str, fired_at: datetime, list_id: str | None, member_id:
         return None
     attributes = _attributes(merges)
     if kind == "upemail":
-        old = _text(data.get("old_email"), "data[old_email]").strip().lower()
+        old = normalise_email(_text(data.get("old_email"), "data[old_email]"))
         if old:
-            attributes["previous_email"] = old[:320]
+            attributes["previous_email"] = old
     first, last = merges.get("FNAME"), merges.get("LNAME")
     state = MEMBER_TYPES[kind]
     props = CustomerProperties(

@@ -30,12 +30,12 @@ import binascii
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..domain.events import CustomerEvent, EmailProperties, EventType, Identity
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .fields import epoch_time
 from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
 
 SOURCE = "mandrill"
@@ -65,7 +65,6 @@ IGNORED_EVENTS = {
 }
 MAX_TEXT = 256
 MAX_URL = 2048
-MAX_EPOCH = 32_503_680_000  # year 3000
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -180,9 +179,7 @@ def _item(item: Any) -> tuple[str, str, CustomerEvent | None]:
     if not message_id:
         raise ValueError("missing _id")
     ts = item.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 < ts < MAX_EPOCH:
-        raise ValueError("ts must be epoch seconds")
-    occurred = datetime.fromtimestamp(int(ts), UTC)
+    occurred = epoch_time(ts, "ts")
     url = item.get("url") if kind == "click" else None
     if url is not None and not isinstance(url, str):
         raise ValueError("url must be a string")

@@ -49,6 +49,7 @@ from ..domain.events import (
     OrderProperties,
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .fields import money as _amount
 from .fields import utc_time as _time
 from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
 
@@ -262,14 +263,10 @@ def _occurred_at(msg: dict) -> datetime:
 
 
 def _money(value: Any, field: str) -> Decimal | None:
+    """An amount or measure, not negative (fields.money); None when absent."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{field} must be a number")
-    amount = Decimal(str(value).strip())
-    if not amount.is_finite() or abs(amount) >= Decimal("1e15"):
-        raise ValueError(f"{field} is out of range")
-    return amount
+    return _amount(value, field)
 
 
 def _number(value: Any, field: str, upper: int) -> int:
@@ -277,8 +274,6 @@ def _number(value: Any, field: str, upper: int) -> int:
     amount = _money(value, field)
     if amount is None:
         raise ValueError(f"missing field {field!r}")
-    if amount < 0:
-        raise ValueError(f"{field} must not be negative")
     return min(int(amount.to_integral_value()), upper)
 
 

@@ -31,7 +31,6 @@ import binascii
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -46,6 +45,7 @@ from .errors import (
     SecretNotConfiguredError,
     SignatureMismatchError,
 )
+from .fields import epoch_time
 from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch
 
 SOURCE = "sendgrid"
@@ -67,7 +67,6 @@ PER_MESSAGE = {"delivered", "open", "click"}
 IGNORED_EVENTS = {"processed", "dropped", "deferred", "group_resubscribe"}
 MAX_TEXT = 256
 MAX_URL = 2048
-MAX_EPOCH = 32_503_680_000  # year 3000
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -170,9 +169,7 @@ def _item(item: Any) -> tuple[str, str, CustomerEvent | None]:
         if isinstance(bounce_type, str) and bounce_type.strip().lower() not in ("", "bounce"):
             return key, "blocked bounce", None
     ts = item.get("timestamp")
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 < ts < MAX_EPOCH:
-        raise ValueError("timestamp must be epoch seconds")
-    occurred = datetime.fromtimestamp(int(ts), UTC)
+    occurred = epoch_time(ts, "timestamp")
     raw_message = item.get("sg_message_id")
     if raw_message is not None and not isinstance(raw_message, str):
         raise ValueError("sg_message_id must be a string")

@@ -12,6 +12,7 @@ from typing import Protocol
 from ..adapters import shopify
 from ..adapters.catalog import ShopCatalog
 from ..adapters.errors import PayloadTooLargeError, WebhookError
+from ..adapters.fields import receiving_at
 from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 from ..domain.events import BrowseProperties, CheckoutProperties, CustomerEvent, EventType, OrderProperties
 
@@ -70,7 +71,9 @@ class WebhookIngest:
         try:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLargeError(f"body is {len(request.body)} bytes; the limit is {self.max_body_bytes}")
-            normalised = adapter(request, self.secrets.for_source, self.clock())
+            now = self.clock()
+            with receiving_at(now):  # event times may be at most a day ahead of the arrival
+                normalised = adapter(request, self.secrets.for_source, now)
         except WebhookError as exc:
             return Reply(exc.status, {"error": type(exc).__name__, "reason": exc.reason})
         if isinstance(normalised, Handshake):
@@ -149,7 +152,9 @@ class WebhookIngest:
         """Shopify through its EventBridge partner source: the same normalising, dedupe and publish.
         Bad input is reported and dropped (a retry cannot fix it); faults raise, so EventBridge retries."""
         try:
-            normalised = shopify.from_eventbridge(event, self.clock())
+            now = self.clock()
+            with receiving_at(now):
+                normalised = shopify.from_eventbridge(event, now)
         except WebhookError as exc:
             return {"status": "rejected", "reason": exc.reason}
         return self._accept(normalised)
