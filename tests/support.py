@@ -51,9 +51,9 @@ class Outbox:
 
 
 def signed_shopify(body: dict | bytes, topic: str = "orders/create", event_id: str = "evt-1",
-                   secret: str = SHOPIFY_SECRET) -> tuple[bytes, dict]:
+                   secret: str = SHOPIFY_SECRET, shop: str = "demo-shop.myshopify.com") -> tuple[bytes, dict]:
     raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-    return raw, shopify_headers(secret, raw, topic, event_id)
+    return raw, shopify_headers(secret, raw, topic, event_id, shop=shop)
 
 
 class Api:
@@ -95,3 +95,20 @@ class Response:
 
 def api(aws) -> Api:
     return Api(aws)
+
+
+def deliver_to_profile_function(template: Template) -> None:
+    """Run ProfileFunction over everything the bus queued for it, as the SQS event source mapping
+    would (batches of up to 10), deleting what it processed; every record must succeed."""
+    from segctl.runtime import context_for, load_handler
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=template.physical_name("ProfileQueue"))["QueueUrl"]
+    handler = load_handler(template.functions()["ProfileFunction"])
+    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
+                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
+        assert handler({"Records": records}, context_for(template, "ProfileFunction")) == {"batchItemFailures": []}
+        for m in msgs:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])

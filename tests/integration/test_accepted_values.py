@@ -24,8 +24,7 @@ from segctl.signing import (
     woocommerce_headers,
 )
 from segmentation import bootstrap
-from support import ROOT, reset_caches
-from test_identity import _deliver_to_profile_function
+from support import ROOT, deliver_to_profile_function, reset_caches
 from test_webhook_function import dedupe_items, queued
 
 EVENTS = ROOT / "events"
@@ -315,7 +314,7 @@ def test_a_junk_email_is_dropped_and_the_rest_of_the_event_kept(api, aws, secret
     [message] = queued(aws)
     assert message["detail"]["identity"]["email"] is None
     assert message["detail"]["identity"]["user_id"] == "u-range"
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     profile = bootstrap.repository().find("user#u-range")
     assert profile is not None and profile.email is None and profile.traits["order_count"] == 1
     assert not [a for a in profile.aliases if a.startswith("email#")]
@@ -340,7 +339,7 @@ def test_the_api_finds_a_profile_by_any_spelling_of_its_email_and_refuses_junk(a
     def address(payload):
         payload["email"] = payload["customer"]["email"] = "müller@example.de"
     assert post(api, shopify(secrets, datetime.now(UTC), address)).status == 200
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     pid = bootstrap.repository().find("email#müller@example.de").profile_id
     # upper case, spaces, and the ü written as u + a combining diaeresis (NFD, as macOS types it)
     for spelling in ("MÜLLER@EXAMPLE.DE", " müller@example.de ", "mu\u0308ller@example.de"):

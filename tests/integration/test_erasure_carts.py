@@ -9,9 +9,8 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
-from support import signed_shopify
+from support import deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW
 
 SHOP = "demo-shop.myshopify.com"
@@ -26,21 +25,7 @@ def post(api, payload: dict, topic: str, event_id: str) -> None:
     body, headers = signed_shopify(payload, topic=topic, event_id=event_id)
     resp = api("POST", "/webhooks/shopify", body, headers)
     assert resp.status == 200, resp.text
-    deliver_queue(api.template)
-
-
-def deliver_queue(aws) -> None:
-    """Run ProfileFunction over everything the bus queued for it."""
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
-    handler = load_handler(aws.functions()["ProfileFunction"])
-    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
-                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
-        assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
-        for m in msgs:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    deliver_to_profile_function(api.template)
 
 
 def shopper_with_a_cart(api, email: str, token: str, lines: list[dict], n: int, customer: int | None = None) -> str:

@@ -13,6 +13,7 @@ from segmentation.domain.events import (
     EventType,
     Identity,
 )
+from support import deliver_to_profile_function
 from test_profile_function import NOW, order_event
 
 
@@ -94,26 +95,13 @@ def test_shopify_customers_redact_erases_the_person(aws, api, outbox):
     outbox.drain()
     body, headers = signed_shopify({"shop_id": 1, "shop_domain": "shop.myshopify.com",
                                     "customer": {"id": 999, "email": "gone@example.com"}, "orders_to_redact": [1]},
-                                   topic="customers/redact", event_id="evt-redact")
+                                   topic="customers/redact", event_id="evt-redact", shop="shop.myshopify.com")
     assert api("POST", "/webhooks/shopify", body, headers).status == 200
     # The bus delivered it to the profile queue; hand it to ProfileFunction as the event source mapping would.
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     assert find("email#gone@example.com") is None and bootstrap.repository().get(pid) is None
     exits = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"}
     assert "recent-buyers" in exits
-
-
-def _deliver_to_profile_function(aws):
-    from segctl.runtime import context_for, load_handler
-
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
-    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
-                "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn", "awsRegion": "us-east-1",
-                "md5OfBody": ""} for m in msgs]
-    handler = load_handler(aws.functions()["ProfileFunction"])
-    assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
 
 
 def test_shopify_data_request_publishes_everything_stored_about_the_person(aws, api, outbox):
@@ -123,9 +111,9 @@ def test_shopify_data_request_publishes_everything_stored_about_the_person(aws, 
     outbox.drain()
     body, headers = signed_shopify({"shop_id": 1, "shop_domain": "shop.myshopify.com", "orders_requested": [1],
                                     "customer": {"id": 5, "email": "asks@example.com"}, "data_request": {"id": 9999}},
-                                   topic="customers/data_request", event_id="evt-dr")
+                                   topic="customers/data_request", event_id="evt-dr", shop="shop.myshopify.com")
     assert api("POST", "/webhooks/shopify", body, headers).status == 200
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     [export] = [m["detail"] for m in outbox.drain() if m["detail-type"] == "ProfileDataExported"]
     assert export["export"]["email"] == "asks@example.com"
     assert [o["total"] for o in export["export"]["orders"]] == ["42.00"]
@@ -146,7 +134,7 @@ def test_shopify_shop_redact_erases_that_shops_customers_only(aws, api):
                                    event_id="evt-sr")
     headers["X-Shopify-Shop-Domain"] = "shop.myshopify.com"
     assert api("POST", "/webhooks/shopify", body, headers).status == 200
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     assert all(find(f"email#shopper{i}@example.com") is None for i in range(3))
     assert find("email#elsewhere@example.com") is not None
 
@@ -166,19 +154,19 @@ def test_shopify_refund_lowers_revenue_once_and_a_full_refund_stops_the_order_co
 
     for attempt in range(2):  # delivered twice (a retry with another event id): applied once
         assert post(refund, f"evt-r-{attempt}") == 200
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     profile = find("email#refund@example.com")
     assert profile.traits["lifetime_value"] == "450.00" and "high-value" not in profile.segments
     rest = {**refund, "id": 9002, "transactions": [{"amount": "450.00", "kind": "refund", "status": "success"}]}
     assert post(rest, "evt-r-2") == 200
-    _deliver_to_profile_function(aws)
+    deliver_to_profile_function(aws)
     profile = find("email#refund@example.com")
     assert profile.traits["order_count"] == 0 and "recent-buyers" not in profile.segments
     # A refund for an order nobody saw creates no profile.
     stray = {**refund, "id": 9003, "order_id": 424242}
     assert post(stray, "evt-r-3") == 200
-    _deliver_to_profile_function(aws)
-    assert bootstrap.repository().find("order#shop.myshopify.com#424242") is None
+    deliver_to_profile_function(aws)
+    assert bootstrap.repository().find("order#shopify#shop.myshopify.com#424242") is None
 
 
 def test_a_merge_where_both_profiles_share_a_size_counter_shard(aws):

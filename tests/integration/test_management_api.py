@@ -19,8 +19,7 @@ from segmentation.domain.catalog import DEFAULT_CATALOG
 from segmentation.domain.events import BrowseProperties, CustomerEvent, CustomerProperties, EventType, Identity
 from segmentation.domain.profile import MembershipChange, Profile, iso
 from segmentation.service.profiles import ProfileService
-from support import signed_shopify
-from test_identity import _deliver_to_profile_function
+from support import deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW, order_event
 
 DAY = 86400
@@ -320,7 +319,7 @@ def _post_shopify(api, payload: dict, topic: str, event_id: str):
     body, headers = signed_shopify(payload, topic=topic, event_id=event_id)
     resp = api("POST", "/webhooks/shopify", body, headers)
     assert resp.status == 200, resp.text
-    _deliver_to_profile_function(api.template)
+    deliver_to_profile_function(api.template)
 
 
 def _the_person_everywhere(api) -> str:
@@ -333,7 +332,7 @@ def _the_person_everywhere(api) -> str:
                 "created_at": created, "updated_at": created}
     _post_shopify(api, customer, "customers/create", "evt-z-1")
     _post_shopify(api, {"id": 555001, "token": "co-zq", "cart_token": "cart-zq", "email": EMAIL,
-                        "created_at": created, "updated_at": created, "total_price": "20.00",
+                        "created_at": created, "updated_at": created, "total_price": "20.00", "completed_at": None,
                         "customer": customer}, "checkouts/create", "evt-z-2")
     _post_shopify(api, {"id": 555002, "email": EMAIL, "created_at": created, "updated_at": created,
                         "total_price": "80.00", "customer": customer}, "orders/create", "evt-z-3")

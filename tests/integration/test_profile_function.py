@@ -31,7 +31,8 @@ def order_event(order_id: int, email: str = "ana@example.com", hours_ago: float 
 
 def checkout_event(token: str, email: str = "ana@example.com", hours_ago: float = 2):
     started = (NOW - timedelta(hours=hours_ago)).isoformat()
-    payload = {"token": token, "email": email, "created_at": started, "updated_at": started, "total_price": "20.00"}
+    payload = {"token": token, "email": email, "created_at": started, "updated_at": started, "total_price": "20.00",
+               "completed_at": None}
     [event] = shopify.normalise("checkouts/create", "shop.myshopify.com", payload, "k").events
     return event
 

@@ -24,7 +24,7 @@ from segctl.runtime import context_for, load_handler, scheduled_event
 from segctl.template import Template
 from segmentation import bootstrap
 from segmentation.domain.catalog import load_catalog
-from support import TEMPLATE, reset_caches, signed_shopify
+from support import TEMPLATE, deliver_to_profile_function, reset_caches, signed_shopify
 from test_profile_function import NOW
 
 TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable")
@@ -167,20 +167,6 @@ def _order(n: int, email: str, customer: int, product: int = 8801) -> dict:
             "line_items": [{"product_id": product, "title": "Linen Shirt", "quantity": 1, "price": "59.90"}]}
 
 
-def _profile_function(aws) -> None:
-    """ProfileFunction's handler over everything queued for it."""
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=aws.physical_name("ProfileQueue"))["QueueUrl"]
-    handler = load_handler(aws.functions()["ProfileFunction"])
-    while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
-                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
-        assert handler({"Records": records}, context_for(aws, "ProfileFunction")) == {"batchItemFailures": []}
-        for m in msgs:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-
-
 def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
     """Shopify deliveries of every kind the webhook handles, each applied by ProfileFunction."""
     steps = [
@@ -203,7 +189,7 @@ def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
         with recorder.running("WebhookFunction"):
             _shopify(api, payload, topic, "evt-dup" if n in (4, 5) else f"evt-{n}")
         with recorder.running("ProfileFunction"):
-            _profile_function(aws)
+            deliver_to_profile_function(aws)
     # A bus failure: the dedupe claim is released, so the retry is processed.
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
     reset_caches()
@@ -284,7 +270,7 @@ def privacy_webhooks(aws, api, recorder) -> None:
         with recorder.running("WebhookFunction"):
             _shopify(api, payload, topic, f"evt-privacy-{n}")
         with recorder.running("ProfileFunction"):
-            _profile_function(aws)
+            deliver_to_profile_function(aws)
 
 
 def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_performs(

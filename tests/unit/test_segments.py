@@ -238,7 +238,7 @@ def test_stale_placed_version_after_cancellation_keeps_order_cancelled():
     cancelled = order("o1", T0, total="600.00", status="cancelled", updated=T0 + HOUR)
     profile = profile_of(cancelled, placed)  # the older version arrives last
     ev = evaluate(profile, T0 + 2 * HOUR)
-    assert profile.orders["o1"].status == "cancelled"
+    assert profile.orders["shopify#shop#o1"].status == "cancelled"
     assert ev.traits["order_count"] == 0
     assert Decimal(ev.traits["lifetime_value"]) == 0
     assert ev.segments == frozenset()

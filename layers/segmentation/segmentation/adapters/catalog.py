@@ -89,3 +89,21 @@ class ShopCatalog:
             if "LastEvaluatedKey" not in out:
                 return deleted
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def forget_shop(self, shop: str) -> int:
+        """Delete everything learnt about one shop: its products, carts and cart owners (Shopify
+        ``shop/redact``); returns how many items. A scan: it happens once per uninstalled shop."""
+        deleted = 0
+        for prefix in ("product#", CART_PREFIX, OWNER_PREFIX):
+            kwargs: dict[str, Any] = {"TableName": self.table, "FilterExpression": "begins_with(#k, :p)",
+                                      "ExpressionAttributeNames": {"#k": "key"}, "ProjectionExpression": "#k",
+                                      "ExpressionAttributeValues": {":p": {"S": f"{prefix}{shop}#"}}}
+            while True:
+                out = self.client.scan(**kwargs)
+                for item in out["Items"]:
+                    self.client.delete_item(TableName=self.table, Key={"key": item["key"]})
+                    deleted += 1
+                if "LastEvaluatedKey" not in out:
+                    break
+                kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return deleted

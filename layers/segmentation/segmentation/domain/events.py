@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -57,6 +58,43 @@ def to_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, Field(description="timezone-aware, UTC, whole seconds")]
+#: No event is older: a time before it is a placeholder (0001-01-01, the epoch), not a fact. The adapters
+#: also refuse times more than a day ahead of a delivery's arrival (adapters/fields.py).
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def normalise_email(value: str | None) -> str | None:
+    """The address as profiles and aliases hold it (lower-cased, NFC), or None when it cannot be one.
+
+    The syntax is email-validator's (no DNS): internationalised addresses (``müller@example.de``)
+    are kept; control and format characters (NUL, zero-width, bidi overrides) are refused by it,
+    and symbols outside ASCII (emoji, pictographs, their variation selectors) by us. Text that is not
+    Unicode at all (a lone surrogate) raises ValueError, like every other field that cannot be stored."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("email is not valid Unicode") from None
+    if not text or len(text) > 320:
+        return None
+    from email_validator import EmailNotValidError, validate_email  # ~20 ms to import: on first use
+
+    try:
+        address = validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+    return None if any(_pictographic(c) for c in address) else address
+
+
+def _pictographic(char: str) -> bool:
+    """A character no mailbox name needs: a non-ASCII symbol, enclosing mark or variation selector."""
+    if char.isascii():
+        return False
+    category = unicodedata.category(char)
+    return category[0] == "S" or category == "Me" or "\ufe00" <= char <= "\ufe0f" or "\U000e0100" <= char <= "\U000e01ef"
 
 
 class Identity(BaseModel):
@@ -78,10 +116,7 @@ class Identity(BaseModel):
     @field_validator("email")
     @classmethod
     def _normalise_email(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        return value if "@" in value and len(value) <= 320 else None
+        return normalise_email(value)  # not an address: dropped, the event keeps its other identities
 
     @field_validator("phone")
     @classmethod
@@ -91,16 +126,19 @@ class Identity(BaseModel):
         digits = re.sub(r"[^0-9]", "", value)
         return ("+" + digits) if 6 <= len(digits) <= 15 else None
 
-    def alias_keys(self, shop: str | None = None) -> list[str]:
-        """Keys under which a profile is found, strongest first: email, platform ids, user id, phone,
-        anonymous id."""
+    def alias_keys(self, shop: str | None = None, source: str | None = None) -> list[str]:
+        """Keys under which a profile is found, strongest first: email, platform ids, order, user id
+        (strong: they may merge profiles), then phone and anonymous id (weak: see :func:`is_strong`).
+
+        Platform ids and orders are scoped by ``shop`` (and an order by its ``source`` platform too):
+        order 1001 of one shop is not order 1001 of another."""
         keys = []
         if self.email:
             keys.append(f"email#{self.email}")
         for platform, cid in sorted(self.customer_ids.items()):
             keys.append(f"cust#{platform}#{shop or '-'}#{cid}")
         if self.order_ref:
-            keys.append(f"order#{shop or '-'}#{self.order_ref}")
+            keys.append(f"order#{source or '-'}#{shop or '-'}#{self.order_ref}")
         if self.user_id:
             keys.append(f"user#{self.user_id}")
         if self.phone:
@@ -111,6 +149,21 @@ class Identity(BaseModel):
 
     def is_empty(self) -> bool:
         return not (self.email or self.phone or self.customer_ids or self.user_id or self.anonymous_id or self.order_ref)
+
+
+#: Alias kinds that identify one person: two profiles holding them for one event are one person
+#: (merged). Phone numbers and anonymous ids are shared (a shop's own number, a family computer):
+#: they find a profile only when nothing stronger does, and never merge two people.
+STRONG_ALIASES = ("email#", "cust#", "order#", "user#")
+
+
+def is_strong(alias: str) -> bool:
+    return alias.startswith(STRONG_ALIASES)
+
+
+def scope_key(source: str, shop: str | None, key: str) -> str:
+    """A platform's id (order, checkout, refund, message) made unique across platforms and shops."""
+    return f"{source}#{shop or '-'}#{key}"
 
 
 class LineItem(BaseModel):
@@ -257,7 +310,10 @@ class CustomerEvent(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return to_utc(value)
+        value = to_utc(value)
+        if value < EARLIEST_EVENT_TIME:
+            raise ValueError(f"occurred_at is before {EARLIEST_EVENT_TIME:%Y-%m-%d}")
+        return value
 
     @staticmethod
     def make_id(*parts: object) -> str:

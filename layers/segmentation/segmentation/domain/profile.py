@@ -31,6 +31,7 @@ from .events import (
     EventType,
     OrderProperties,
     RefundProperties,
+    scope_key,
 )
 
 #: How many applied event ids (with the membership changes they caused) a profile remembers.
@@ -78,8 +79,14 @@ def epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
+#: The epoch seconds a datetime can show (years 1 to 9999). A stored time beyond them (a year-9999 order,
+#: plus a window) is shown at the limit rather than failing the read.
+_EPOCH_MIN = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+_EPOCH_MAX = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+
+
 def from_epoch(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    return None if value is None else datetime.fromtimestamp(min(max(value, _EPOCH_MIN), _EPOCH_MAX), UTC)
 
 
 def iso(value: int | None) -> str | None:
@@ -229,6 +236,11 @@ class Profile(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     #: ids of the profiles merged into this one (their membership history is still under them)
     merged_from: list[str] = Field(default_factory=list)
+    #: where the profile's data came from, as ``source#shop`` (``shopify#a.myshopify.com``,
+    #: ``mailchimp#<list>``): a shop's ``shop/redact`` keeps the profile if anything else brought data
+    origins: list[str] = Field(default_factory=list)
+    #: event time of the latest email change: an older event cannot undo it
+    email_changed_at: int | None = None
     first_name: str | None = None
     last_name: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -263,11 +275,14 @@ class Profile(BaseModel):
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first."""
         at = epoch(event.occurred_at)
         self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
+        origin = scope_key(event.source, event.shop, "")[:-1]
+        if origin not in self.origins:
+            self.origins.append(origin)
         for alias in aliases:
             if alias not in self.aliases:
                 self.aliases.append(alias)
         identity = event.identity
-        if identity.email:
+        if identity.email and not self.email_outdated(identity.email, at):
             if identity.email not in self.emails:
                 self.emails.append(identity.email)
             if self.email is None:
@@ -276,18 +291,25 @@ class Profile(BaseModel):
             self.phone = identity.phone
 
         props = event.properties
+        # Orders, checkouts, refunds and messages are keyed by platform and shop: order 1001 of one
+        # shop and order 1001 of another (or a WooCommerce order with a Shopify order's number) are two.
         if isinstance(props, OrderProperties):
-            self._apply_order(at, props)
+            self._apply_order(at, scope_key(event.source, event.shop, props.order_id), props)
         elif isinstance(props, CheckoutProperties):
-            self._apply_checkout(at, props)
+            self._apply_checkout(at, scope_key(event.source, event.shop, props.checkout_id), props)
         elif isinstance(props, RefundProperties):
-            self._apply_refund(props)
+            self._apply_refund(scope_key(event.source, event.shop, props.order_id), props)
         elif isinstance(props, CustomerProperties):
             self._apply_customer(at, props)
         elif isinstance(props, BrowseProperties) and event.type in BROWSE_SIGNALS:
             self._apply_browse(at, BROWSE_SIGNALS[event.type], props)
         elif isinstance(props, EmailProperties):
-            self._apply_email(at, event.type, props)
+            self._apply_email(at, event.type, scope_key(event.source, event.shop, props.message_id))
+
+    def email_outdated(self, email: str, at: int) -> bool:
+        """``email`` is not one of the customer's now, and the event naming it is older than the
+        latest email change: a late delivery must not bring a given-up address back."""
+        return self.email_changed_at is not None and at < self.email_changed_at and email not in self.emails
 
     def _seen(self, signal: str, at: int, value: Decimal | None = None, count: bool = True) -> None:
         if signal not in self.first_at or at < self.first_at[signal]:
@@ -304,14 +326,14 @@ class Profile(BaseModel):
         if signal in ACTIVITY_SIGNALS:
             self._seen("activity", at, count=False)
 
-    def _apply_order(self, at: int, props: OrderProperties) -> None:
+    def _apply_order(self, at: int, key: str, props: OrderProperties) -> None:
         updated = epoch(props.updated_at)
-        current = self.orders.get(props.order_id)
+        current = self.orders.get(key)
         # Deliveries are unordered: an older version of the order never overwrites a newer one.
         if current is not None and (current.updated > updated or current.refunded_until > updated):
             return
         cats = [i.category for i in props.items if i.category]
-        self.orders[props.order_id] = OrderRecord(
+        self.orders[key] = OrderRecord(
             at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else []),
             refunds=current.refunds if current else [], refunded_until=current.refunded_until if current else 0,
         )
@@ -319,12 +341,12 @@ class Profile(BaseModel):
         self._seen("order_any", at, count=False)
         self._seen("activity", at, count=False)
 
-    def _apply_refund(self, props: RefundProperties) -> None:
+    def _apply_refund(self, key: str, props: RefundProperties) -> None:
         """A refund lowers the order's revenue once; a full refund stops the order counting.
 
         An order version newer than the refund already reflects it (its current total), so only
         the id is recorded; the refund also makes older versions of the order stale."""
-        order = self.orders.get(props.order_id)
+        order = self.orders.get(key)
         if order is None or props.refund_id in order.refunds:
             return
         at = epoch(props.refunded_at)
@@ -336,13 +358,13 @@ class Profile(BaseModel):
             order.status = "refunded"
         order.refunded_until = max(order.refunded_until, at)
 
-    def _apply_checkout(self, at: int, props: CheckoutProperties) -> None:
+    def _apply_checkout(self, at: int, key: str, props: CheckoutProperties) -> None:
         updated = epoch(props.updated_at)
-        current = self.checkouts.get(props.checkout_id)
+        current = self.checkouts.get(key)
         if current is not None and current.updated > updated:
             return
         started = current.started if current else at
-        self.checkouts[props.checkout_id] = CheckoutRecord(
+        self.checkouts[key] = CheckoutRecord(
             started=started,
             completed=props.completed_at is not None or bool(current and current.completed),
             updated=updated,
@@ -391,11 +413,11 @@ class Profile(BaseModel):
         self.browse.setdefault(signal, Columns()).insert(at, props.category, None if value is None else float(value))
         self._seen(signal, at, None if value is None else Decimal(str(value)))
 
-    def _apply_email(self, at: int, type_: EventType, props: EmailProperties) -> None:
+    def _apply_email(self, at: int, type_: EventType, message_id: str) -> None:
         if type_ in SUPPRESSING:
             self._consent(SUPPRESSING[type_], at)
             return
-        key = message_key(props.message_id)
+        key = message_key(message_id)
         msg = self.messages.get(key)
         if msg is None:
             msg = self.messages[key] = MessageRecord(d=at)
@@ -414,8 +436,10 @@ class Profile(BaseModel):
             self._seen("activity", at, count=False)
 
     # -- identity ---------------------------------------------------------------------------
-    def change_email(self, new: str, old: str | None) -> None:
-        """Make ``new`` the primary email; ``old`` (if given) is no longer one of the customer's."""
+    def change_email(self, new: str, old: str | None, at: int) -> None:
+        """Make ``new`` the primary email as of event time ``at``; ``old`` (if given) is no longer one
+        of the customer's."""
+        self.email_changed_at = max(at, self.email_changed_at or at)
         if old and old in self.emails:
             self.emails.remove(old)
         if new not in self.emails:
@@ -426,6 +450,31 @@ class Profile(BaseModel):
             if alias in self.aliases:
                 self.aliases.remove(alias)
 
+    def forget_origin(self, source: str, shop: str | None) -> list[str]:
+        """Remove what one shop brought (Shopify ``shop/redact``): its orders, checkouts and
+        shop-scoped identifiers. Returns the aliases given up. What other sources brought stays;
+        recency of purchases, checkouts and activity is recomputed from what remains."""
+        origin = scope_key(source, shop, "")[:-1]
+        prefix = origin + "#"
+        self.orders = {k: o for k, o in self.orders.items() if not k.startswith(prefix)}
+        self.checkouts = {k: c for k, c in self.checkouts.items() if not k.startswith(prefix)}
+        self.origins = [o for o in self.origins if o != origin]
+        gone = [a for a in self.aliases if a.startswith((f"cust#{source}#{shop or '-'}#", f"order#{prefix}"))]
+        self.aliases = [a for a in self.aliases if a not in gone]
+        for signal, times in (("order_any", [o.at for o in self.orders.values()]),
+                              ("checkout_started", [c.started for c in self.checkouts.values()])):
+            self.first_at.pop(signal, None)
+            self.last_at.pop(signal, None)
+            if times:
+                self.first_at[signal], self.last_at[signal] = min(times), max(times)
+        self.totals["checkout_started"] = Totals(n=len(self.checkouts))
+        active = [t for s, t in self.last_at.items() if s in ACTIVITY_SIGNALS or s == "order_any"]
+        active += [t for m in self.messages.values() for t in (m.o, m.c) if t is not None]
+        self.last_at.pop("activity", None)
+        if active:
+            self.last_at["activity"] = max(active)
+        return gone
+
     def absorb(self, other: Profile) -> None:
         """Merge ``other`` (another profile of the same person) into this one, counting nothing twice:
         orders by id, messages by key, everything else belongs to one profile only."""
@@ -435,6 +484,11 @@ class Profile(BaseModel):
         for pid in (other.profile_id, *other.merged_from):
             if pid not in self.merged_from and pid != self.profile_id:
                 self.merged_from.append(pid)
+        for origin in other.origins:
+            if origin not in self.origins:
+                self.origins.append(origin)
+        if other.email_changed_at is not None:
+            self.email_changed_at = max(other.email_changed_at, self.email_changed_at or 0)
         for e in other.emails:
             if e not in self.emails:
                 self.emails.append(e)

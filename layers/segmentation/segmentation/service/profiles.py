@@ -15,8 +15,8 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
-from ..domain.events import CustomerEvent, CustomerProperties, EventType
+from ..adapters.repository import ConcurrentUpdateError, LoadedProfile, ProfileRepository
+from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso, touched_inputs
 from ..domain.segments import SegmentEvaluator
 from ..views import export_view, history_view
@@ -31,6 +31,8 @@ class IdentityStore(Protocol):
     """Anything else that holds a person's identifiers and must forget them on erasure."""
 
     def forget(self, aliases: list[str]) -> int: ...
+
+    def forget_shop(self, shop: str) -> int: ...
 
 
 class ProfileService:
@@ -57,16 +59,11 @@ class ProfileService:
         are merged into the profile of the strongest identity (email first), nothing counted
         twice, and one ``ProfilesMerged`` is published.
         """
-        aliases = event.identity.alias_keys(event.shop)
+        aliases = event.identity.alias_keys(event.shop, event.source)
         if event.type == EventType.ERASURE:
             return self.erase(aliases, event.event_id)
         if event.type == EventType.SHOP_ERASURE:
-            changes: list[MembershipChange] = []
-            for owner in sorted(self.repository.owners_with_alias_prefix(f"cust#{event.source}#{event.shop}#")):
-                profile = self.repository.get(owner)
-                if profile is not None:
-                    changes += self.erase(profile.aliases, event.event_id)
-            return changes
+            return self.erase_shop(event.source, event.shop, event.event_id)
         if event.type == EventType.DATA_REQUEST:
             profile = self.repository.load(aliases).profile
             if profile is not None:
@@ -74,27 +71,30 @@ class ProfileService:
                 self.publisher.publish_export(profile.profile_id, event.event_id, export)
             return []
         previous = _previous_email(event)
-        lookup = aliases + ([f"email#{previous}"] if previous else [])
+        strong = [a for a in aliases if is_strong(a)] + ([f"email#{previous}"] if previous else [])
+        lookup = strong + [a for a in aliases if not is_strong(a)]
+        at = epoch(event.occurred_at)
         for _ in range(MAX_ATTEMPTS):
             loaded = self.repository.load(lookup)
-            erased = max((loaded.erased_at.get(a, 0) for a in aliases), default=0)
-            if erased and epoch(event.occurred_at) <= erased:
+            # A weak identifier (phone) of an erased person says nothing about who this is.
+            erased = max((loaded.erased_at.get(a, 0) for a in (strong or aliases)), default=0)
+            if erased and at <= erased:
                 # A late webhook about a person erased since: applying it would bring them back.
                 logger.info("dropped: its person was erased", extra={"event_id": event.event_id})
                 return []
-            if loaded.profile is None and event.type == EventType.REFUND:
+            found, absorbed = self._resolve(lookup, loaded)
+            if found is None and event.type == EventType.REFUND:
                 return []  # a refund of an order we never saw: its order/* delivery carries the net total
-            owners = list(dict.fromkeys(loaded.alias_owners[a] for a in lookup if a in loaded.alias_owners))
-            profile = loaded.profile or Profile(profile_id=self.new_id())
+            profile = found or Profile(profile_id=self.new_id())
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
                 changes = done.changes
                 break
-            absorbed = [p for p in (self.repository.get(o) for o in owners[1:]) if p is not None]
             for other in absorbed:
                 profile.absorb(other)
-            new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None]
+            new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
+                           and not (a.startswith("email#") and profile.email_outdated(a[6:], at))]
             removed = self._email_change(event, profile, previous, loaded.alias_owners)
             profile.apply(event, new_aliases)
             now = max(self.clock(), profile.evaluated_at or 0)
@@ -124,6 +124,35 @@ class ProfileService:
         deliver(changes, profile, self.repository, self.publisher)
         return changes
 
+    def _resolve(self, lookup: list[str], loaded: LoadedProfile) -> tuple[Profile | None, list[Profile]]:
+        """Which profile an event belongs to, and which profiles it proves to be the same person.
+
+        The identity policy (docs/identity.md): strong identifiers (email, platform customer id,
+        order, Segment userId) may merge the profiles holding them. Weak ones (phone, anonymous id)
+        find a profile only when the event has no strong identifier that does, and bring in only a
+        profile that has no strong identifier of its own (anonymous browsing): a phone number typed
+        by two customers never makes them one.
+        """
+        owners = loaded.alias_owners
+        strong_owners = list(dict.fromkeys(owners[a] for a in lookup if is_strong(a) and a in owners))
+        weak_owners = [o for o in dict.fromkeys(owners[a] for a in lookup if not is_strong(a) and a in owners)
+                       if o not in strong_owners]
+        cache = {loaded.profile.profile_id: loaded.profile} if loaded.profile is not None else {}
+
+        def fetch(pid: str) -> Profile | None:
+            if pid not in cache:
+                cache[pid] = self.repository.get(pid)
+            return cache[pid]
+
+        if not any(is_strong(a) for a in lookup):
+            return (fetch(weak_owners[0]) if weak_owners else None), []
+        anonymous = [p for p in map(fetch, weak_owners)
+                     if p is not None and not any(is_strong(a) for a in p.aliases)]
+        if strong_owners:
+            others = [p for p in map(fetch, strong_owners[1:]) if p is not None]
+            return fetch(strong_owners[0]), others + anonymous
+        return (anonymous[0], anonymous[1:]) if anonymous else (None, [])
+
     def erase(self, aliases: list[str], cause: str) -> list[MembershipChange]:
         """Forget the person: profile, aliases, memberships, history, cart-owner records. What stays
         is a tombstone per identifier (a SHA-256) so that late webhooks about them are dropped.
@@ -149,6 +178,46 @@ class ProfileService:
         self.publisher.publish_changes(ended)
         return ended
 
+    def erase_shop(self, source: str, shop: str | None, cause: str) -> list[MembershipChange]:
+        """A shop's data must go (Shopify ``shop/redact``, 48 hours after it uninstalled): its orders,
+        checkouts, shop-scoped identifiers and carts. A profile that other sources also fed (another
+        shop, an ESP, site tracking) keeps the rest and is evaluated again; one that only this shop
+        fed is erased whole. The shop's identifiers are tombstoned, so a late webhook from it is dropped."""
+        scope = f"{source}#{shop or '-'}#"
+        owners = (self.repository.owners_with_alias_prefix(f"cust#{scope}")
+                  | self.repository.owners_with_alias_prefix(f"order#{scope}"))
+        changes: list[MembershipChange] = []
+        for owner in sorted(owners):
+            changes += self._forget_shop_of(owner, source, shop, cause)
+        if self.catalog is not None:
+            self.catalog.forget_shop(shop or "-")
+        return changes
+
+    def _forget_shop_of(self, profile_id: str, source: str, shop: str | None, cause: str) -> list[MembershipChange]:
+        for _ in range(MAX_ATTEMPTS):
+            profile = self.repository.get(profile_id)
+            if profile is None:
+                return []
+            gone = profile.forget_origin(source, shop)
+            if not profile.origins:  # nothing but this shop's data: the whole profile goes
+                return self.erase([*gone, *profile.aliases], cause)
+            now = max(self.clock(), profile.evaluated_at or 0)
+            result = self.evaluator.evaluate(profile, now)
+            changes = profile.record_evaluation(
+                set(result.segments), result.traits, result.next_due_at, now, cause=cause,
+                catalog_version=self.evaluator.version, unit_due=result.unit_due,
+            )
+            try:
+                self.repository.save(profile, [], changes, removed_aliases=gone)
+                break
+            except ConcurrentUpdateError:
+                continue
+        else:
+            raise TooMuchContentionError(f"shop erasure {cause} kept racing other writers")
+        self.repository.tombstone(gone, int(self.clock()))
+        deliver(changes, profile, self.repository, self.publisher)
+        return changes
+
     def history(self, profile: Profile) -> list[dict]:
         """Every membership change kept for the person (newest first), for exports."""
         out, cursor = [], None
@@ -170,12 +239,15 @@ class ProfileService:
         new = event.identity.email
         if event.type != EventType.CUSTOMER or not new:
             return []
+        at = epoch(event.occurred_at)
+        if profile.email_changed_at is not None and at <= profile.email_changed_at:
+            return []  # an older fact than the latest change (deliveries are unordered): it cannot undo it
         old = previous or (profile.email if event.identity.customer_ids else None)
         if not old or old == new or owners.get(f"email#{new}", profile.profile_id) != profile.profile_id:
             return []
         if f"email#{old}" not in profile.aliases:
             return []
-        profile.change_email(new, old)
+        profile.change_email(new, old, at)
         return [f"email#{old}"]
 
 
