@@ -82,7 +82,7 @@ def requests_per_event() -> None:
     def checkout(i: int, hours_ago: float):
         at = (now - timedelta(hours=hours_ago)).isoformat()
         payload = {"token": f"co-{i}", "email": "bench@example.com", "created_at": at, "updated_at": at,
-                   "customer": {"id": 1}}
+                   "customer": {"id": 1}, "completed_at": None}
         return shopify.normalise("checkouts/create", "bench", payload, "k").events[0]
 
     with mock_aws():

@@ -211,7 +211,8 @@ def test_a_cart_becomes_added_to_cart_once_a_checkout_names_its_owner(api, aws):
     _post(api, cart, "carts/create", "evt-c1")
     assert queued(aws) == []  # nobody to attribute it to yet
     checkout = {"id": 1, "token": "co-1", "cart_token": "cart-tok-1", "email": "ana@example.com",
-                "created_at": "2024-05-14T10:06:00Z", "updated_at": "2024-05-14T10:06:00Z", "total_price": "49.90"}
+                "created_at": "2024-05-14T10:06:00Z", "updated_at": "2024-05-14T10:06:00Z", "total_price": "49.90",
+                "completed_at": None}
     _post(api, checkout, "checkouts/create", "evt-co1")
     types = sorted(m["detail"]["type"] for m in queued(aws))
     assert types == ["checkout", "product_added"]

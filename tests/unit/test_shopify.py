@@ -233,9 +233,11 @@ def test_new_version_of_an_order_gets_a_new_event_id():
     assert first.properties.order_id == second.properties.order_id
 
 
-def test_orders_cancelled_topic_gives_cancelled_status():
-    event = only_event(parse(request(ORDER, topic="orders/cancelled")))
-    assert event.properties.status == "cancelled"
+def test_the_body_cancels_an_order_not_the_unsigned_topic_header():
+    cancelled = dict(ORDER, cancelled_at="2024-05-15T09:00:00Z")
+    assert only_event(parse(request(cancelled, topic="orders/cancelled"))).properties.status == "cancelled"
+    # A placed order's signed body re-sent as orders/cancelled is still a placed order.
+    assert only_event(parse(request(ORDER, topic="orders/cancelled"))).properties.status == "placed"
 
 
 def test_cancelled_at_on_an_update_gives_cancelled_status_and_version():

@@ -1,8 +1,17 @@
 """Shopify: verify ``X-Shopify-Hmac-Sha256`` and normalise order, checkout and customer topics.
 
-See shared/webhooks.md §1. Only the body is signed; topic, shop domain and ids
-travel in unsigned headers, so they are used for routing and dedupe, never as
-proof of anything.
+Only the body is signed; topic, shop domain and ids travel in unsigned headers
+(docs/webhooks.md). So none of them may choose what a body does:
+
+* the topic must agree with the body: each topic family has a shape (:data:`SHAPES`), and a body
+  that is not of its topic's shape is a 400 (an order re-sent as ``customers/redact`` erases nobody);
+  within a family the topic changes nothing (an order is cancelled by its ``cancelled_at``, not
+  by the ``orders/cancelled`` header);
+* the shop: with a secret per shop (key ``shopify:<shop>.myshopify.com``) the secret that verifies
+  the body names the shop, so a body re-sent with another shop's header is a 401; where the body
+  names its shop (the privacy topics' ``shop_domain``), it must match the header;
+* the delivery ids only dedupe, and the dedupe key includes a hash of the body, so a forged id
+  cannot pre-empt a genuine delivery.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -31,12 +41,13 @@ from ..domain.events import (
     RefundProperties,
     normalise_category,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SecretNotConfiguredError, SignatureMismatchError
 from .fields import ident as _id
 from .fields import money as _money
+from .fields import quantity as _quantity
 from .fields import require as _require
 from .fields import utc_time as _time
-from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches
+from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
 
 SOURCE = "shopify"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}
@@ -52,6 +63,59 @@ IGNORED = {
 #: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
 MAX_ITEMS = 100
 CONSENT_STATES = {"subscribed", "not_subscribed", "pending", "unsubscribed", "redacted", "invalid"}
+SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\.myshopify\.com")
+
+# -- shapes: what a body of each topic family has (any of ``needs``) and never has (``never``) ----------
+PRIVACY_KEYS = ("shop_id", "shop_domain", "orders_to_redact", "orders_requested", "data_request")
+ORDER_KEYS = ("financial_status", "order_number", "processed_at", "cancelled_at", "order_status_url",
+              "current_total_price", "fulfillment_status")
+CHECKOUT_KEYS = ("abandoned_checkout_url", "completed_at")
+PRODUCT_KEYS = ("product_type", "variants", "handle", "vendor")
+#: family -> (keys of which it needs at least one, keys it never has)
+SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "order": (("line_items", "total_price", "subtotal_price", *ORDER_KEYS),
+              (*PRIVACY_KEYS, *CHECKOUT_KEYS, *PRODUCT_KEYS, "order_id", "customer_id")),
+    "checkout": (CHECKOUT_KEYS, (*PRIVACY_KEYS, *ORDER_KEYS, *PRODUCT_KEYS, "order_id", "customer_id")),
+    "cart": (("line_items",), (*PRIVACY_KEYS, *ORDER_KEYS, *CHECKOUT_KEYS, *PRODUCT_KEYS, "email", "customer",
+                               "total_price", "order_id")),
+    "customer": (("id",), (*PRIVACY_KEYS, *ORDER_KEYS, *CHECKOUT_KEYS, *PRODUCT_KEYS, "customer", "line_items",
+                           "order_id", "customer_id", "total_price")),
+    "consent": (("email_marketing_consent",), (*PRIVACY_KEYS, "id", "customer", "line_items", "order_id")),
+    "product": (PRODUCT_KEYS, (*PRIVACY_KEYS, *ORDER_KEYS, *CHECKOUT_KEYS, "email", "customer", "line_items",
+                               "order_id")),
+    "refund": (("transactions", "refund_line_items"), (*PRIVACY_KEYS, *ORDER_KEYS, *CHECKOUT_KEYS, "customer",
+                                                        "email", "line_items")),
+    "customer_redact": (("orders_to_redact",), ("orders_requested", "data_request", "line_items")),
+    "data_request": (("orders_requested", "data_request"), ("orders_to_redact", "line_items")),
+    "shop_redact": (("shop_id", "shop_domain"), ("customer", "orders_to_redact", "orders_requested",
+                                                 "data_request", "line_items")),
+}
+
+
+def family(topic: str) -> str | None:
+    """The shape family of a topic (None: a topic this adapter does not use)."""
+    if topic in ORDER_TOPICS:
+        return "order"
+    return {**dict.fromkeys(CHECKOUT_TOPICS, "checkout"), **dict.fromkeys(CART_TOPICS, "cart"),
+            **dict.fromkeys(CUSTOMER_TOPICS, "customer"), **dict.fromkeys(PRODUCT_TOPICS, "product"),
+            CONSENT_TOPIC: "consent", "refunds/create": "refund", REDACT_TOPIC: "customer_redact",
+            "customers/data_request": "data_request", "shop/redact": "shop_redact"}.get(topic)
+
+
+def check_shape(topic: str, shop: str, payload: dict) -> None:
+    """400 unless ``payload`` has the shape of ``topic``'s family and names no other shop than ``shop``.
+
+    The topic header is not signed: without this, a validly signed order re-sent with
+    ``X-Shopify-Topic: customers/redact`` would erase its customer."""
+    kind = family(topic)
+    if kind is None:
+        return
+    why = shape_mismatch(payload, *SHAPES[kind])
+    if why:
+        raise MalformedPayloadError(f"the body is not a {topic} payload ({why}); X-Shopify-Topic does not match it")
+    named = payload.get("shop_domain")
+    if named is not None and named != shop:
+        raise MalformedPayloadError("shop_domain in the body does not match X-Shopify-Shop-Domain")
 
 
 def verify(secrets: Sequence[bytes], body: bytes, signature: str | None) -> None:
@@ -71,29 +135,40 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     if request.method != "POST":
         raise MethodNotAllowedError("Shopify webhooks are POST")
     request.require_media_type("Shopify webhooks", "application/json")
-    verify(secrets(SOURCE), request.body, request.header("x-shopify-hmac-sha256"))
+    shop = (request.header("x-shopify-shop-domain") or "").strip().lower()
+    if not SHOP_DOMAIN.fullmatch(shop):
+        raise SignatureMismatchError("X-Shopify-Shop-Domain must be the shop's <name>.myshopify.com domain")
+    verify(shop_secrets(secrets, shop), request.body, request.header("x-shopify-hmac-sha256"))
     topic = request.header("x-shopify-topic")
     if not topic:
         raise MalformedPayloadError("missing X-Shopify-Topic header")
-    shop = request.header("x-shopify-shop-domain") or "-"
-    delivery_id = request.header("x-shopify-event-id") or request.header("x-shopify-webhook-id")
-    if not delivery_id:
-        delivery_id = "sha256:" + hashlib.sha256(request.body).hexdigest()
+    delivery_id = request.header("x-shopify-event-id") or request.header("x-shopify-webhook-id") or "-"
     try:
         payload = json.loads(request.body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
-    dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id}"
+    # The ids are unsigned: the body's hash in the key keeps a forged id from claiming a real delivery.
+    dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id[:128]}#{hashlib.sha256(request.body).hexdigest()[:32]}"
     return normalise(topic, shop, payload, dedupe_key, now)
+
+
+def shop_secrets(secrets: SecretLookup, shop: str) -> list[bytes]:
+    """The shop's own secret (key ``shopify:<shop>``: a custom app per shop) when configured, so the
+    signature authenticates the shop too; else the secret shared by every shop (key ``shopify``)."""
+    try:
+        return secrets(f"{SOURCE}:{shop}")
+    except SecretNotConfiguredError:
+        return secrets(SOURCE)
 
 
 def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0) -> Normalised:
     """Turn a Shopify payload (from HTTPS or EventBridge) into canonical events."""
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body must be a JSON object")
+    check_shape(topic, shop, payload)
     try:
         if topic in ORDER_TOPICS:
-            event = _order(topic, shop, payload)
+            event = _order(shop, payload)
         elif topic in CHECKOUT_TOPICS:
             event = _checkout(shop, payload)
         elif topic in CUSTOMER_TOPICS:
@@ -164,7 +239,7 @@ def _items(payload: dict) -> list[LineItem]:
                 product_id=None if pid is None else _id(pid, "line_items.product_id"),
                 sku=item.get("sku") or None,
                 title=item.get("title") or None,
-                quantity=item.get("quantity") or 1,
+                quantity=_quantity(item.get("quantity") or 1, "line_items.quantity"),
                 price=_money(item.get("price"), "line_items.price"),
             )
         )
@@ -174,11 +249,11 @@ def _items(payload: dict) -> list[LineItem]:
 # -- topics ----------------------------------------------------------------------------------
 
 
-def _order(topic: str, shop: str, p: dict) -> CustomerEvent | None:
+def _order(shop: str, p: dict) -> CustomerEvent | None:
     order_id = _id(_require(p, "id"), "id")
     created = _time(_require(p, "created_at"), "created_at")
     updated = _time(p.get("updated_at") or p.get("cancelled_at") or p["created_at"], "updated_at")
-    if topic == "orders/cancelled" or p.get("cancelled_at"):
+    if p.get("cancelled_at"):  # from the body: the unsigned topic header never cancels an order
         status = "cancelled"
     elif p.get("financial_status") == "refunded":
         status = "refunded"
@@ -189,7 +264,8 @@ def _order(topic: str, shop: str, p: dict) -> CustomerEvent | None:
         return None
     identity = identity.model_copy(update={"order_ref": order_id})  # refunds/create finds the order by it
     # current_total_price reflects refunds and edits; total_price is the amount at checkout.
-    total = _money(p.get("current_total_price", p.get("total_price")), "total_price")
+    total_key = "current_total_price" if "current_total_price" in p else "total_price"
+    total = _money(p.get(total_key), total_key)
     props = OrderProperties(
         order_id=order_id, status=status, total=total, currency=p.get("currency"),
         updated_at=updated, items=_items(p),

@@ -98,6 +98,17 @@ def hmac_matches(secrets: Sequence[bytes], message: bytes, received: bytes, dige
     return ok
 
 
+def shape_mismatch(payload: dict, needs: Sequence[str], never: Sequence[str]) -> str | None:
+    """Why ``payload`` is not of a resource's shape: it has a key the resource never has, or none of
+    the keys it needs at least one of. None when it is of that shape."""
+    stray = next((k for k in never if k in payload), None)
+    if stray is not None:
+        return f"it has {stray!r}"
+    if not any(k in payload for k in needs):
+        return f"it has none of {', '.join(needs[:4])}"
+    return None
+
+
 def collect_batch(items: list, parse_item: Callable[[Any], tuple[str, str, CustomerEvent | None]],
                   label: Callable[[int], str] = lambda i: f"event {i}") -> tuple[list[CustomerEvent], Counter, list[str]]:
     """Normalise a provider's batch: ``parse_item(item) -> (delivery key, kind, event or None)``.

@@ -3,8 +3,14 @@
 See shared/webhooks.md §2 and §9.2. The signature is base64(HMAC-SHA256(secret, raw body)) where
 WooCommerce first HTML-entity-decodes the secret (``wp_specialchars_decode($secret, ENT_QUOTES)``).
 The body is PHP ``json_encode`` output (``/`` escaped as ``\\/``), so it is verified as received and
-never re-serialised. Only the body is signed: topic, source URL and ids travel in unsigned headers
-and are used for routing and dedupe only.
+never re-serialised. Only the body is signed: topic, source URL and ids travel in unsigned headers,
+so none of them may choose what a body does (docs/webhooks.md):
+
+* the topic must agree with the body: an order topic takes an order-shaped body, a customer topic a
+  customer-shaped one (:data:`SHAPES`), else 400;
+* the site (``X-WC-Webhook-Source``): with a secret per site (key ``woocommerce:<host>``) the
+  signature authenticates the site; and where the body names its site (``_links`` and
+  ``payment_url``), it must be the header's.
 
 WooCommerce sends an unsigned ``webhook_id=<N>`` POST when a webhook is created and requires exactly
 200 before it delivers anything; that ping is answered as a :class:`Handshake` and writes nothing.
@@ -24,6 +30,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -35,7 +42,7 @@ from ..domain.events import (
     LineItem,
     OrderProperties,
 )
-from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
+from .errors import MalformedPayloadError, MethodNotAllowedError, SecretNotConfiguredError, SignatureMismatchError
 from .fields import ident as _id
 from .fields import money as _money
 from .fields import optional_ident as _optional_id
@@ -43,7 +50,7 @@ from .fields import quantity as read_quantity
 from .fields import require as _require
 from .fields import text as _text
 from .fields import utc_time as _time
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
 
 SOURCE = "woocommerce"
 SIGNATURE_HEADER = "x-wc-webhook-signature"
@@ -70,6 +77,13 @@ DIGESTS = {32: hashlib.sha256, 64: hashlib.sha512, 48: hashlib.sha384, 20: hashl
 MAX_ITEMS = 100
 #: Unsigned header values are cut to this length before they reach a dedupe key or ``shop``.
 MAX_HEADER = 200
+#: topic kind -> (keys of which the body needs at least one, keys it never has)
+SHAPES = {
+    "order": (("line_items", "order_key", "payment_method", "total", "status"),
+              ("username", "role", "is_paying_customer", "avatar_url")),
+    "customer": (("username", "role", "is_paying_customer", "avatar_url", "email"),
+                 ("line_items", "order_key", "status", "total", "customer_id", "payment_url", "payment_method")),
+}
 
 # wp_specialchars_decode($text, ENT_QUOTES) (wp-includes/formatting.php): only these entities (numeric
 # ones zero-padded or not, hex ones in either case), decoded in a single left-to-right pass.
@@ -135,14 +149,17 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     if (not signature or not signature.strip()) and PING.fullmatch(request.body.strip()):
         return Handshake(200, "", "text/plain")  # the unsigned ping on webhook creation: exactly 200
     request.require_media_type("WooCommerce webhooks", "application/json")
-    verify(secrets(SOURCE), request.body, signature)
+    # The site is its host, so http/https, a trailing slash or www. do not make two shops of one.
+    shop = site_host(_header(request, "x-wc-webhook-source"))
+    if shop is None:
+        raise SignatureMismatchError("X-WC-Webhook-Source must be the site's URL")
+    verify(site_secrets(secrets, shop), request.body, signature)
     topic = _header(request, "x-wc-webhook-topic")
     if not topic:
         resource, event = _header(request, "x-wc-webhook-resource"), _header(request, "x-wc-webhook-event")
         topic = f"{resource}.{event}" if resource and event else None
     if not topic:
         raise MalformedPayloadError("missing X-WC-Webhook-Topic header")
-    shop = _header(request, "x-wc-webhook-source")
     webhook_id = _header(request, "x-wc-webhook-id") or "-"
     # No header identifies an event (the delivery id changes per attempt), and the payload is built
     # at delivery time: the same bytes from the same webhook are the same delivery.
@@ -154,10 +171,49 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     return normalise(topic.lower(), shop, payload, dedupe_key)
 
 
+def site_host(url: str | None) -> str | None:
+    """The host of a site URL, lower-case and without ``www.`` (None unless an http(s) URL)."""
+    try:
+        parts = urlsplit(url or "")
+        host = (parts.hostname or "").removeprefix("www.")
+    except ValueError:
+        return None
+    return host if parts.scheme in ("http", "https") and host else None
+
+
+def site_secrets(secrets: SecretLookup, host: str) -> list[bytes]:
+    """The site's own secret (key ``woocommerce:<host>``) when configured, so the signature names the
+    site; else the secret shared by every site (key ``woocommerce``)."""
+    try:
+        return secrets(f"{SOURCE}:{host}")
+    except SecretNotConfiguredError:
+        return secrets(SOURCE)
+
+
+def check_shape(topic: str, shop: str | None, payload: dict) -> None:
+    """400 unless the body has the shape of the topic's resource and names no other site than ``shop``
+    (the topic and source headers are not signed)."""
+    kind = topic.split(".", 1)[0]
+    if kind not in SHAPES or topic.endswith(".deleted"):
+        return
+    why = shape_mismatch(payload, *SHAPES[kind])
+    if why:
+        raise MalformedPayloadError(f"the body is not a {kind} ({why}); X-WC-Webhook-Topic does not match it")
+    expected = site_host(shop) or shop
+    links = payload.get("_links") if isinstance(payload.get("_links"), dict) else {}
+    named = [payload.get("payment_url")] + [
+        link.get("href") for rel in ("self", "collection") if isinstance(links.get(rel), list)
+        for link in links[rel] if isinstance(link, dict)]
+    for url in named:
+        if isinstance(url, str) and url and site_host(url) != expected:
+            raise MalformedPayloadError("the body names another site than X-WC-Webhook-Source")
+
+
 def normalise(topic: str, shop: str | None, payload: Any, dedupe_key: str) -> Normalised:
     """Turn a WooCommerce REST payload into canonical events."""
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body must be a JSON object")
+    check_shape(topic, shop, payload)
     try:
         if topic in ORDER_TOPICS:
             return _order(shop, payload, dedupe_key)
@@ -278,7 +334,7 @@ def _refunded(p: dict) -> Decimal:
     for refund in refunds:
         if not isinstance(refund, dict):
             raise ValueError("refunds entries must be objects")
-        total += abs(_money(refund.get("total"), "refunds.total"))  # negative strings in REST v3
+        total += abs(_money(refund.get("total"), "refunds.total", signed=True))  # negative strings in REST v3
     return total
 
 
