@@ -233,6 +233,25 @@ def test_order_cancelled_later_leaves_high_value_and_repeat():
 # -- out-of-order versions --------------------------------------------------------------------
 
 
+def test_the_same_order_id_from_two_shops_or_platforms_is_two_orders():
+    a = order("1001", T0, total="100.00")
+    b = order("1001", T0 + HOUR, total="200.00").model_copy(update={"shop": "other-shop"})
+    woo = order("1001", T0 + 2 * HOUR, total="300.00").model_copy(update={"source": "woocommerce"})
+    ev = evaluate(profile_of(a, b, woo, a), T0 + 3 * HOUR)  # and the first delivered twice
+    assert ev.traits["order_count"] == 3
+    assert Decimal(ev.traits["lifetime_value"]) == 600
+
+
+def test_an_event_older_than_the_latest_email_change_cannot_bring_the_old_address_back():
+    profile = profile_of(order("o1", T0))
+    profile.change_email("new@example.com", "ana@example.com", T0 + HOUR)
+    assert profile.email_outdated("ana@example.com", T0 + HOUR - 1)
+    assert not profile.email_outdated("ana@example.com", T0 + HOUR + 1)
+    assert not profile.email_outdated("new@example.com", T0)  # a current address is never outdated
+    profile.apply(order("o2", T0 + 60), [])  # an older order naming the old address
+    assert profile.email == "new@example.com" and profile.emails == ["new@example.com"]
+
+
 def test_stale_placed_version_after_cancellation_keeps_order_cancelled():
     placed = order("o1", T0, total="600.00", updated=T0)
     cancelled = order("o1", T0, total="600.00", status="cancelled", updated=T0 + HOUR)
