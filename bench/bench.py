@@ -70,9 +70,9 @@ def requests_per_event() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.adapters import shopify
-    from segmentation.adapters.repository import DynamoDBProfileRepository
+    from segmentation.sources import shopify
     from segmentation.domain.engine import default_evaluator
+    from segmentation.infra.profile_store import DynamoDBProfileRepository
     from segmentation.service.profiles import ProfileService
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
@@ -201,9 +201,9 @@ def preview_throughput() -> None:
     """POST /segments/preview: reading and judging one stored profile under an edited and the current
     definition (decode + two single-segment evaluations), and so how many profiles one call covers
     in the 25 s it gives itself; the DynamoDB scan is on top (about 1 MB, ~60 profiles, per read)."""
-    from segmentation.adapters.repository import decode_state, encode_state
     from segmentation.domain.catalog import SegmentSpec
     from segmentation.domain.engine import CatalogEvaluator, default_evaluator
+    from segmentation.infra.profile_store import decode_state, encode_state
     from segmentation.service.preview import candidate_catalog
 
     current = default_evaluator()
@@ -228,8 +228,8 @@ def preview_throughput() -> None:
 
 def profile_size() -> None:
     """Serialized profile after 10,000 events: spread over a year, and all within 30 days (worst case)."""
-    from segmentation.adapters.repository import encode_state
     from segmentation.domain.engine import default_evaluator
+    from segmentation.infra.profile_store import encode_state
 
     evaluator = default_evaluator()
     for name, span in (("profile_state_bytes_10k_events", 365), ("profile_state_bytes_10k_events_in_30d", 30)):
@@ -283,8 +283,8 @@ def sweep_reads() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.adapters.repository import DynamoDBProfileRepository, encode_state
     from segmentation.domain.engine import default_evaluator
+    from segmentation.infra.profile_store import DynamoDBProfileRepository, encode_state
     from segmentation.service.sweep import Sweep
 
     _moto_profiles_env()
@@ -354,10 +354,10 @@ def transition_lag() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.adapters.repository import DynamoDBProfileRepository
     from segmentation.domain.engine import default_evaluator
     from segmentation.domain.events import CustomerEvent, EventType, Identity, OrderProperties
     from segmentation.domain.profile import from_epoch
+    from segmentation.infra.profile_store import DynamoDBProfileRepository
     from segmentation.service.profiles import ProfileService
     from segmentation.service.sweep import Sweep
 

@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
-from segmentation.adapters.dedupe import DeliveryInProgressError
-from segmentation.adapters.webhook import WebhookRequest
+from segmentation.infra.idempotency import DeliveryInProgressError
+from segmentation.sources.request import WebhookRequest
 
 logger = Logger()
 app = APIGatewayHttpResolver()

@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from segmentation import bootstrap
-from segmentation.adapters import dedupe
-from segmentation.adapters.dedupe import Deduplicator, DeliveryInProgressError
+from segmentation.infra import idempotency as dedupe
+from segmentation.infra.idempotency import Deduplicator, DeliveryInProgressError
 from support import signed_shopify
 from test_webhook_function import ORDER, queued
 
@@ -167,7 +167,7 @@ def test_a_delivery_remembered_by_the_previous_powertools_dedupe_is_still_a_dupl
         return action()
 
     # What the previous module decorated: a function local to Deduplicator.__init__.
-    guarded.__module__ = "segmentation.adapters.dedupe"
+    guarded.__module__ = "segmentation.infra.idempotency"
     guarded.__qualname__ = "Deduplicator.__init__.<locals>.guarded"
     old = idempotent_function(
         data_keyword_argument="delivery", config=IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=3600),

@@ -205,7 +205,7 @@ def test_an_email_change_that_also_merges_two_profiles(aws):
 
 
 def test_an_export_too_large_for_one_bus_event_points_to_the_api_instead(aws, outbox):
-    from segmentation.adapters.publisher import MAX_DETAIL_BYTES
+    from segmentation.infra.publisher import MAX_DETAIL_BYTES
 
     publisher = bootstrap.publisher()
     publisher.publish_export("p-small", "req-1", {"orders": ["x" * 100]})

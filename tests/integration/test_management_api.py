@@ -14,10 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from segmentation import bootstrap
-from segmentation.adapters.repository import DynamoDBProfileRepository
 from segmentation.domain.catalog import DEFAULT_CATALOG
 from segmentation.domain.events import BrowseProperties, CustomerEvent, CustomerProperties, EventType, Identity
 from segmentation.domain.profile import MembershipChange, Profile, iso
+from segmentation.infra.profile_store import DynamoDBProfileRepository
 from segmentation.service.profiles import ProfileService
 from support import deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW, order_event

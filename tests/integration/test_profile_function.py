@@ -11,10 +11,10 @@ import boto3
 import pytest
 from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
-from segmentation.adapters import shopify
-from segmentation.adapters.repository import DynamoDBProfileRepository
 from segmentation.domain.engine import default_evaluator
+from segmentation.infra.profile_store import DynamoDBProfileRepository
 from segmentation.service.profiles import ProfileService
+from segmentation.sources import shopify
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

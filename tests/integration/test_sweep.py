@@ -10,10 +10,10 @@ import boto3
 import pytest
 from segctl.runtime import context_for, load_handler, scheduled_event
 from segmentation import bootstrap
-from segmentation.adapters.repository import DynamoDBProfileRepository
 from segmentation.domain.catalog import Catalog, load_catalog
 from segmentation.domain.engine import CatalogEvaluator
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
+from segmentation.infra.profile_store import DynamoDBProfileRepository
 from segmentation.service.backfill import Backfill, SegmentProgress
 from segmentation.service.sweep import Sweep
 from test_profile_function import NOW, checkout_event, order_event

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import klaviyo
-from segmentation.adapters.errors import (
+from segmentation.domain.events import CustomerProperties, EmailProperties, EventType
+from segmentation.sources import klaviyo
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SignatureMismatchError,
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Normalised, WebhookRequest
-from segmentation.domain.events import CustomerProperties, EmailProperties, EventType
+from segmentation.sources.request import Normalised, WebhookRequest
 
 # -- the worked vector of webhooks.md §9.5, byte for byte ---------------------------------------
 

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import magento
-from segmentation.adapters.errors import (
+from segmentation.domain.events import CustomerProperties, EventType, OrderProperties
+from segmentation.sources import magento
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SecretNotConfiguredError,
@@ -24,8 +25,7 @@ from segmentation.adapters.errors import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Handshake, Normalised, WebhookRequest
-from segmentation.domain.events import CustomerProperties, EventType, OrderProperties
+from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
 # Adobe I/O Events signs with two key pairs (key1 and key2); a third pair stands for an attacker.
 KEY1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -12,8 +12,9 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import mailchimp
-from segmentation.adapters.errors import (
+from segmentation.domain.events import CustomerProperties, EventType
+from segmentation.sources import mailchimp
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SecretNotConfiguredError,
@@ -21,8 +22,7 @@ from segmentation.adapters.errors import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Handshake, Normalised, WebhookRequest
-from segmentation.domain.events import CustomerProperties, EventType
+from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
 TOKEN = "mc_example_url_token_5f3c2a1b"
 SECRETS = [TOKEN.encode()]

@@ -15,8 +15,9 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import mandrill
-from segmentation.adapters.errors import (
+from segmentation.domain.events import EmailProperties, EventType
+from segmentation.sources import mandrill
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SecretNotConfiguredError,
@@ -24,8 +25,7 @@ from segmentation.adapters.errors import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Handshake, Normalised, WebhookRequest
-from segmentation.domain.events import EmailProperties, EventType
+from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
 # -- the worked vector of webhooks.md §9.3, byte for byte ---------------------------------------
 

@@ -13,16 +13,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import segment
-from segmentation.adapters.errors import (
-    MalformedPayloadError,
-    MethodNotAllowedError,
-    SecretNotConfiguredError,
-    SignatureMismatchError,
-    UnsupportedMediaTypeError,
-    WebhookError,
-)
-from segmentation.adapters.webhook import Normalised, WebhookRequest
 from segmentation.domain.events import (
     BrowseProperties,
     CheckoutProperties,
@@ -30,6 +20,16 @@ from segmentation.domain.events import (
     EventType,
     OrderProperties,
 )
+from segmentation.sources import segment_tracking as segment
+from segmentation.sources.errors import (
+    MalformedPayloadError,
+    MethodNotAllowedError,
+    SecretNotConfiguredError,
+    SignatureMismatchError,
+    UnsupportedMediaTypeError,
+    WebhookError,
+)
+from segmentation.sources.request import Normalised, WebhookRequest
 
 # -- the worked vector of webhooks.md §9.4, byte for byte ---------------------------------------
 

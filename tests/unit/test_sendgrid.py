@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import sendgrid
-from segmentation.adapters.errors import (
+from segmentation.domain.events import EmailProperties, EventType
+from segmentation.sources import sendgrid
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SecretNotConfiguredError,
@@ -23,8 +24,7 @@ from segmentation.adapters.errors import (
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Normalised, WebhookRequest
-from segmentation.domain.events import EmailProperties, EventType
+from segmentation.sources.request import Normalised, WebhookRequest
 
 # -- SendGrid's own test vector (sendgrid-python test/unit/test_eventwebhook.py) -------------------
 

@@ -10,19 +10,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from segmentation.adapters import shopify
-from segmentation.adapters.errors import (
-    MalformedPayloadError,
-    SignatureMismatchError,
-    UnsupportedMediaTypeError,
-)
-from segmentation.adapters.webhook import Normalised, WebhookRequest
 from segmentation.domain.events import (
     CheckoutProperties,
     CustomerProperties,
     EventType,
     OrderProperties,
 )
+from segmentation.sources import shopify
+from segmentation.sources.errors import (
+    MalformedPayloadError,
+    SignatureMismatchError,
+    UnsupportedMediaTypeError,
+)
+from segmentation.sources.request import Normalised, WebhookRequest
 
 # -- the worked vector of webhooks.md §9.1, byte for byte ---------------------------------------
 

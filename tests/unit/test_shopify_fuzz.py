@@ -10,14 +10,14 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import shopify
-from segmentation.adapters.errors import (
+from segmentation.sources import shopify
+from segmentation.sources.errors import (
     MalformedPayloadError,
     SignatureMismatchError,
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Normalised, WebhookRequest
+from segmentation.sources.request import Normalised, WebhookRequest
 
 SECRET = b"shpss_fuzz_secret"
 SECRETS = [b"shpss_rotated_out", SECRET]

@@ -28,9 +28,9 @@ from segctl.signing import (
     shopify_headers,
     woocommerce_headers,
 )
-from segmentation.adapters import errors, shopify, woocommerce
-from segmentation.adapters.webhook import Handshake, Normalised, WebhookRequest
 from segmentation.service.ingest import adapter_for
+from segmentation.sources import errors, shopify, woocommerce
+from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 NOW = int(time.time())

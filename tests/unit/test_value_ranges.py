@@ -1,5 +1,5 @@
 """Issue 10: the accepted values, at the unit level — event time range, non-negative amounts and
-quantities (adapters/fields.py), and the email policy (domain/events.py normalise_email)."""
+quantities (sources/fields.py), and the email policy (domain/events.py normalise_email)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from segmentation.adapters import fields
 from segmentation.domain.events import (
     CustomerEvent,
     CustomerProperties,
@@ -19,6 +18,7 @@ from segmentation.domain.events import (
     Identity,
     normalise_email,
 )
+from segmentation.sources import fields
 
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z, the arrival of the delivery being read
 AT_NOW = datetime.fromtimestamp(NOW, UTC)
@@ -194,8 +194,8 @@ def test_ingest_checks_times_against_its_own_clock():
     import hmac
     import json
 
-    from segmentation.adapters.webhook import WebhookRequest
     from segmentation.service.ingest import WebhookIngest
+    from segmentation.sources.request import WebhookRequest
 
     class Secrets:
         def for_source(self, name):

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.adapters import woocommerce
-from segmentation.adapters.errors import (
+from segmentation.domain.events import CustomerProperties, EventType, OrderProperties
+from segmentation.sources import woocommerce
+from segmentation.sources.errors import (
     MalformedPayloadError,
     MethodNotAllowedError,
     SignatureMismatchError,
     UnsupportedMediaTypeError,
     WebhookError,
 )
-from segmentation.adapters.webhook import Handshake, Normalised, WebhookRequest
-from segmentation.domain.events import CustomerProperties, EventType, OrderProperties
+from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
 # -- the worked vector of webhooks.md §9.2, byte for byte (note the PHP-escaped slashes) -----------
 

@@ -15,9 +15,9 @@ from .settings import load_settings
 
 # Each handler imports only the adapters it uses (cold start): imports live in the builders.
 if TYPE_CHECKING:
-    from .adapters.publisher import EventPublisher
-    from .adapters.repository import DynamoDBProfileRepository
     from .domain.segments import SegmentEvaluator
+    from .infra.profile_store import DynamoDBProfileRepository
+    from .infra.publisher import EventPublisher
     from .service.backfill import Backfill
     from .service.ingest import WebhookIngest
     from .service.profiles import ProfileService
@@ -41,7 +41,7 @@ def evaluator() -> SegmentEvaluator:
 
 @cache
 def repository() -> DynamoDBProfileRepository:
-    from .adapters.repository import DynamoDBProfileRepository
+    from .infra.profile_store import DynamoDBProfileRepository
 
     s = load_settings()
     return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table,
@@ -50,16 +50,16 @@ def repository() -> DynamoDBProfileRepository:
 
 @cache
 def publisher() -> EventPublisher:
-    from .adapters.publisher import EventPublisher
+    from .infra.publisher import EventPublisher
 
     return EventPublisher(_client("events"), load_settings().event_bus_name)
 
 
 @cache
 def webhook_ingest() -> WebhookIngest:
-    from .adapters.catalog import ShopCatalog
-    from .adapters.dedupe import Deduplicator
-    from .adapters.secrets import WebhookSecrets
+    from .infra.idempotency import Deduplicator
+    from .infra.secrets import WebhookSecrets
+    from .infra.shop_store import ShopCatalog
     from .service.ingest import WebhookIngest
 
     s = load_settings()
@@ -88,7 +88,7 @@ def backfill() -> Backfill:
 
 @cache
 def profile_service() -> ProfileService:
-    from .adapters.catalog import ShopCatalog
+    from .infra.shop_store import ShopCatalog
     from .service.profiles import ProfileService
 
     return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()),

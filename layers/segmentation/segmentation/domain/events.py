@@ -59,7 +59,7 @@ def to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, Field(description="timezone-aware, UTC, whole seconds")]
 #: No event is older: a time before it is a placeholder (0001-01-01, the epoch), not a fact. The adapters
-#: also refuse times more than a day ahead of a delivery's arrival (adapters/fields.py).
+#: also refuse times more than a day ahead of a delivery's arrival (sources/fields.py).
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..adapters.repository import ProfileRepository
 from ..domain.segments import SegmentEvaluator
+from ..infra.profile_store import ProfileRepository
 from .evaluation import ChangePublisher, reevaluate
 
 PAGE = 100

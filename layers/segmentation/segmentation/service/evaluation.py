@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from ..adapters.repository import ConcurrentUpdateError, ProfileRepository
 from ..domain.profile import MembershipChange, Profile
 from ..domain.segments import SegmentEvaluator
+from ..infra.profile_store import ConcurrentUpdateError, ProfileRepository
 
 MAX_ATTEMPTS = 8
 log = logging.getLogger(__name__)

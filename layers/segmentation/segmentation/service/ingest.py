@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ..adapters import shopify
-from ..adapters.catalog import ShopCatalog
-from ..adapters.errors import PayloadTooLargeError, WebhookError
-from ..adapters.fields import receiving_at
-from ..adapters.webhook import Handshake, Normalised, SecretLookup, WebhookRequest
 from ..domain.events import BrowseProperties, CheckoutProperties, CustomerEvent, EventType, OrderProperties
+from ..infra.shop_store import ShopCatalog
+from ..sources import MODULES, shopify
+from ..sources.errors import PayloadTooLargeError, WebhookError
+from ..sources.fields import receiving_at
+from ..sources.request import Handshake, Normalised, SecretLookup, WebhookRequest
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
-#: the sources with an adapter module ``segmentation.adapters.<source>`` exposing ``parse``; a module is
+#: the sources with an adapter module ``segmentation.sources.<module>`` exposing ``parse``; a module is
 #: imported on its first delivery, so a cold start pays only for the source it serves
 ADAPTERS = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
 
@@ -25,7 +25,7 @@ ADAPTERS = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandri
 def adapter_for(source: str) -> Callable[[WebhookRequest, SecretLookup, int], Normalised | Handshake] | None:
     if source not in ADAPTERS:
         return None
-    return importlib.import_module(f"segmentation.adapters.{source}").parse
+    return importlib.import_module(f"segmentation.sources.{MODULES[source]}").parse
 KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
 
 

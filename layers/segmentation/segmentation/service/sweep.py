@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..adapters.repository import ProfileRepository
 from ..domain.profile import MembershipChange
 from ..domain.segments import SegmentEvaluator
+from ..infra.profile_store import ProfileRepository
 from .evaluation import ChangePublisher, reevaluate
 
 PAGE = 50

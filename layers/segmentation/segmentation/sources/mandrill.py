@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 from ..domain.events import CustomerEvent, EmailProperties, EventType, Identity
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import epoch_time
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest, collect_batch, hmac_matches
 
 SOURCE = "mandrill"
 URL_SECRET = "mandrill_url"

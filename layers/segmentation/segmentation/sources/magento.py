@@ -56,7 +56,7 @@ from .fields import optional_ident as _optional_id
 from .fields import quantity as read_quantity
 from .fields import text as _text
 from .fields import utc_time as _time
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "magento"
 CLIENT_ID_SECRET = "magento_client_id"

@@ -48,7 +48,7 @@ from ..domain.events import (
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import epoch_time, utc_time
-from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch, hmac_matches
+from .request import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch, hmac_matches
 
 SOURCE = "klaviyo"
 #: Signed-timestamp tolerance, seconds, either side of ``now``.

@@ -51,7 +51,7 @@ from ..domain.events import (
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import money as _amount
 from .fields import utc_time as _time
-from .webhook import Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .request import Normalised, SecretLookup, WebhookRequest, hmac_matches
 
 SOURCE = "segment"
 METHODS = {"POST", "PUT", "PATCH"}  # the Send action's method is configurable

@@ -50,7 +50,7 @@ IN_PROGRESS, COMPLETED = "INPROGRESS", "COMPLETED"
 #: how long a claim holds when no Lambda context tells the invocation's remaining time
 DEFAULT_IN_PROGRESS_MS = 60_000
 #: the scope Powertools' idempotent_function gave the keys (function name + the wrapped function)
-_LEGACY_SCOPE = "segmentation.adapters.dedupe.Deduplicator.__init__.<locals>.guarded"
+_LEGACY_SCOPE = "segmentation.infra.idempotency.Deduplicator.__init__.<locals>.guarded"
 
 
 class DeliveryInProgressError(Exception):

@@ -39,7 +39,7 @@ from ..domain.events import (
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import aware_time
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest
 
 SOURCE = "mailchimp"
 FORM = "application/x-www-form-urlencoded"

@@ -46,7 +46,7 @@ from .errors import (
     SignatureMismatchError,
 )
 from .fields import epoch_time
-from .webhook import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch
+from .request import Normalised, SecretLookup, WebhookRequest, batch_reason, collect_batch
 
 SOURCE = "sendgrid"
 WINDOW = 300

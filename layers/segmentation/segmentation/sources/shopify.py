@@ -47,7 +47,7 @@ from .fields import money as _money
 from .fields import quantity as _quantity
 from .fields import require as _require
 from .fields import utc_time as _time
-from .webhook import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
+from .request import CartInfo, Normalised, ProductInfo, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
 
 SOURCE = "shopify"
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/cancelled", "orders/paid", "orders/fulfilled"}

@@ -50,7 +50,7 @@ from .fields import quantity as read_quantity
 from .fields import require as _require
 from .fields import text as _text
 from .fields import utc_time as _time
-from .webhook import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest, hmac_matches, shape_mismatch
 
 SOURCE = "woocommerce"
 SIGNATURE_HEADER = "x-wc-webhook-signature"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters
 
-from .errors import SecretNotConfiguredError
+from ..sources.errors import SecretNotConfiguredError
 
 
 class WebhookSecrets:
