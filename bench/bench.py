@@ -70,10 +70,10 @@ def requests_per_event() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.sources import shopify
     from segmentation.domain.engine import default_evaluator
     from segmentation.infra.profile_store import DynamoDBProfileRepository
     from segmentation.service.profiles import ProfileService
+    from segmentation.sources import shopify
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
     os.environ.pop("AWS_ENDPOINT_URL", None)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from segctl.server import decoded_path, request_event
-from segmentation.service.ingest import KNOWN_SOURCES
+from segmentation.service.ingest import ADAPTERS
 
 ODD = ["/webhooks/shopify%00", "/webhooks/a%22b", '/webhooks/a"b', "/webhooks/a%5Cb", "/webhooks/%60x%60",
        "/webhooks/shop%23ify", "/webhooks/%3F", "/webhooks/%E2%80%A8", "/webhooks/%F0%9F%9B%92", "/webhooks/%0A",
@@ -45,7 +45,7 @@ def test_any_path_segment_that_is_not_a_source_is_404_never_5xx(api, aws, segmen
     function, _ = request_event(api.router, method, path)
     if function is None:
         return  # several segments (a raw "/"): no route, API Gateway answers 404 itself
-    if decoded_path(path).removeprefix("/webhooks/") in KNOWN_SOURCES:
+    if decoded_path(path).removeprefix("/webhooks/") in ADAPTERS:
         return  # "%73hopify" is shopify
     resp = api(method, path, b"{}", {"Content-Type": "application/json"})
     assert resp.status == 404, (path, resp.status, resp.text)

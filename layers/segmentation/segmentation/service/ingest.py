@@ -19,14 +19,13 @@ from ..sources.request import Handshake, Normalised, SecretLookup, WebhookReques
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 #: the sources with an adapter module ``segmentation.sources.<module>`` exposing ``parse``; a module is
 #: imported on its first delivery, so a cold start pays only for the source it serves
-ADAPTERS = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
+ADAPTERS = tuple(MODULES)
 
 
 def adapter_for(source: str) -> Callable[[WebhookRequest, SecretLookup, int], Normalised | Handshake] | None:
     if source not in ADAPTERS:
         return None
     return importlib.import_module(f"segmentation.sources.{MODULES[source]}").parse
-KNOWN_SOURCES = ("shopify", "woocommerce", "magento", "klaviyo", "mailchimp", "mandrill", "sendgrid", "segment")
 
 
 @dataclass(frozen=True)
@@ -63,11 +62,7 @@ class WebhookIngest:
         adapter = adapter_for(request.source)
         if adapter is None:
             known = ", ".join(ADAPTERS)
-            reason = (
-                f"source {request.source!r} is not enabled yet" if request.source in KNOWN_SOURCES
-                else f"unknown source {request.source!r}"
-            )
-            return Reply(404, {"error": "not_found", "reason": f"{reason}; accepted: {known}"})
+            return Reply(404, {"error": "not_found", "reason": f"unknown source {request.source!r}; accepted: {known}"})
         try:
             if len(request.body) > self.max_body_bytes:
                 raise PayloadTooLargeError(f"body is {len(request.body)} bytes; the limit is {self.max_body_bytes}")

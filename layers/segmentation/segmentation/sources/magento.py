@@ -252,8 +252,6 @@ def event_name(event_type: str) -> str:
 # -- field helpers -------------------------------------------------------------------------------------
 
 
-
-
 def _first_time(fields: Sequence[tuple[str, Any]]) -> datetime | None:
     for name, value in fields:
         if value not in (None, ""):
@@ -261,21 +259,9 @@ def _first_time(fields: Sequence[tuple[str, Any]]) -> datetime | None:
     return None
 
 
-
-
-
-
-
-
-
-
-
-
 def _flag(value: Any) -> bool:
     """Magento booleans arrive as true/false, 0/1 or "0"/"1"."""
     return value is True or value == 1 or value == "1" or (isinstance(value, str) and value.lower() == "true")
-
-
 
 
 # -- events ----------------------------------------------------------------------------------------------
