@@ -135,24 +135,15 @@ def erase_profile(profile_id: ProfileId) -> ErasedOut:
     return ErasedOut(profile_id=profile_id, erased=True, memberships_ended=len(ended))
 
 
-def _segments() -> list[dict]:
-    repo = bootstrap.repository()
-    segments = []
-    for d in bootstrap.evaluator().definitions():
-        if not d.family:
-            segments.append({**d.model_dump(exclude={"family"}), "size": repo.segment_size(d.id)})
-            continue
-        # A family is listed as one segment per value it has had members for.
-        for value in repo.family_values(d.id):
-            sid = f"{d.id}:{value}"
-            segments.append({"id": sid, "name": f"{d.name}: {value}", "description": d.description,
-                             "family": d.id, "size": repo.segment_size(sid)})
-    return segments
+def _segments():
+    from segmentation.service.segments import SegmentQueries
+
+    return SegmentQueries(bootstrap.repository(), bootstrap.evaluator())
 
 
 @app.get("/segments", summary="Every segment with its size")
 def list_segments() -> SegmentsOut:
-    return SegmentsOut.model_validate({"segments": _segments()})
+    return SegmentsOut.model_validate({"segments": _segments().all()})
 
 
 @app.get("/segments/overlap", summary="Pairwise overlap of segments (counts and Jaccard index)")
@@ -161,19 +152,7 @@ def segment_overlap() -> OverlapOut:
 
     Segments that overlap almost entirely are rarely worth keeping apart (the guide's advice:
     a few meaningful segments, not many near-duplicates)."""
-    repo = bootstrap.repository()
-    ids = [s["id"] for s in _segments() if s["size"] > 0]
-    members = {sid: repo.all_members(sid) for sid in ids}
-    pairs = []
-    for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
-            both = len(members[a] & members[b])
-            either = len(members[a] | members[b])
-            if both:
-                pairs.append({"a": a, "b": b, "a_size": len(members[a]), "b_size": len(members[b]),
-                              "overlap": both, "jaccard": round(both / either, 4)})
-    pairs.sort(key=lambda p: (-p["jaccard"], p["a"], p["b"]))
-    return OverlapOut.model_validate({"segments": ids, "pairs": pairs})
+    return OverlapOut.model_validate(_segments().overlap())
 
 
 @app.post("/segments/preview", summary="Dry-run a new or edited definition (writes nothing)",
@@ -195,54 +174,29 @@ def preview_segment(request: Annotated[PreviewIn, Body()]) -> PreviewOut:
     return PreviewOut.model_validate(out)
 
 
-def _definition(segment_id: str):
-    """(catalog spec, family id or None) of a segment id: ``x``, a family ``f`` or its instance ``f:v``.
-
-    The routes decode the id first: it may reach the function still percent-encoded
-    (``category-browsers%3Ashoes``, as Swagger UI sends a family instance)."""
-    catalog = bootstrap.evaluator().catalog
-    base, _, value = segment_id.partition(":")
-    spec = catalog.segments.get(base)
-    if spec is None or (value and spec.family is None):
-        raise NotFoundError(f"no segment {segment_id}")
-    if value and value not in bootstrap.repository().family_values(base):
-        raise NotFoundError(f"no segment {segment_id}: no profile has been in {base} for {value!r}")
-    return spec, (base if spec.family is not None else None)
-
-
 @app.get("/segments/<segment_id>", summary="A segment: definition, size, last change, first members",
          responses=responses(SegmentOut, 400, 404))
 def get_segment(segment_id: SegmentId, limit: Limit = 100) -> SegmentOut:
-    segment_id = unquote(segment_id)
-    spec, family = _definition(segment_id)
-    repo = bootstrap.repository()
-    definition = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    name = spec.name
-    if family and segment_id == family:
-        # The family itself: its instances, each a segment of its own.
-        stats = {f"{family}:{v}": repo.segment_stats(f"{family}:{v}") for v in repo.family_values(family)}
-        last = max((st.last_change_at for st in stats.values() if st.last_change_at), default=None)
-        return SegmentOut(id=segment_id, name=name, description=spec.description, family=family,
-                          definition=definition, size=sum(st.size for st in stats.values()), last_change_at=iso(last),
-                          instances=[{"id": sid, "size": st.size} for sid, st in stats.items()], members=None)
-    if family:
-        name = f"{spec.name}: {segment_id.partition(':')[2]}"
-    stats = repo.segment_stats(segment_id)
-    page = repo.members(segment_id, limit, None)
-    return SegmentOut(id=segment_id, name=name, description=spec.description, family=family,
-                      definition=definition, size=stats.size, last_change_at=iso(stats.last_change_at),
-                      members=MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor))
+    """The route decodes the id first: it may arrive still percent-encoded (``category-browsers%3Ashoes``,
+    as Swagger UI sends a family instance)."""
+    from segmentation.service.segments import UnknownSegmentError
+
+    try:
+        return SegmentOut.model_validate(_segments().detail(unquote(segment_id), limit))
+    except UnknownSegmentError as exc:
+        raise NotFoundError(str(exc)) from None
 
 
 @app.get("/segments/<segment_id>/members", summary="Members, paginated with an opaque cursor",
          responses=responses(MembersOut, 400, 404))
 def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = None) -> MembersOut:
+    from segmentation.service.segments import NotAListError, UnknownSegmentError
+
     segment_id = unquote(segment_id)
-    _, family = _definition(segment_id)
-    if family == segment_id:
-        raise NotFoundError(f"{segment_id} is a family: list the members of one of its instances ({segment_id}:<value>)")
     try:
-        page = bootstrap.repository().members(segment_id, limit, cursor)
+        page = _segments().members(segment_id, limit, cursor)
+    except (UnknownSegmentError, NotAListError) as exc:
+        raise NotFoundError(str(exc)) from None
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
     return MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor)
