@@ -8,13 +8,14 @@ from typing import Any, Protocol
 
 from ..domain.catalog import SegmentSpec
 from ..domain.profile import iso
+from ..errors import InvalidInputError, NotFoundError
 
 
-class UnknownSegmentError(LookupError):
+class UnknownSegmentError(NotFoundError):
     """No such segment (or a family value no profile has ever been in)."""
 
 
-class NotAListError(ValueError):
+class NotAListError(InvalidInputError):
     """A family id where a segment instance is needed (its members are per instance)."""
 
 

@@ -3,8 +3,10 @@
 Each maps to one HTTP status in the webhook entrypoint.
 """
 
+from ..errors import SegmentationError
 
-class WebhookError(Exception):
+
+class WebhookError(SegmentationError):
     status = 400
 
     def __init__(self, reason: str) -> None:
