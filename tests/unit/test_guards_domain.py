@@ -219,6 +219,17 @@ def test_a_partial_refund_sticks_when_a_stale_version_of_the_order_arrives_late(
     assert result.traits["order_count"] == 1
 
 
+def test_a_refund_already_reflected_by_an_order_version_of_the_same_second_is_not_subtracted_again():
+    """Shopify sends orders/updated (its current total after the refund) stamped with the refund's
+    own time; the refund delivered after it must not lower the revenue a second time."""
+    profile = Profile(profile_id="p1")
+    handle(profile, order("o1", T0, total="100.00"), T0)
+    handle(profile, order("o1", T0, total="60.00", updated=T0 + HOUR), T0 + HOUR)
+    result, _ = handle(profile, refund("o1", "r1", T0 + HOUR, "40.00"), T0 + HOUR)
+    assert Decimal(result.traits["lifetime_value"]) == Decimal("60.00")
+    assert result.traits["order_count"] == 1
+
+
 def test_an_order_version_newer_than_the_refund_still_replaces_it():
     """The guard is about stale versions only: a later edit of the order (its current total) wins."""
     profile = Profile(profile_id="p1")
@@ -332,9 +343,13 @@ def test_merging_two_profiles_sums_their_lifetime_counters_and_keeps_the_extreme
     assert keep.merged_from == ["gone"] and "email#gone@example.com" in keep.aliases
 
 
-def test_merging_counts_an_order_both_profiles_saw_once():
-    keep = _profile("keep", order("o1", T0, total="80.00"))
-    gone = _profile("gone", order("o1", T0, total="80.00", updated=T0 + 60), order("o2", T0 + DAY, total="20.00"))
+def test_merging_counts_an_order_both_profiles_saw_once_in_its_latest_state():
+    # o1: both saw it, the absorbed profile has the newer version. o3: the absorbing profile saw it
+    # cancelled, the absorbed one only its older placed version: it stays cancelled.
+    keep = _profile("keep", order("o1", T0, total="80.00"),
+                    order("o3", T0, total="70.00", status="cancelled", updated=T0 + HOUR))
+    gone = _profile("gone", order("o1", T0, total="80.00", updated=T0 + 60), order("o2", T0 + DAY, total="20.00"),
+                    order("o3", T0, total="70.00"))
     keep.absorb(gone)
     traits = full(keep, T0 + 2 * DAY).traits
     assert traits["order_count"] == 2
