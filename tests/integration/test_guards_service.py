@@ -121,7 +121,7 @@ def test_a_sweep_run_exactly_at_next_due_at_applies_the_change_and_one_second_ea
     outbox.drain()
 
     early = sweep_at(due - 1)
-    assert early["evaluated"] == 0
+    assert early["due_read"] == 0 and early["evaluated"] == 0  # not read, let alone evaluated
     assert "recent-buyers" in profile(api)["segments"]
 
     on_time = sweep_at(due)
