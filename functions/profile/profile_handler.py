@@ -19,7 +19,14 @@ def record_handler(record: SQSRecord) -> None:
     # EventBridgeModel: it requires ``account``, which local deliveries lack.)
     detail = json.loads(record.body)["detail"]
     event = CustomerEvent.model_validate(detail)
-    changes = bootstrap.profile_service().apply(event)
+    try:
+        changes = bootstrap.profile_service().apply(event)
+    except Exception:
+        # The record fails alone (partial batch response) and SQS redelivers it, then dead-letters it;
+        # say so at ERROR, with the event id only (no payload: it may hold personal data).
+        logger.exception("fault while applying the event; the record is retried",
+                         extra={"event_id": event.event_id, "type": event.type})
+        raise
     logger.info("applied", extra={"event_id": event.event_id, "type": event.type, "changes": len(changes)})
 
 

@@ -291,9 +291,6 @@ def test_a_fault_inside_apply_fails_that_record_only(api, batch_with_a_fault):
     assert profile(api, "b@example.com") is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 11 finding: a record failing inside apply() is logged by Powertools' BatchProcessor at DEBUG "
-    "only; nothing in functions/profile/profile_handler.py logs it at ERROR (remove this mark once it does)"))
 def test_a_fault_inside_apply_is_logged_at_error(batch_with_a_fault):
     _, errors = batch_with_a_fault
     assert errors, "a record that failed was not logged at ERROR"
