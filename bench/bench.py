@@ -70,7 +70,7 @@ def requests_per_event() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
     from segmentation.infra.profile_store import DynamoDBProfileRepository
     from segmentation.service.profiles import ProfileService
     from segmentation.sources import shopify
@@ -163,7 +163,8 @@ def _stream(n: int, span_days: float, seed: int = 7, categories: int = 20, order
 
 
 def _fed(events, evaluator, evaluate_every: int = 0):
-    from segmentation.domain.profile import Profile, touched_inputs
+    from segmentation.domain.evaluation import touched_inputs
+    from segmentation.domain.profile import Profile
 
     profile = Profile(profile_id="bench")
     for i, e in enumerate(events):
@@ -179,7 +180,7 @@ def _fed(events, evaluator, evaluate_every: int = 0):
 
 def segment_eval() -> None:
     """The whole default catalog plus 20 category segments, median over many profiles."""
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
 
     evaluator = default_evaluator()
     samples, family_sizes = [], []
@@ -202,7 +203,7 @@ def preview_throughput() -> None:
     definition (decode + two single-segment evaluations), and so how many profiles one call covers
     in the 25 s it gives itself; the DynamoDB scan is on top (about 1 MB, ~60 profiles, per read)."""
     from segmentation.domain.catalog import SegmentSpec
-    from segmentation.domain.engine import CatalogEvaluator, default_evaluator
+    from segmentation.domain.evaluation import CatalogEvaluator, default_evaluator
     from segmentation.infra.profile_store import decode_state, encode_state
     from segmentation.service.preview import candidate_catalog
 
@@ -228,7 +229,7 @@ def preview_throughput() -> None:
 
 def profile_size() -> None:
     """Serialized profile after 10,000 events: spread over a year, and all within 30 days (worst case)."""
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
     from segmentation.infra.profile_store import encode_state
 
     evaluator = default_evaluator()
@@ -243,8 +244,7 @@ def profile_size() -> None:
 def oracle_ratio() -> None:
     """Incremental update + evaluation of one event on a 1,000-event history, over the brute-force oracle."""
     import oracle
-    from segmentation.domain.engine import default_evaluator
-    from segmentation.domain.profile import touched_inputs
+    from segmentation.domain.evaluation import default_evaluator, touched_inputs
 
     evaluator = default_evaluator()
     events, now = _stream(1001, 60, seed=11)
@@ -283,7 +283,7 @@ def sweep_reads() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
     from segmentation.infra.profile_store import DynamoDBProfileRepository, encode_state
     from segmentation.service.sweep import Sweep
 
@@ -354,7 +354,7 @@ def transition_lag() -> None:
     import boto3
     from moto import mock_aws
     from segctl.provision import create_tables
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
     from segmentation.domain.events import CustomerEvent, EventType, Identity, OrderProperties
     from segmentation.domain.profile import from_epoch
     from segmentation.infra.profile_store import DynamoDBProfileRepository

@@ -175,7 +175,7 @@ def test_a_merge_where_both_profiles_share_a_size_counter_shard(aws):
     import time
     import zlib
 
-    from segmentation.domain.engine import default_evaluator
+    from segmentation.domain.evaluation import default_evaluator
     from segmentation.service.profiles import ProfileService
 
     same_shard = [f"p{i:04d}" for i in range(200) if zlib.crc32(f"p{i:04d}".encode()) % 8 == 0][:2]

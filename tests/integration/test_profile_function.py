@@ -11,7 +11,7 @@ import boto3
 import pytest
 from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
-from segmentation.domain.engine import default_evaluator
+from segmentation.domain.evaluation import default_evaluator
 from segmentation.infra.profile_store import DynamoDBProfileRepository
 from segmentation.service.profiles import ProfileService
 from segmentation.sources import shopify

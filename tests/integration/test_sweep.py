@@ -11,7 +11,7 @@ import pytest
 from segctl.runtime import context_for, load_handler, scheduled_event
 from segmentation import bootstrap
 from segmentation.domain.catalog import Catalog, load_catalog
-from segmentation.domain.engine import CatalogEvaluator
+from segmentation.domain.evaluation import CatalogEvaluator
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
 from segmentation.infra.profile_store import DynamoDBProfileRepository
 from segmentation.service.backfill import Backfill, SegmentProgress

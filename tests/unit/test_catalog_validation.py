@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from segmentation.domain.catalog import DEFAULT_CATALOG, Catalog, CatalogError, load_catalog
-from segmentation.domain.engine import CatalogEvaluator, default_evaluator
+from segmentation.domain.evaluation import CatalogEvaluator, default_evaluator
 from segmentation.domain.events import (
     BrowseProperties,
     CustomerEvent,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from segmentation.domain.engine import default_evaluator
+from segmentation.domain.evaluation import default_evaluator
 from segmentation.domain.events import (
     BrowseProperties,
     CheckoutProperties,

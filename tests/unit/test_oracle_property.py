@@ -9,7 +9,7 @@ from decimal import Decimal
 import oracle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segmentation.domain.engine import default_evaluator
+from segmentation.domain.evaluation import default_evaluator, touched_inputs
 from segmentation.domain.events import (
     BrowseProperties,
     CheckoutProperties,
@@ -22,7 +22,7 @@ from segmentation.domain.events import (
     LineItem,
     OrderProperties,
 )
-from segmentation.domain.profile import Profile, touched_inputs
+from segmentation.domain.profile import Profile
 
 BASE = 1_700_000_000
 DAY = 86400

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from segmentation.domain.engine import default_evaluator
+from segmentation.domain.evaluation import default_evaluator
 from segmentation.domain.events import (
     CheckoutProperties,
     CustomerEvent,

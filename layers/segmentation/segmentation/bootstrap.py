@@ -34,7 +34,7 @@ def _client(service: str):
 @cache
 def evaluator() -> SegmentEvaluator:
     from .domain.catalog import load_catalog
-    from .domain.engine import CatalogEvaluator
+    from .domain.evaluation import CatalogEvaluator
 
     return CatalogEvaluator(load_catalog(load_settings().catalog_file))
 

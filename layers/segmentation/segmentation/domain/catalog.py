@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
+from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -233,8 +235,9 @@ class Condition(Strict):
             raise ValueError(f"a condition has exactly one of: {names} (got {', '.join(given) or 'none'})")
         return self
 
-    @property
+    @cached_property
     def kind(self) -> str:
+        """The one field that is set (computed once)."""
         return next(k for k in type(self).model_fields if getattr(self, k) is not None)
 
     @property
@@ -305,9 +308,14 @@ class TraitSpec(Strict):
             raise ValueError(f"a trait has exactly one of: {', '.join(type(self).model_fields)}")
         return self
 
-    @property
+    @cached_property
     def kind(self) -> str:
+        """The one field that is set (computed once)."""
         return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def body(self) -> Any:
+        return getattr(self, self.kind)
 
 
 class CatalogFile(Strict):
@@ -329,10 +337,11 @@ def _where(loc: tuple) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _walk(cond: Condition):
+def walk(cond: Condition) -> Iterator[Condition]:
+    """``cond`` and every condition inside it (all/any/not), depth first."""
     yield cond
     for child in cond.all or cond.any or ([cond.not_] if cond.not_ else []):
-        yield from _walk(child)
+        yield from walk(child)
 
 
 class Catalog:
@@ -388,7 +397,7 @@ class Catalog:
 
     def _check_references(self) -> None:
         for sid, seg in self.segments.items():
-            for cond in _walk(seg.when):
+            for cond in walk(seg.when):
                 if cond.segment is not None and cond.segment not in self.segments:
                     self._fail(sid, f"when: refers to unknown segment {cond.segment!r}")
                 if cond.segment is not None and self.segments[cond.segment].family is not None:
@@ -408,7 +417,7 @@ class Catalog:
             if state.get(sid) == 1:
                 self._fail(sid, "segment references form a cycle: " + " -> ".join([*path, sid]))
             state[sid] = 1
-            for cond in _walk(self.segments[sid].when):
+            for cond in walk(self.segments[sid].when):
                 if cond.segment is not None:
                     visit(cond.segment, [*path, sid])
             state[sid] = 2
@@ -418,26 +427,20 @@ class Catalog:
             visit(sid, [])
         return order
 
-    def _windows(self):
-        """(signal, window in seconds or None for lifetime) for everything the catalog reads."""
+    def _windows(self) -> Iterator[tuple[str, int | None]]:
+        """(input, window in seconds or None for lifetime) for everything the catalog reads."""
+        # What each condition kind reads is its evaluator's to say; the evaluation package builds
+        # on this module, hence the import here.
+        from .evaluation.conditions import reads
+
         for seg in self.segments.values():
             if seg.family:
                 for s in seg.family.signal:
                     yield s, seg.family.within
-            for cond in _walk(seg.when):
-                b = cond.body
-                if cond.event:
-                    for s in b.signal:
-                        yield s, b.within
-                    if b.not_followed_by:
-                        yield b.not_followed_by, b.within
-                elif cond.ratio:
-                    yield b.numerator, b.within
-                    yield b.denominator, b.within
-                elif cond.aggregate:
-                    yield b.signal, b.within
+            for read in reads(seg.when):
+                yield read.input, read.within
         for trait in self.traits.values():
-            b = getattr(trait, trait.kind)
+            b = trait.body
             if trait.kind in ("count", "sum", "avg"):
                 for s in b.signal:
                     yield s, b.within
@@ -471,7 +474,7 @@ class Catalog:
         """Lifetime reads of browsing and email signals cannot filter (only lifetime totals are kept),
         and checkouts are only kept for windows."""
         for sid, seg in self.segments.items():
-            for cond in _walk(seg.when):
+            for cond in walk(seg.when):
                 if cond.event and cond.event.within is None and "checkout_started" in cond.event.signal:
                     self._fail(sid, "when.event.within: checkout_started can only be read over a window; give within")
                 if cond.aggregate and cond.aggregate.within is None and cond.aggregate.signal == "checkout_started":

@@ -57,24 +57,6 @@ ACTIVITY_SIGNALS = frozenset({
 SUPPRESSING = {EventType.EMAIL_BOUNCED: "bounced", EventType.EMAIL_SPAM: "spam", EventType.EMAIL_UNSUBSCRIBED: "unsubscribed"}
 
 
-def touched_inputs(event: CustomerEvent) -> frozenset[str]:
-    """The inputs of segment evaluation (signals, ``consent``, ``attributes``) an event can change."""
-    t = event.type
-    if t in (EventType.ORDER, EventType.REFUND):
-        out = {"order_placed", "order_item", "activity"}
-    elif t == EventType.CHECKOUT:
-        out = {"checkout_started", "activity"}
-    elif t == EventType.CUSTOMER:
-        out = {"consent", "attributes"}
-    elif t in BROWSE_SIGNALS:
-        out = {BROWSE_SIGNALS[t]} | ({"activity"} if BROWSE_SIGNALS[t] in ACTIVITY_SIGNALS else set())
-    elif t in SUPPRESSING:
-        out = {"consent"}
-    else:  # email delivered / opened / clicked: one message record holds all three
-        out = {"email_delivered", "email_opened", "email_clicked", "activity"}
-    return frozenset(out | {"any"})
-
-
 def epoch(value: datetime) -> int:
     return int(value.timestamp())
 

@@ -1,7 +1,7 @@
 """The interface between the use cases and segment evaluation.
 
-``SegmentEvaluator`` is what handlers and services depend on; the catalog engine
-(:mod:`.engine`) implements it. Evaluation is a pure function of (profile, catalog, now).
+``SegmentEvaluator`` is what handlers and services depend on; the catalog evaluator
+(:mod:`.evaluation`) implements it. Evaluation is a pure function of (profile, catalog, now).
 """
 
 from __future__ import annotations

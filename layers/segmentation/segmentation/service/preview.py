@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, Field, ValidationError
 
 from ..domain.catalog import Catalog, CatalogError, CatalogFile, SegmentSpec
-from ..domain.engine import CatalogEvaluator
+from ..domain.evaluation import CatalogEvaluator
 from ..domain.profile import Retention, iso
 
 SCAN_PAGE = 200

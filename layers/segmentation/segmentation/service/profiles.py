@@ -15,8 +15,9 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
+from ..domain.evaluation import touched_inputs
 from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
-from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso, touched_inputs
+from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso
 from ..domain.segments import SegmentEvaluator
 from ..infra.profile_store import ConcurrentUpdateError, LoadedProfile, ProfileRepository
 from ..views import export_view, history_view
