@@ -71,7 +71,7 @@ def requests_per_event() -> None:
     from moto import mock_aws
     from segctl.provision import create_tables
     from segmentation.domain.evaluation import default_evaluator
-    from segmentation.infra.profile_store import DynamoDBProfileRepository
+    from segmentation.infra.profile_store import DynamoDBProfileStore
     from segmentation.service.profiles import ProfileService
     from segmentation.sources import shopify
 
@@ -90,9 +90,9 @@ def requests_per_event() -> None:
         create_tables(TEMPLATE, client)
         calls: list[str] = []
         client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
-        repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
-                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"),
-                                         history_table=TEMPLATE.physical_name("HistoryTable"))
+        repo = DynamoDBProfileStore(client, TEMPLATE.physical_name("ProfilesTable"),
+                                    TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"),
+                                    history_table=TEMPLATE.physical_name("HistoryTable"))
 
         class Null:
             def publish_changes(self, changes):
@@ -284,7 +284,7 @@ def sweep_reads() -> None:
     from moto import mock_aws
     from segctl.provision import create_tables
     from segmentation.domain.evaluation import default_evaluator
-    from segmentation.infra.profile_store import DynamoDBProfileRepository, encode_state
+    from segmentation.infra.profile_store import DynamoDBProfileStore, encode_state
     from segmentation.service.sweep import Sweep
 
     _moto_profiles_env()
@@ -292,8 +292,8 @@ def sweep_reads() -> None:
     with mock_aws():
         client = boto3.client("dynamodb")
         create_tables(TEMPLATE, client)
-        repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
-                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
+        repo = DynamoDBProfileStore(client, TEMPLATE.physical_name("ProfilesTable"),
+                                    TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
         events, now = _stream(40, 20, seed=5)
         template = _fed(events, evaluator, evaluate_every=1)
         rnd = random.Random(1)
@@ -357,7 +357,7 @@ def transition_lag() -> None:
     from segmentation.domain.evaluation import default_evaluator
     from segmentation.domain.events import CustomerEvent, EventType, Identity, OrderProperties
     from segmentation.domain.profile import from_epoch
-    from segmentation.infra.profile_store import DynamoDBProfileRepository
+    from segmentation.infra.profile_store import DynamoDBProfileStore
     from segmentation.service.profiles import ProfileService
     from segmentation.service.sweep import Sweep
 
@@ -367,8 +367,8 @@ def transition_lag() -> None:
     with mock_aws():
         client = boto3.client("dynamodb")
         create_tables(TEMPLATE, client)
-        repo = DynamoDBProfileRepository(client, TEMPLATE.physical_name("ProfilesTable"),
-                                         TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
+        repo = DynamoDBProfileStore(client, TEMPLATE.physical_name("ProfilesTable"),
+                                    TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"))
         changes = []
 
         class Capture:

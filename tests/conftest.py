@@ -9,7 +9,8 @@ import pytest
 from hypothesis import settings
 from segctl.provision import dev_secret_values, provision
 from segctl.template import Template
-from support import TEMPLATE, Api, Outbox, reset_caches
+from segmentation import bootstrap
+from support import TEMPLATE, Api, Outbox
 
 # CI explores the same examples every run (a red build is reproducible); developers get fresh ones.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -39,9 +40,9 @@ def aws(monkeypatch):
         for fn in template.functions():
             for key, value in template.environment(fn).items():
                 monkeypatch.setenv(key, value)
-        reset_caches()
+        bootstrap.reset()
         yield template
-        reset_caches()
+        bootstrap.reset()
 
 
 @pytest.fixture

@@ -14,18 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SHOPIFY_SECRET = dev_secret_values({})["shopify"]
 
-def reset_caches() -> None:
-    """Forget clients, settings and cached secrets built for a previous test's AWS."""
-    from aws_lambda_powertools.utilities import parameters
-    from segmentation import bootstrap, settings
-
-    for name in dir(bootstrap):
-        fn = getattr(bootstrap, name)
-        if callable(fn) and hasattr(fn, "cache_clear"):
-            fn.cache_clear()
-    settings.load_settings.cache_clear()
-    parameters.clear_caches()
-
 
 class Outbox:
     """Everything published on the template's bus, captured by an extra rule into a queue."""

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
-from segmentation.infra.idempotency import DeliveryInProgressError
+from segmentation.service.ports import DeliveryInProgressError
 from segmentation.sources.request import WebhookRequest
 
 logger = Logger()

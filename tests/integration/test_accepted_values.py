@@ -24,7 +24,7 @@ from segctl.signing import (
     woocommerce_headers,
 )
 from segmentation import bootstrap
-from support import ROOT, deliver_to_profile_function, reset_caches
+from support import ROOT, deliver_to_profile_function
 from test_webhook_function import dedupe_items, queued
 
 EVENTS = ROOT / "events"
@@ -41,7 +41,7 @@ def secrets(aws) -> dict:
     values = {**dev_secret_values({}), "sendgrid": ec_public, "magento": rsa_public}
     boto3.client("secretsmanager").put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
                                                     SecretString=json.dumps(values))
-    reset_caches()
+    bootstrap.reset()
     return {**values, "_sendgrid": ec_key, "_magento": rsa_key}
 
 

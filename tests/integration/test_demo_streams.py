@@ -11,7 +11,8 @@ import pytest
 from segctl.demo import signed_request
 from segctl.provision import dev_secret_values
 from segctl.signing import demo_keys
-from support import ROOT, reset_caches
+from segmentation import bootstrap
+from support import ROOT
 
 
 @pytest.mark.parametrize("stream", ["shopify-stream.json", "mixed-stream.json"])
@@ -21,7 +22,7 @@ def test_every_demo_delivery_is_accepted(api, aws, stream, monkeypatch):
     secrets = {**dev_secret_values({}), "sendgrid": ec_public, "magento": rsa_public}
     boto3.client("secretsmanager").put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
                                                     SecretString=json.dumps(secrets))
-    reset_caches()
+    bootstrap.reset()
     doc = json.loads((ROOT / "events" / "demo" / stream).read_text())
     signing = {**secrets, "_sendgrid_private": ec_key, "_magento_private": rsa_key}
     sources = set()

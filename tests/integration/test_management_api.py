@@ -17,7 +17,7 @@ from segmentation import bootstrap
 from segmentation.domain.catalog import DEFAULT_CATALOG
 from segmentation.domain.events import BrowseProperties, CustomerEvent, CustomerProperties, EventType, Identity
 from segmentation.domain.profile import MembershipChange, Profile, iso
-from segmentation.infra.profile_store import DynamoDBProfileRepository
+from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.service.profiles import ProfileService
 from support import deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW, order_event
@@ -110,9 +110,7 @@ def test_history_pages_with_a_cursor_and_keeps_the_past_of_merged_profiles(aws, 
 
 def test_history_older_than_the_retention_is_not_shown_and_expires_by_ttl(aws, api, monkeypatch):
     monkeypatch.setenv("HISTORY_RETENTION_DAYS", "5")
-    from support import reset_caches
-
-    reset_caches()
+    bootstrap.reset()
     repo = bootstrap.repository()
     past = int((NOW - timedelta(days=10)).timestamp())
     old = ProfileService(repo, bootstrap.evaluator(), bootstrap.publisher(), clock=lambda: past)
@@ -437,8 +435,8 @@ def test_members_cursor_is_opaque(aws, api, buyers):
 def test_repository_without_history_table_still_saves(aws):
     """bench and older callers build the repository without the history table: writes still work."""
     ddb = boto3.client("dynamodb")
-    repo = DynamoDBProfileRepository(ddb, aws.physical_name("ProfilesTable"), aws.physical_name("AliasesTable"),
-                                     aws.physical_name("MembershipsTable"))
+    repo = DynamoDBProfileStore(ddb, aws.physical_name("ProfilesTable"), aws.physical_name("AliasesTable"),
+                                aws.physical_name("MembershipsTable"))
     service = ProfileService(repo, bootstrap.evaluator(), bootstrap.publisher(),
                              clock=lambda: int(datetime.now(UTC).timestamp()))
     service.apply(order_event(1, email="nohist@example.com"))

@@ -12,7 +12,7 @@ import pytest
 from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
 from segmentation.domain.evaluation import default_evaluator
-from segmentation.infra.profile_store import DynamoDBProfileRepository
+from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.service.profiles import ProfileService
 from segmentation.sources import shopify
 
@@ -146,8 +146,8 @@ class CountingClient:
 
 def test_profile_path_makes_at_most_three_dynamodb_requests_when_no_membership_changes(aws):
     counter = CountingClient(boto3.client("dynamodb"))
-    repo = DynamoDBProfileRepository(counter.client, aws.physical_name("ProfilesTable"),
-                                     aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"))
+    repo = DynamoDBProfileStore(counter.client, aws.physical_name("ProfilesTable"),
+                                aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"))
     published = []
     service = ProfileService(repo, default_evaluator(), type("P", (), {"publish_changes": lambda s, c: published.append(c)})(),
                              clock=lambda: int(time.time()))
@@ -165,7 +165,7 @@ def test_concurrent_writers_never_lose_an_update(aws):
     barrier = threading.Barrier(writers)
     lock = threading.Lock()  # DynamoDB serialises writes to one item; moto does not, so the test does.
 
-    class RacingRepository(DynamoDBProfileRepository):
+    class RacingRepository(DynamoDBProfileStore):
         first_load = threading.local()
 
         def load(self, alias_keys):

@@ -13,7 +13,7 @@ from segmentation import bootstrap
 from segmentation.domain.catalog import Catalog, load_catalog
 from segmentation.domain.evaluation import CatalogEvaluator
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
-from segmentation.infra.profile_store import DynamoDBProfileRepository
+from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.service.backfill import Backfill, SegmentProgress
 from segmentation.service.sweep import Sweep
 from test_profile_function import NOW, checkout_event, order_event
@@ -106,7 +106,7 @@ def test_a_sweep_racing_an_event_loses_neither(aws, sweep_at):
     service.apply(order_event(1, hours_ago=0))
     when = first_tick_after(NOW + timedelta(days=30, seconds=1))
 
-    class EventArrivesMidSweep(DynamoDBProfileRepository):
+    class EventArrivesMidSweep(DynamoDBProfileStore):
         raced = False
 
         def due_page(self, shard, now, limit, start):

@@ -24,7 +24,7 @@ from segctl.runtime import context_for, load_handler, scheduled_event
 from segctl.template import Template
 from segmentation import bootstrap
 from segmentation.domain.catalog import load_catalog
-from support import TEMPLATE, deliver_to_profile_function, reset_caches, signed_shopify
+from support import TEMPLATE, deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW
 
 TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable")
@@ -146,7 +146,7 @@ def _iam_requests(operation: str, params: dict):
 def recorder(aws):
     rec = Recorder(aws)
     boto3._get_default_session().events.register("before-parameter-build.dynamodb", rec)
-    reset_caches()  # the functions' clients are built again, with the hook
+    bootstrap.reset()  # the functions' clients are built again, with the hook
     yield rec
     boto3._get_default_session().events.unregister("before-parameter-build.dynamodb", rec)
 
@@ -192,11 +192,11 @@ def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
             deliver_to_profile_function(aws)
     # A bus failure: the dedupe claim is released, so the retry is processed.
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
-    reset_caches()
+    bootstrap.reset()
     with recorder.running("WebhookFunction"):
         _shopify(api, _order(4, "dana@example.com", 9004), "orders/create", "evt-bus-down", expect=503)
     monkeypatch.setenv("EVENT_BUS_NAME", aws.physical_name("EventBus"))
-    reset_caches()
+    bootstrap.reset()
 
 
 def sweep(aws, recorder) -> None:
@@ -216,7 +216,7 @@ def backfill(aws, recorder, monkeypatch, tmp_path) -> None:
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=aws.physical_name("BackfillQueue"))["QueueUrl"]
     monkeypatch.setenv("BACKFILL_QUEUE_URL", url)
-    reset_caches()
+    bootstrap.reset()
     handler = load_handler(aws.functions()["BackfillFunction"])
     context = context_for(aws, "BackfillFunction")
     updated = 0

@@ -7,7 +7,8 @@ import json
 
 import boto3
 import pytest
-from support import reset_caches, signed_shopify
+from segmentation import bootstrap
+from support import signed_shopify
 
 ORDER = {
     "id": 5551234567890, "email": "Ana.Lopez@Example.com", "created_at": "2024-05-14T10:22:31-04:00",
@@ -105,7 +106,7 @@ def test_wrong_content_type_is_415(api, aws):
 
 def test_oversize_body_is_413(api, aws, monkeypatch):
     monkeypatch.setenv("MAX_BODY_BYTES", "1024")
-    reset_caches()
+    bootstrap.reset()
     body, headers = signed_shopify({**ORDER, "note": "x" * 2000})
     assert api("POST", "/webhooks/shopify", body, headers).status == 413
     assert queued(aws) == []
@@ -126,10 +127,10 @@ def test_unused_topic_is_acknowledged_without_publishing(api, aws):
 def test_publish_failure_answers_503_and_the_retry_is_not_a_duplicate(api, aws, monkeypatch):
     body, headers = signed_shopify(ORDER, event_id="evt-retry")
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
-    reset_caches()
+    bootstrap.reset()
     assert api("POST", "/webhooks/shopify", body, headers).status == 503
     monkeypatch.setenv("EVENT_BUS_NAME", aws.physical_name("EventBus"))
-    reset_caches()
+    bootstrap.reset()
     assert api("POST", "/webhooks/shopify", body, headers).status == 200
     assert len(queued(aws)) == 1
 
@@ -138,7 +139,7 @@ def test_rotated_secret_both_values_verify(api, aws):
     sm = boto3.client("secretsmanager")
     sm.put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
                         SecretString=json.dumps({"shopify": ["old-secret", "new-secret"]}))
-    reset_caches()
+    bootstrap.reset()
     for i, secret in enumerate(["old-secret", "new-secret"]):
         body, headers = signed_shopify(ORDER, event_id=f"evt-rot-{i}", secret=secret)
         assert api("POST", "/webhooks/shopify", body, headers).status == 200

@@ -1,95 +1,194 @@
 """The one place where real adapters are wired to the use cases.
 
-Everything is built on first use and cached for the life of the execution
-environment, so importing a handler stays cheap (cold start) and warm
-invocations reuse clients.
+Every component is built on first use and kept for the life of the execution environment, so
+importing a handler stays cheap (cold start) and warm invocations reuse clients.
+
+Tests replace components with :func:`override` (the in-memory fakes of ``tests/fakes.py``, a
+publisher that fails...) and forget everything built for one environment with :func:`reset`::
+
+    with bootstrap.override(repository=InMemoryProfileStore(), publisher=RecordingPublisher()):
+        bootstrap.sweep().run(now)  # the sweep is built on the fakes
 """
 
 from __future__ import annotations
 
 import time
-from functools import cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .settings import load_settings
+from .settings import Settings, load_settings
 
 # Each handler imports only the adapters it uses (cold start): imports live in the builders.
 if TYPE_CHECKING:
     from .domain.segments import SegmentEvaluator
-    from .infra.profile_store import DynamoDBProfileRepository
-    from .infra.publisher import EventPublisher
     from .service.backfill import Backfill
     from .service.ingest import WebhookIngest
+    from .service.ports import (
+        ProfilePublisher,
+        ProfileStore,
+        ShopStore,
+        WebhookDeduplicator,
+        WebhookSecretStore,
+        WorkQueue,
+    )
     from .service.profiles import ProfileService
     from .service.sweep import Sweep
 
+T = TypeVar("T")
 
-@cache
+#: components built so far, by name (clients as ``client:<service>``)
+_built: dict[str, Any] = {}
+#: components replaced by :func:`override`, by name
+_overrides: dict[str, Any] = {}
+#: the names of the components :func:`override` accepts
+COMPONENTS: set[str] = set()
+
+
+def _component(build: Callable[[], T]) -> Callable[[], T]:
+    """Make ``build`` a component: built once, or replaced under :func:`override`."""
+    name = build.__name__
+    COMPONENTS.add(name)
+
+    @wraps(build)
+    def get() -> T:
+        if name in _overrides:
+            return _overrides[name]
+        if name not in _built:
+            _built[name] = build()
+        return _built[name]
+
+    return get
+
+
+@contextmanager
+def override(**components: Any) -> Iterator[None]:
+    """Use ``components`` (by builder name: ``repository=``, ``publisher=``, ``shop_store=``...) instead
+    of the real ones while the block runs. Everything built from them is built again inside the
+    block (a sweep over the replaced repository), and the previous state comes back after it.
+
+    Raises ``TypeError`` for a name that is not a component.
+    """
+    unknown = set(components) - COMPONENTS
+    if unknown:
+        raise TypeError(f"not components: {sorted(unknown)}; the components are {sorted(COMPONENTS)}")
+    saved_overrides, saved_built = dict(_overrides), dict(_built)
+    _overrides.update(components)
+    _built.clear()
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved_overrides)
+        _built.clear()
+        _built.update(saved_built)
+
+
+def reset() -> None:
+    """Forget every component built and the settings read, and the secrets Powertools cached: the next
+    call builds them again from the environment (a test's new AWS, changed variables)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    _built.clear()
+    load_settings.cache_clear()
+    parameters.clear_caches()
+
+
 def _client(service: str):
-    import boto3
+    key = f"client:{service}"
+    if key not in _built:
+        import boto3
 
-    return boto3.client(service)
+        _built[key] = boto3.client(service)
+    return _built[key]
 
 
-@cache
+@_component
+def settings() -> Settings:
+    return load_settings()
+
+
+@_component
 def evaluator() -> SegmentEvaluator:
     from .domain.catalog import load_catalog
     from .domain.evaluation import CatalogEvaluator
 
-    return CatalogEvaluator(load_catalog(load_settings().catalog_file))
+    return CatalogEvaluator(load_catalog(settings().catalog_file))
 
 
-@cache
-def repository() -> DynamoDBProfileRepository:
-    from .infra.profile_store import DynamoDBProfileRepository
+@_component
+def repository() -> ProfileStore:
+    from .infra.profile_store import DynamoDBProfileStore
 
-    s = load_settings()
-    return DynamoDBProfileRepository(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table,
-                                     s.due_shards, s.history_table, s.history_retention_days * 86400)
+    s = settings()
+    return DynamoDBProfileStore(_client("dynamodb"), s.profiles_table, s.aliases_table, s.memberships_table,
+                                s.due_shards, s.history_table, s.history_retention_days * 86400)
 
 
-@cache
-def publisher() -> EventPublisher:
+@_component
+def shop_store() -> ShopStore:
+    from .infra.shop_store import DynamoDBShopStore
+
+    return DynamoDBShopStore(_client("dynamodb"), settings().catalog_table)
+
+
+@_component
+def publisher() -> ProfilePublisher:
     from .infra.publisher import EventPublisher
 
-    return EventPublisher(_client("events"), load_settings().event_bus_name)
+    return EventPublisher(_client("events"), settings().event_bus_name)
 
 
-@cache
-def webhook_ingest() -> WebhookIngest:
-    from .infra.idempotency import Deduplicator
+@_component
+def secrets() -> WebhookSecretStore:
     from .infra.secrets import WebhookSecrets
-    from .infra.shop_store import ShopCatalog
+
+    s = settings()
+    return WebhookSecrets(s.webhook_secret_id, s.secrets_max_age_s)
+
+
+@_component
+def deduplicator() -> WebhookDeduplicator:
+    from .infra.idempotency import Deduplicator
+
+    s = settings()
+    return Deduplicator(s.idempotency_table, s.dedupe_ttl_days * 86400, client=_client("dynamodb"))
+
+
+@_component
+def backfill_queue() -> WorkQueue | None:
+    """The backfill's queue; None where BACKFILL_QUEUE_URL is not set (``segctl backfill`` works locally)."""
+    from .infra.queue import SqsWorkQueue
+
+    url = settings().backfill_queue_url
+    return SqsWorkQueue(_client("sqs"), url) if url else None
+
+
+@_component
+def webhook_ingest() -> WebhookIngest:
     from .service.ingest import WebhookIngest
 
-    s = load_settings()
-    return WebhookIngest(
-        secrets=WebhookSecrets(s.webhook_secret_id, s.secrets_max_age_s),
-        dedupe=Deduplicator(s.idempotency_table, s.dedupe_ttl_days * 86400, client=_client("dynamodb")),
-        publisher=publisher(),
-        max_body_bytes=s.max_body_bytes,
-        catalog=ShopCatalog(_client("dynamodb"), s.catalog_table),
-    )
+    return WebhookIngest(secrets=secrets(), dedupe=deduplicator(), publisher=publisher(),
+                         max_body_bytes=settings().max_body_bytes, shops=shop_store())
 
 
-@cache
+@_component
 def sweep() -> Sweep:
     from .service.sweep import Sweep
 
-    return Sweep(repository(), evaluator(), publisher(), load_settings().due_shards)
+    return Sweep(repository(), evaluator(), publisher(), settings().due_shards)
 
 
-@cache
+@_component
 def backfill() -> Backfill:
     from .service.backfill import Backfill
 
-    return Backfill(repository(), evaluator(), publisher(), clock=lambda: int(time.time()))
+    return Backfill(repository(), evaluator(), publisher(), clock=lambda: int(time.time()), queue=backfill_queue())
 
 
-@cache
+@_component
 def profile_service() -> ProfileService:
-    from .infra.shop_store import ShopCatalog
     from .service.profiles import ProfileService
 
-    return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()),
-                          catalog=ShopCatalog(_client("dynamodb"), load_settings().catalog_table))
+    return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()), shops=shop_store())

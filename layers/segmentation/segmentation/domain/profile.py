@@ -561,3 +561,13 @@ class Profile(BaseModel):
             self.recent_events.append(AppliedEvent(event_id=cause, changes=changes))
             del self.recent_events[:-RECENT_EVENTS_KEPT]
         return changes
+
+    # -- the outbox ---------------------------------------------------------------------
+    def park(self, changes: list[MembershipChange]) -> None:
+        """Keep ``changes`` to publish later: they are written with the profile, which is then due at
+        once, so whoever touches it next (an event, the next sweep) publishes them."""
+        self.outbox = [*self.outbox, *changes]
+
+    def clear_parked(self) -> None:
+        """The parked changes have been published: forget them (on the profile's next write)."""
+        self.outbox = []

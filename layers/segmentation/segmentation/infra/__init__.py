@@ -1,7 +1,7 @@
-"""AWS: the only code that knows the DynamoDB layouts, the bus and Secrets Manager.
+"""AWS: the only code that knows the DynamoDB layouts, the bus, the queues and Secrets Manager.
 
 :mod:`.profile_store` (profiles, aliases, memberships, history), :mod:`.shop_store` (what the
 webhook path learns about a shop: products, carts), :mod:`.publisher` (EventBridge),
-:mod:`.idempotency` (webhook delivery dedupe), :mod:`.secrets` (webhook secrets). Each implements a
-port of :mod:`segmentation.service.ports`.
+:mod:`.idempotency` (webhook delivery dedupe), :mod:`.secrets` (webhook secrets), :mod:`.queue`
+(SQS work queues). Each implements a port of :mod:`segmentation.service.ports`.
 """

@@ -29,18 +29,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
+
+from ..service.ports import DeliveryInProgressError
 
 __all__ = ["DeliveryInProgressError", "Deduplicator"]
 
-logger = logging.getLogger(__name__)
+logger = Logger(child=True)
 
 #: IdempotencyTable's TimeToLiveSpecification.AttributeName in template.yaml (epoch seconds)
 TTL_ATTRIBUTE = "expiration"
@@ -51,10 +53,6 @@ IN_PROGRESS, COMPLETED = "INPROGRESS", "COMPLETED"
 DEFAULT_IN_PROGRESS_MS = 60_000
 #: the scope Powertools' idempotent_function gave the keys (function name + the wrapped function)
 _LEGACY_SCOPE = "segmentation.infra.idempotency.Deduplicator.__init__.<locals>.guarded"
-
-
-class DeliveryInProgressError(Exception):
-    """The same delivery is being processed right now by another invocation."""
 
 
 class Deduplicator:

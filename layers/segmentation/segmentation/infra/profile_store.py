@@ -1,5 +1,5 @@
-"""Profile storage. :class:`ProfileRepository` states the contract;
-:class:`DynamoDBProfileRepository` is the only code that knows the table layout.
+"""Profile storage in DynamoDB: :class:`DynamoDBProfileStore` implements the
+:class:`~segmentation.service.ports.ProfileStore` port and is the only code that knows the table layout.
 
 Layout (one table each, names from template.yaml through the environment):
 
@@ -24,11 +24,21 @@ import binascii
 import hashlib
 import json
 import zlib
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from ..domain.profile import MembershipChange, Profile
+from ..service.ports import (
+    ConcurrentUpdateError,
+    HistoryPage,
+    InvalidCursorError,
+    LoadedProfile,
+    MembersPage,
+    SegmentStats,
+)
+
+__all__ = ["ConcurrentUpdateError", "DynamoDBProfileStore", "HistoryPage", "InvalidCursorError", "LoadedProfile",
+           "MembersPage", "SegmentStats", "decode_state", "encode_state", "tombstone_key"]
 
 SIZE_SHARDS = 8
 DUE_INDEX = "DueIndex"
@@ -44,95 +54,6 @@ def tombstone_key(alias: str) -> str:
     return TOMBSTONE_PREFIX + hashlib.sha256(alias.encode()).hexdigest()
 
 
-class ConcurrentUpdateError(Exception):
-    """Another writer changed the profile (or claimed one of its aliases) first: reload and retry."""
-
-
-class InvalidCursorError(ValueError):
-    """A pagination cursor that this API did not issue."""
-
-
-@dataclass
-class LoadedProfile:
-    """A profile as read for an update, with the alias owners found for the event's identities."""
-
-    profile: Profile | None
-    alias_owners: dict[str, str] = field(default_factory=dict)
-    #: alias -> when a person holding it was erased (from the tombstones)
-    erased_at: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class MembersPage:
-    profile_ids: list[str]
-    cursor: str | None
-
-
-@dataclass
-class HistoryPage:
-    #: newest first: dicts with profile_id, segment_id, change, at, cause, version
-    changes: list[dict]
-    cursor: str | None
-
-
-@dataclass
-class SegmentStats:
-    size: int
-    last_change_at: int | None
-
-
-class ProfileRepository(ABC):
-    @abstractmethod
-    def load(self, alias_keys: list[str]) -> LoadedProfile:
-        """Find the profile owning any of ``alias_keys`` (the first key that has an owner wins)."""
-
-    @abstractmethod
-    def get(self, profile_id: str) -> Profile | None: ...
-
-    @abstractmethod
-    def find(self, alias_key: str) -> Profile | None: ...
-
-    @abstractmethod
-    def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
-             absorbed: list[Profile] = (), removed_aliases: list[str] = ()) -> None:
-        """Write ``profile`` as version ``profile.version + 1`` if the stored version is still
-        ``profile.version``, together with its new aliases and membership changes, atomically.
-
-        ``absorbed``: profiles merged into this one, deleted in the same transaction (each at the
-        version read), their aliases re-pointed here and their memberships ended.
-        ``removed_aliases``: aliases this profile gives up (an email change).
-
-        Raises :class:`ConcurrentUpdateError` when another writer got there first.
-        On success ``profile.version`` is incremented.
-        """
-
-    @abstractmethod
-    def erase(self, profile: Profile, at: int) -> None:
-        """Delete the profile, its aliases, memberships and history; keep hashed tombstones of its
-        aliases, stamped ``at``."""
-
-    @abstractmethod
-    def tombstone(self, aliases: list[str], at: int) -> None:
-        """Record that whoever held ``aliases`` was erased at ``at`` (hashed; nothing else kept)."""
-
-    @abstractmethod
-    def history_page(self, profile: Profile, now: int, limit: int, cursor: str | None) -> HistoryPage:
-        """Membership changes of the profile (and those merged into it), newest first."""
-
-    @abstractmethod
-    def segment_size(self, segment_id: str) -> int: ...
-
-    @abstractmethod
-    def segment_stats(self, segment_id: str) -> SegmentStats: ...
-
-    @abstractmethod
-    def family_values(self, family: str) -> list[str]:
-        """Every value a family has had members for (``category-browsers`` -> categories)."""
-
-    @abstractmethod
-    def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage: ...
-
-
 def _shard(profile_id: str) -> str:
     return str(zlib.crc32(profile_id.encode()) % SIZE_SHARDS)
 
@@ -146,7 +67,7 @@ def decode_state(data: bytes) -> Profile:
     return Profile.model_validate_json(zlib.decompress(data))
 
 
-class DynamoDBProfileRepository(ProfileRepository):
+class DynamoDBProfileStore:
     """Profiles in DynamoDB through the low-level client (no resource layer: faster cold start)."""
 
     def __init__(self, client: Any, profiles_table: str, aliases_table: str, memberships_table: str,
@@ -274,8 +195,8 @@ class DynamoDBProfileRepository(ProfileRepository):
                 pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or None
 
     def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
-             absorbed: list[Profile] = (), removed_aliases: list[str] = (),
-             ended: list[MembershipChange] = ()) -> None:
+             absorbed: Sequence[Profile] = (), removed_aliases: Sequence[str] = (),
+             ended: Sequence[MembershipChange] = ()) -> None:
         put = self._profile_put(profile)
         cc = self.client.exceptions
         if not new_aliases and not changes and not absorbed and not removed_aliases:

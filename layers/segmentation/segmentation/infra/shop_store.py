@@ -20,7 +20,9 @@ CART_TTL_S = 30 * 86400
 CART_PREFIX, OWNER_PREFIX = "cart#", "cartowner#"
 
 
-class ShopCatalog:
+class DynamoDBShopStore:
+    """Implements :class:`~segmentation.service.ports.ShopStore` on CatalogTable."""
+
     def __init__(self, client: Any, table: str) -> None:
         self.client = client
         self.table = table

@@ -12,34 +12,27 @@ change twice (at-least-once), never zero times.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import Protocol
+
+from aws_lambda_powertools import Logger
 
 from ..domain.profile import MembershipChange, Profile
 from ..domain.segments import SegmentEvaluator
-from ..infra.profile_store import ConcurrentUpdateError, ProfileRepository
+from .ports import ChangePublisher, ConcurrentUpdateError, ProfileStore
+from .retry import TooMuchContentionError, retry_on_conflict
 
-MAX_ATTEMPTS = 8
-log = logging.getLogger(__name__)
-
-
-class ChangePublisher(Protocol):
-    def publish_changes(self, changes: list[MembershipChange]) -> None: ...
-
-
-class TooMuchContentionError(Exception):
-    """The profile kept changing under us; the work is left for a retry."""
+__all__ = ["ChangePublisher", "TooMuchContentionError", "deliver", "flush_outbox", "publish_parked", "reevaluate"]
+logger = Logger(child=True)
 
 
 def flush_outbox(profile: Profile, publisher: ChangePublisher) -> None:
     """Publish changes an earlier writer could not; they are dropped from the profile on its next write."""
     if profile.outbox:
         publisher.publish_changes(list(profile.outbox))
-        profile.outbox = []
+        profile.clear_parked()
 
 
-def deliver(changes: list[MembershipChange], profile: Profile, repository: ProfileRepository,
+def deliver(changes: list[MembershipChange], profile: Profile, repository: ProfileStore,
             publisher: ChangePublisher) -> None:
     """Publish ``changes`` of a profile just written; on a bus failure park them in its outbox."""
     if not changes:
@@ -47,12 +40,12 @@ def deliver(changes: list[MembershipChange], profile: Profile, repository: Profi
     try:
         publisher.publish_changes(changes)
     except Exception:
-        log.exception("publishing membership changes failed; parking them in the profile's outbox")
-        profile.outbox = [*profile.outbox, *changes]
+        logger.exception("publishing membership changes failed; parking them in the profile's outbox")
+        profile.park(changes)
         repository.save(profile, [], [])  # raises if someone wrote meanwhile: then the caller retries
 
 
-def publish_parked(profile: Profile, repository: ProfileRepository, publisher: ChangePublisher) -> None:
+def publish_parked(profile: Profile, repository: ProfileStore, publisher: ChangePublisher) -> None:
     """Publish the outbox of a profile just written, then clear it (a second write). If the bus
     fails the changes stay parked, and the profile due; if another writer got there first, it has
     published them already (flush_outbox)."""
@@ -61,9 +54,9 @@ def publish_parked(profile: Profile, repository: ProfileRepository, publisher: C
     try:
         publisher.publish_changes(list(profile.outbox))
     except Exception:
-        log.exception("publishing membership changes failed; they stay in the profile's outbox for the next sweep")
+        logger.exception("publishing membership changes failed; they stay in the profile's outbox for the next sweep")
         return
-    profile.outbox = []
+    profile.clear_parked()
     try:
         repository.save(profile, [], [])
     except ConcurrentUpdateError:
@@ -74,7 +67,7 @@ def reevaluate(
     profile: Profile,
     now: int,
     *,
-    repository: ProfileRepository,
+    repository: ProfileStore,
     evaluator: SegmentEvaluator,
     publisher: ChangePublisher,
     cause: str,
@@ -86,23 +79,27 @@ def reevaluate(
     ``still_needed`` is asked again after every re-read (a racing writer may have done the work);
     returns None when it was not needed, else the changes.
     """
-    for _ in range(MAX_ATTEMPTS):
-        if profile is None or not still_needed(profile):
+    read = [profile]  # the first attempt uses the profile given (from the due index or a scan)
+
+    def attempt() -> tuple[Profile, list[MembershipChange]] | None:
+        current = read.pop() if read else repository.get(profile.profile_id)
+        if current is None or not still_needed(current):
             return None
-        flush_outbox(profile, publisher)
-        at = max(now, profile.evaluated_at or 0)
-        profile.prune(at, evaluator.retention)
-        result = evaluator.evaluate(profile, at, touched)
-        changes = profile.record_evaluation(
+        flush_outbox(current, publisher)
+        at = max(now, current.evaluated_at or 0)
+        current.prune(at, evaluator.retention)
+        result = evaluator.evaluate(current, at, touched)
+        changes = current.record_evaluation(
             set(result.segments), result.traits, result.next_due_at, at, cause,
             catalog_version=evaluator.version, unit_due=result.unit_due,
         )
-        profile.outbox = list(changes)  # write-ahead: see the module docstring
-        try:
-            repository.save(profile, [], changes)
-        except ConcurrentUpdateError:
-            profile = repository.get(profile.profile_id)
-            continue
-        publish_parked(profile, repository, publisher)
-        return changes
-    raise TooMuchContentionError(f"profile {profile.profile_id} changed {MAX_ATTEMPTS} times")
+        current.park(changes)  # write-ahead: see the module docstring
+        repository.save(current, [], changes)
+        return current, changes
+
+    written = retry_on_conflict(attempt, f"profile {profile.profile_id}")
+    if written is None:
+        return None
+    current, changes = written
+    publish_parked(current, repository, publisher)
+    return changes

@@ -7,14 +7,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 from ..domain.events import BrowseProperties, CheckoutProperties, CustomerEvent, EventType, OrderProperties
-from ..infra.shop_store import ShopCatalog
 from ..sources import MODULES, shopify
 from ..sources.errors import PayloadTooLargeError, WebhookError
 from ..sources.fields import receiving_at
 from ..sources.request import Handshake, Normalised, SecretLookup, WebhookRequest
+from .ports import CustomerEventPublisher, ShopStore, WebhookDeduplicator, WebhookSecretStore
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 #: the sources with an adapter module ``segmentation.sources.<module>`` exposing ``parse``; a module is
@@ -35,22 +34,12 @@ class Reply:
     content_type: str = "application/json"
 
 
-class Secrets(Protocol):
-    def for_source(self, source: str) -> list[bytes]: ...
-
-
-class Deduplicator(Protocol):
-    def once(self, key: str, action: Callable[[], dict]) -> dict: ...
-
-
-class Publisher(Protocol):
-    def publish_events(self, events: list[CustomerEvent]) -> None: ...
-
-
 class WebhookIngest:
-    def __init__(self, secrets: Secrets, dedupe: Deduplicator, publisher: Publisher, max_body_bytes: int,
-                 clock: Callable[[], int] = lambda: int(time.time()), catalog: ShopCatalog | None = None):
-        self.catalog = catalog
+    def __init__(self, secrets: WebhookSecretStore, dedupe: WebhookDeduplicator, publisher: CustomerEventPublisher,
+                 max_body_bytes: int, clock: Callable[[], int] = lambda: int(time.time()),
+                 shops: ShopStore | None = None):
+        """``shops``: where product categories and carts are learnt; without it events go out as sent."""
+        self.shops = shops
         self.secrets = secrets
         self.dedupe = dedupe
         self.publisher = publisher
@@ -84,9 +73,9 @@ class WebhookIngest:
     def _accept(self, normalised: Normalised) -> dict:
         def publish() -> dict:
             events = list(normalised.events)
-            if self.catalog is not None:
+            if self.shops is not None:
                 for product in normalised.products:
-                    self.catalog.put_product(product.shop, product.product_id, product.category)
+                    self.shops.put_product(product.shop, product.product_id, product.category)
                 events = self._with_categories(events + self._cart_additions(normalised))
             if events:
                 self.publisher.publish_events(events)
@@ -104,15 +93,15 @@ class WebhookIngest:
         out: list[CustomerEvent] = []
         cart = normalised.cart
         if cart is not None:
-            self.catalog.put_cart(cart.shop, cart.token, cart.items, now)
-            owner = self.catalog.cart_owner(cart.shop, cart.token)
+            self.shops.put_cart(cart.shop, cart.token, cart.items, now)
+            owner = self.shops.cart_owner(cart.shop, cart.token)
             if owner is not None:
                 out += _added(cart.shop, cart.token, cart.items, owner, cart.updated_at)
         for event in normalised.events:
             props = event.properties
             if isinstance(props, CheckoutProperties) and props.cart_token and event.shop:
-                self.catalog.put_cart_owner(event.shop, props.cart_token, event.identity, now)
-                items = self.catalog.cart(event.shop, props.cart_token)
+                self.shops.put_cart_owner(event.shop, props.cart_token, event.identity, now)
+                items = self.shops.cart(event.shop, props.cart_token)
                 if items:
                     out += _added(event.shop, props.cart_token, items, event.identity, int(event.occurred_at.timestamp()))
         return out
@@ -128,7 +117,7 @@ class WebhookIngest:
                 wanted.setdefault(e.shop, set()).update(i.product_id for i in props.items if i.product_id and not i.category)
             elif isinstance(props, BrowseProperties) and props.product_id and not props.category:
                 wanted.setdefault(e.shop, set()).add(props.product_id)
-        known = {shop: self.catalog.categories(shop, sorted(ids)) for shop, ids in wanted.items() if ids}
+        known = {shop: self.shops.categories(shop, sorted(ids)) for shop, ids in wanted.items() if ids}
         if not any(known.values()):
             return events
         out = []

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..domain.catalog import Catalog, CatalogError, CatalogFile, SegmentSpec
 from ..domain.evaluation import CatalogEvaluator
 from ..domain.profile import Retention, iso
+from .ports import ProfileStore
 
 SCAN_PAGE = 200
 
@@ -84,7 +85,7 @@ def retention_warnings(current: Retention, needed: Retention) -> list[str]:
 
 
 class SegmentPreview:
-    def __init__(self, repository, evaluator: CatalogEvaluator, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, repository: ProfileStore, evaluator: CatalogEvaluator, clock: Callable[[], float] = time.time) -> None:
         self.repository = repository
         self.evaluator = evaluator
         self.clock = clock

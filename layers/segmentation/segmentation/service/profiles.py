@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
@@ -19,39 +19,45 @@ from ..domain.evaluation import touched_inputs
 from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso
 from ..domain.segments import SegmentEvaluator
-from ..infra.profile_store import ConcurrentUpdateError, LoadedProfile, ProfileRepository
 from ..views import export_view, history_view
-from .evaluation import ChangePublisher, TooMuchContentionError, deliver, flush_outbox
+from .evaluation import deliver, flush_outbox
+from .ports import LoadedProfile, ProfilePublisher, ProfileStore, ShopStore
+from .retry import TooMuchContentionError, retry_on_conflict
 
-MAX_ATTEMPTS = 8
 __all__ = ["ProfileService", "TooMuchContentionError"]
 logger = Logger(child=True)
 
 
-class IdentityStore(Protocol):
-    """Anything else that holds a person's identifiers and must forget them on erasure."""
+@dataclass
+class _Written:
+    """What one successful attempt wrote, for publishing after it."""
 
-    def forget(self, aliases: list[str]) -> int: ...
-
-    def forget_shop(self, shop: str) -> int: ...
+    profile: Profile
+    changes: list[MembershipChange]
+    at: int = 0
+    absorbed: list[Profile] = field(default_factory=list)
+    ended: list[MembershipChange] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # aliases given up (a shop's identifiers, when it leaves)
+    redelivery: bool = False  # the event was applied before: nothing written, its changes published again
 
 
 class ProfileService:
     def __init__(
         self,
-        repository: ProfileRepository,
+        repository: ProfileStore,
         evaluator: SegmentEvaluator,
-        publisher: ChangePublisher,
+        publisher: ProfilePublisher,
         clock: Callable[[], int],
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-        catalog: IdentityStore | None = None,
+        shops: ShopStore | None = None,
     ) -> None:
+        """``shops``: also holds a person's identifiers (cart owners), forgotten on erasure."""
         self.repository = repository
         self.evaluator = evaluator
         self.publisher = publisher
         self.clock = clock
         self.new_id = new_id
-        self.catalog = catalog
+        self.shops = shops
 
     def apply(self, event: CustomerEvent) -> list[MembershipChange]:
         """Apply ``event`` and return the membership changes it caused (published already).
@@ -75,23 +81,23 @@ class ProfileService:
         strong = [a for a in aliases if is_strong(a)] + ([f"email#{previous}"] if previous else [])
         lookup = strong + [a for a in aliases if not is_strong(a)]
         at = epoch(event.occurred_at)
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> _Written | None:
             loaded = self.repository.load(lookup)
             # A weak identifier (phone) of an erased person says nothing about who this is.
             erased = max((loaded.erased_at.get(a, 0) for a in (strong or aliases)), default=0)
             if erased and at <= erased:
                 # A late webhook about a person erased since: applying it would bring them back.
                 logger.info("dropped: its person was erased", extra={"event_id": event.event_id})
-                return []
+                return None
             found, absorbed = self._resolve(lookup, loaded)
             if found is None and event.type == EventType.REFUND:
-                return []  # a refund of an order we never saw: its order/* delivery carries the net total
+                return None  # a refund of an order we never saw: its order/* delivery carries the net total
             profile = found or Profile(profile_id=self.new_id())
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
-                changes = done.changes
-                break
+                return _Written(profile, done.changes, redelivery=True)
             for other in absorbed:
                 profile.absorb(other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
@@ -107,22 +113,23 @@ class ProfileService:
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
             )
             ended = [c for o in absorbed for c in _exits(o, now, event.event_id)]
-            try:
-                self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
-                                     ended=ended)
-                break
-            except ConcurrentUpdateError:
-                continue
-        else:
-            raise TooMuchContentionError(f"profile for event {event.event_id} changed {MAX_ATTEMPTS} times")
-        if done is not None:
-            if changes:  # a redelivery: the first delivery may have died before publishing
+            self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
+                                 ended=ended)
+            return _Written(profile, changes, now, absorbed, ended)
+
+        written = retry_on_conflict(attempt, f"the profile of event {event.event_id}")
+        if written is None:
+            return []
+        changes = written.changes
+        if written.redelivery:
+            if changes:  # the first delivery may have died before publishing
                 self.publisher.publish_changes(changes)
             return changes
-        if absorbed:
-            self.publisher.publish_merged(profile.profile_id, [o.profile_id for o in absorbed], iso(now), event.event_id)
-            self.publisher.publish_changes(ended)
-        deliver(changes, profile, self.repository, self.publisher)
+        if written.absorbed:
+            self.publisher.publish_merged(written.profile.profile_id, [o.profile_id for o in written.absorbed],
+                                          iso(written.at), event.event_id)
+            self.publisher.publish_changes(written.ended)
+        deliver(changes, written.profile, self.repository, self.publisher)
         return changes
 
     def _resolve(self, lookup: list[str], loaded: LoadedProfile) -> tuple[Profile | None, list[Profile]]:
@@ -159,25 +166,25 @@ class ProfileService:
         is a tombstone per identifier (a SHA-256) so that late webhooks about them are dropped.
         Their memberships end (published)."""
         now = int(self.clock())
-        for _ in range(MAX_ATTEMPTS):
+
+        def attempt() -> _Written | None:
             profile = self.repository.load(aliases).profile
             if profile is None:
                 # Nothing stored (or erased already): still remember the identifiers, so that a
                 # webhook delivered after this request cannot create the person.
                 self.repository.tombstone(aliases, now)
                 self._forget(aliases)
-                return []
+                return None
             ended = _exits(profile, now, cause)
-            try:
-                self.repository.erase(profile, now)
-                break
-            except ConcurrentUpdateError:
-                continue
-        else:
-            raise TooMuchContentionError(f"erasure {cause} kept racing other writers")
-        self._forget([*aliases, *profile.aliases])
-        self.publisher.publish_changes(ended)
-        return ended
+            self.repository.erase(profile, now)
+            return _Written(profile, ended, now)
+
+        erased = retry_on_conflict(attempt, f"the profile erased by {cause}")
+        if erased is None:
+            return []
+        self._forget([*aliases, *erased.profile.aliases])
+        self.publisher.publish_changes(erased.changes)
+        return erased.changes
 
     def erase_shop(self, source: str, shop: str | None, cause: str) -> list[MembershipChange]:
         """A shop's data must go (Shopify ``shop/redact``, 48 hours after it uninstalled): its orders,
@@ -190,34 +197,35 @@ class ProfileService:
         changes: list[MembershipChange] = []
         for owner in sorted(owners):
             changes += self._forget_shop_of(owner, source, shop, cause)
-        if self.catalog is not None:
-            self.catalog.forget_shop(shop or "-")
+        if self.shops is not None:
+            self.shops.forget_shop(shop or "-")
         return changes
 
     def _forget_shop_of(self, profile_id: str, source: str, shop: str | None, cause: str) -> list[MembershipChange]:
-        for _ in range(MAX_ATTEMPTS):
+        def attempt() -> _Written | None:
             profile = self.repository.get(profile_id)
             if profile is None:
-                return []
+                return None
             gone = profile.forget_origin(source, shop)
-            if not profile.origins:  # nothing but this shop's data: the whole profile goes
-                return self.erase([*gone, *profile.aliases], cause)
+            if not profile.origins:  # nothing but this shop's data: the whole profile goes (below)
+                return _Written(profile, [], removed=gone)
             now = max(self.clock(), profile.evaluated_at or 0)
             result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=cause,
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
             )
-            try:
-                self.repository.save(profile, [], changes, removed_aliases=gone)
-                break
-            except ConcurrentUpdateError:
-                continue
-        else:
-            raise TooMuchContentionError(f"shop erasure {cause} kept racing other writers")
-        self.repository.tombstone(gone, int(self.clock()))
-        deliver(changes, profile, self.repository, self.publisher)
-        return changes
+            self.repository.save(profile, [], changes, removed_aliases=gone)
+            return _Written(profile, changes, now, removed=gone)
+
+        written = retry_on_conflict(attempt, f"profile {profile_id} (shop erasure {cause})")
+        if written is None:
+            return []
+        if not written.profile.origins:
+            return self.erase([*written.removed, *written.profile.aliases], cause)
+        self.repository.tombstone(written.removed, int(self.clock()))
+        deliver(written.changes, written.profile, self.repository, self.publisher)
+        return written.changes
 
     def history(self, profile: Profile) -> list[dict]:
         """Every membership change kept for the person (newest first), for exports."""
@@ -230,8 +238,8 @@ class ProfileService:
             cursor = page.cursor
 
     def _forget(self, aliases: list[str]) -> None:
-        if self.catalog is not None:
-            self.catalog.forget(list(dict.fromkeys(aliases)))
+        if self.shops is not None:
+            self.shops.forget(list(dict.fromkeys(aliases)))
 
     @staticmethod
     def _email_change(event: CustomerEvent, profile: Profile, previous: str | None, owners: dict) -> list[str]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from ..domain.profile import MembershipChange
 from ..domain.segments import SegmentEvaluator
-from ..infra.profile_store import ProfileRepository
-from .evaluation import ChangePublisher, reevaluate
+from .evaluation import reevaluate
+from .ports import ChangePublisher, ProfileStore
 
 PAGE = 50
 
@@ -28,7 +28,7 @@ class SweepReport:
 
 
 class Sweep:
-    def __init__(self, repository: ProfileRepository, evaluator: SegmentEvaluator, publisher: ChangePublisher,
+    def __init__(self, repository: ProfileStore, evaluator: SegmentEvaluator, publisher: ChangePublisher,
                  shards: int) -> None:
         self.repository = repository
         self.evaluator = evaluator
