@@ -1,21 +1,56 @@
-"""Shared fixtures. Resources, names and environment come from template.yaml, never hand-copied."""
+"""Shared fixtures. Resources, names and environment come from template.yaml, never hand-copied.
+
+Two backends: ``aws`` (moto holding everything template.yaml declares: for tests of the DynamoDB
+layout, the template's wiring and the bus) and ``fakes`` (the in-memory ports of tests/fakes.py
+wired into bootstrap: for tests of what the services do).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import boto3
 import pytest
+from fakes import (
+    InMemoryDeduplicator,
+    InMemoryProfileStore,
+    InMemoryShopStore,
+    RecordingPublisher,
+    RecordingQueue,
+    StaticSecrets,
+)
 from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from segctl.provision import dev_secret_values, provision
 from segctl.template import Template
 from segmentation import bootstrap
-from support import TEMPLATE, Api, Outbox
+from support import ROOT, TEMPLATE, Api, Outbox
 
-# CI explores the same examples every run (a red build is reproducible); developers get fresh ones.
-settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# CI explores the same examples every run, whatever ran before (a red build is reproducible, and
+# prints the blob that replays it); developers get fresh examples each run, and keep the failing
+# ones in .hypothesis/ so that the next run tries them first.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", database=DirectoryBasedExampleDatabase(ROOT / ".hypothesis" / "examples"))
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def _test_account(monkeypatch) -> None:
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+def _function_environment(template: Template, monkeypatch) -> None:
+    """Every function's environment, from template.yaml."""
+    for fn in template.functions():
+        for key, value in template.environment(fn).items():
+            monkeypatch.setenv(key, value)
 
 
 @pytest.fixture
@@ -26,20 +61,12 @@ def aws(monkeypatch):
     """
     from moto import mock_aws
 
-    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    _test_account(monkeypatch)
     with mock_aws():
         template = Template(TEMPLATE)
         provision(template, boto3.session.Session(region_name="us-east-1"), dev_secret_values({}))
         template.parameters["LogLevel"] = "WARNING"
-        for fn in template.functions():
-            for key, value in template.environment(fn).items():
-                monkeypatch.setenv(key, value)
+        _function_environment(template, monkeypatch)
         bootstrap.reset()
         yield template
         bootstrap.reset()
@@ -53,3 +80,54 @@ def outbox(aws) -> Outbox:
 @pytest.fixture
 def api(aws) -> Api:
     return Api(aws)
+
+
+@pytest.fixture(scope="session")
+def template() -> Template:
+    """template.yaml, read once (not provisioned anywhere): names, functions, routes, environment."""
+    template = Template(TEMPLATE)
+    template.parameters["LogLevel"] = "WARNING"
+    return template
+
+
+@dataclass
+class Fakes:
+    """The in-memory ports bootstrap hands out under the ``fakes`` fixture."""
+
+    template: Template
+    store: InMemoryProfileStore
+    shops: InMemoryShopStore = field(default_factory=InMemoryShopStore)
+    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    dedupe: InMemoryDeduplicator = field(default_factory=InMemoryDeduplicator)
+    secrets: StaticSecrets = field(default_factory=lambda: StaticSecrets(dev_secret_values({})))
+    queue: RecordingQueue = field(default_factory=RecordingQueue)
+
+
+@pytest.fixture
+def fakes(template, monkeypatch) -> Iterator[Fakes]:
+    """bootstrap wired to in-memory fakes (no AWS, no moto): every handler and service a test reaches
+    through bootstrap runs on them. The functions' environment is template.yaml's, and any AWS call
+    left over fails at once instead of leaving the machine."""
+    _test_account(monkeypatch)
+    _function_environment(template, monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    bootstrap.reset()
+    s = bootstrap.settings()
+    f = Fakes(template, InMemoryProfileStore(s.due_shards, s.history_retention_days * 86400))
+    with bootstrap.override(repository=f.store, shop_store=f.shops, publisher=f.publisher, deduplicator=f.dedupe,
+                            secrets=f.secrets, backfill_queue=f.queue):
+        yield f
+    bootstrap.reset()
+
+
+@pytest.fixture
+def fake_outbox(fakes) -> RecordingPublisher:
+    """What the services published, as tests/support.Outbox shows the real bus's."""
+    return fakes.publisher
+
+
+@pytest.fixture
+def fake_api(fakes) -> Api:
+    """The template's routes through the real handlers, on the fakes."""
+    return Api(fakes.template)
