@@ -1,4 +1,5 @@
-"""ApiFunction through the template's routes (design.md §3.3)."""
+"""ApiFunction through the template's routes (design.md §3.3), on the in-memory fakes (tests/fakes.py);
+the erasure test looks at the DynamoDB items, on moto."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from segmentation import bootstrap
 from test_profile_function import checkout_event, order_event
 
 
-@pytest.fixture
-def shop(aws):
+def five_buyers():
     """Five recent buyers (one also an abandoner), applied through the real profile service."""
     service = bootstrap.profile_service()
     for i in range(5):
@@ -19,12 +19,17 @@ def shop(aws):
     return service
 
 
-def test_health(api):
-    assert api("GET", "/health").json() == {"status": "ok"}
+@pytest.fixture
+def shop(fakes):
+    return five_buyers()
 
 
-def test_profile_by_email_shows_segments_traits_and_consent(api, shop):
-    resp = api("GET", "/profiles?email=C1@Example.com")
+def test_health(fake_api):
+    assert fake_api("GET", "/health").json() == {"status": "ok"}
+
+
+def test_profile_by_email_shows_segments_traits_and_consent(fake_api, shop):
+    resp = fake_api("GET", "/profiles?email=C1@Example.com")
     assert resp.status == 200
     body = resp.json()
     assert body["email"] == "c1@example.com"
@@ -34,30 +39,30 @@ def test_profile_by_email_shows_segments_traits_and_consent(api, shop):
         assert trait in body["traits"]
     assert body["traits"]["order_count"] == 1
     assert set(body) >= {"profile_id", "email", "segments", "traits", "consent"}
-    by_id = api("GET", f"/profiles/{body['profile_id']}")
+    by_id = fake_api("GET", f"/profiles/{body['profile_id']}")
     assert by_id.status == 200 and by_id.json() == body
 
 
-def test_unknown_profile_is_404_and_missing_email_is_400(api, shop):
-    assert api("GET", "/profiles?email=nobody@example.com").status == 404
-    assert api("GET", "/profiles/0000").status == 404
-    assert api("GET", "/profiles").status == 400
+def test_unknown_profile_is_404_and_missing_email_is_400(fake_api, shop):
+    assert fake_api("GET", "/profiles?email=nobody@example.com").status == 404
+    assert fake_api("GET", "/profiles/0000").status == 404
+    assert fake_api("GET", "/profiles").status == 400
 
 
-def test_segments_list_sizes(api, shop):
-    sizes = {s["id"]: s["size"] for s in api("GET", "/segments").json()["segments"]}
+def test_segments_list_sizes(fake_api, shop):
+    sizes = {s["id"]: s["size"] for s in fake_api("GET", "/segments").json()["segments"]}
     assert {k: sizes[k] for k in ("recent-buyers", "repeat-buyers", "high-value", "cart-abandoners")} == \
         {"recent-buyers": 5, "repeat-buyers": 0, "high-value": 0, "cart-abandoners": 1}
     assert set(sizes) >= {"new-subscribers", "at-risk", "inactive", "suppressed", "high-engagement"}
-    for s in api("GET", "/segments").json()["segments"]:
+    for s in fake_api("GET", "/segments").json()["segments"]:
         assert s["name"] and s["description"]
 
 
-def test_members_paginate_with_an_opaque_cursor(api, shop):
+def test_members_paginate_with_an_opaque_cursor(fake_api, shop):
     seen, cursor, pages = [], None, 0
     while True:
         url = "/segments/recent-buyers/members?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        body = api("GET", url).json()
+        body = fake_api("GET", url).json()
         seen += body["profile_ids"]
         pages += 1
         cursor = body["cursor"]
@@ -68,16 +73,17 @@ def test_members_paginate_with_an_opaque_cursor(api, shop):
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=5000", "limit=abc", "cursor=%%%", "cursor=WyJvdGhlciIsIngiXQ"])
-def test_bad_paging_parameters_are_400(api, shop, query):
-    resp = api("GET", f"/segments/recent-buyers/members?{query}")
+def test_bad_paging_parameters_are_400(fake_api, shop, query):
+    resp = fake_api("GET", f"/segments/recent-buyers/members?{query}")
     assert resp.status == 400, resp.text
 
 
-def test_unknown_segment_members_is_404(api, shop):
-    assert api("GET", "/segments/nope/members").status == 404
+def test_unknown_segment_members_is_404(fake_api, shop):
+    assert fake_api("GET", "/segments/nope/members").status == 404
 
 
-def test_erasure_removes_profile_aliases_and_memberships(api, shop, aws):
+def test_erasure_removes_profile_aliases_and_memberships(api, aws):
+    five_buyers()
     profile = api("GET", "/profiles?email=c0@example.com").json()
     pid = profile["profile_id"]
     assert api("DELETE", f"/profiles/{pid}").status == 200
@@ -92,27 +98,27 @@ def test_erasure_removes_profile_aliases_and_memberships(api, shop, aws):
     assert api("DELETE", f"/profiles/{pid}").status == 404
 
 
-def test_export_holds_everything_stored_about_the_person(api, shop):
-    pid = api("GET", "/profiles?email=c0@example.com").json()["profile_id"]
-    export = api("GET", f"/profiles/{pid}/export").json()
+def test_export_holds_everything_stored_about_the_person(fake_api, shop):
+    pid = fake_api("GET", "/profiles?email=c0@example.com").json()["profile_id"]
+    export = fake_api("GET", f"/profiles/{pid}/export").json()
     assert export["profile_id"] == pid and export["emails"] == ["c0@example.com"]
     assert len(export["orders"]) == 1 and len(export["checkouts"]) == 1
     assert "email#c0@example.com" in export["identities"]
-    assert api("GET", "/profiles/nope/export").status == 404
+    assert fake_api("GET", "/profiles/nope/export").status == 404
 
 
 
-def test_overlap_of_two_segments_sharing_members(api, aws):
+def test_overlap_of_two_segments_sharing_members(fake_api):
     service = bootstrap.profile_service()
     for i in range(3):  # three buyers of 600: recent buyers and high value
         service.apply(order_event(i, email=f"v{i}@example.com", total="600.00"))
     service.apply(order_event(9, email="small@example.com", total="10.00"))  # only a recent buyer
-    pairs = api("GET", "/segments/overlap").json()["pairs"]
+    pairs = fake_api("GET", "/segments/overlap").json()["pairs"]
     pair = next(p for p in pairs if {p["a"], p["b"]} == {"recent-buyers", "high-value"})
     assert pair["overlap"] == 3 and pair["jaccard"] == 0.75
 
 
-def test_openapi_document_lists_the_routes(api, aws):
-    doc = api("GET", "/openapi.json").json()
+def test_openapi_document_lists_the_routes(fake_api):
+    doc = fake_api("GET", "/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     assert {"/profiles", "/segments", "/segments/{segment_id}/members", "/profiles/{profile_id}/export"} <= set(doc["paths"])

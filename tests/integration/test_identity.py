@@ -1,4 +1,6 @@
-"""Identity stitching: one person, one profile, whichever identities their events carry."""
+"""Identity stitching: one person, one profile, whichever identities their events carry. On the in-memory
+fakes (tests/fakes.py) where only the service is at stake; on moto where webhooks go over the template's
+bus, or where the DynamoDB items themselves are checked."""
 
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def test_an_identify_carrying_two_profiles_identities_merges_them(aws, outbox):
             assert browsing.profile_id not in str(item), (table, item)
 
 
-def test_a_platform_customer_record_with_a_new_email_moves_the_alias(aws):
+def test_a_platform_customer_record_with_a_new_email_moves_the_alias(fakes):
     service = bootstrap.profile_service()
     service.apply(order_event(1, email="ana@example.com"))  # customer id 42
     before = find("email#ana@example.com")
@@ -74,7 +76,7 @@ def test_a_platform_customer_record_with_a_new_email_moves_the_alias(aws):
     assert find("email#ana@example.com") is None
 
 
-def test_an_explicit_email_change_moves_the_alias(aws):
+def test_an_explicit_email_change_moves_the_alias(fakes):
     service = bootstrap.profile_service()
     service.apply(order_event(1, email="old@example.com"))
     before = find("email#old@example.com")
@@ -191,7 +193,7 @@ def test_a_merge_where_both_profiles_share_a_size_counter_shard(aws):
     assert bootstrap.repository().segment_size("recent-browsers") == 1
 
 
-def test_an_email_change_that_also_merges_two_profiles(aws):
+def test_an_email_change_that_also_merges_two_profiles(fakes):
     service = bootstrap.profile_service()
     service.apply(order_event(1, email="old@example.com"))
     service.apply(event(60, Identity(anonymous_id="anon-m")))

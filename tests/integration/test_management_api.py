@@ -1,4 +1,8 @@
-"""Management API, issue 6: history, segment detail, previews and erasure, through the template's routes."""
+"""Management API, issue 6: history, segment detail, previews and erasure, through the template's routes.
+
+On the in-memory fakes (tests/fakes.py), except where the DynamoDB items themselves are checked (what a
+preview or an erasure leaves in the tables, history expiry, paging over the history table) or webhooks go
+over the template's bus: those run on moto."""
 
 from __future__ import annotations
 
@@ -59,7 +63,7 @@ def table_items(aws) -> dict[str, list[dict]]:
 # -- history ------------------------------------------------------------------------------------
 
 
-def test_history_shows_each_entry_and_exit_with_its_time_and_cause(aws, api):
+def test_history_shows_each_entry_and_exit_with_its_time_and_cause(fake_api):
     service = bootstrap.profile_service()
     order = order_event(1, email="hist@example.com", hours_ago=1)
     service.apply(order)
@@ -68,7 +72,7 @@ def test_history_shows_each_entry_and_exit_with_its_time_and_cause(aws, api):
     # 14 days after the purchase the sweep takes them out of recent-buyers.
     when = int((NOW - timedelta(hours=1) + timedelta(days=14)).timestamp()) + 60
     bootstrap.sweep().run(when)
-    body = api("GET", f"/profiles/{pid}/history").json()
+    body = fake_api("GET", f"/profiles/{pid}/history").json()
     assert body["retention_days"] == 400
     changes = [(c["segment_id"], c["change"], c["cause"], c["at"]) for c in body["changes"]]
     assert ("recent-buyers", "entered", order.event_id, iso(entered_at)) in changes
@@ -81,7 +85,7 @@ def test_history_shows_each_entry_and_exit_with_its_time_and_cause(aws, api):
     assert all(v >= 1 for v in versions)
 
 
-def test_history_pages_with_a_cursor_and_keeps_the_past_of_merged_profiles(aws, api):
+def test_history_pages_with_a_cursor_and_keeps_the_past_of_merged_profiles(fake_api):
     service = bootstrap.profile_service()
     for n in range(3):
         service.apply(view(n, Identity(anonymous_id="anon-h"), category=f"cat{n}", minutes_ago=30 - n))
@@ -94,9 +98,9 @@ def test_history_pages_with_a_cursor_and_keeps_the_past_of_merged_profiles(aws, 
                                 properties=CustomerProperties()))
     pid = pid_of("merge-h@example.com")
     assert pid != anon and bootstrap.repository().get(anon) is None
-    whole = api("GET", f"/profiles/{pid}/history?limit=1000").json()
+    whole = fake_api("GET", f"/profiles/{pid}/history?limit=1000").json()
     assert whole["cursor"] is None
-    paged = all_pages(api, f"/profiles/{pid}/history?limit=2", "changes")
+    paged = all_pages(fake_api, f"/profiles/{pid}/history?limit=2", "changes")
     assert paged == whole["changes"]
     owners = {c["profile_id"] for c in paged}
     assert owners == {pid, anon}
@@ -129,21 +133,21 @@ def test_history_older_than_the_retention_is_not_shown_and_expires_by_ttl(aws, a
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "cursor=bm90LW91cnM"])
-def test_history_bad_paging_is_400(aws, api, query):
+def test_history_bad_paging_is_400(fake_api, query):
     bootstrap.profile_service().apply(order_event(1, email="page@example.com"))
-    resp = api("GET", f"/profiles/{pid_of('page@example.com')}/history?{query}")
+    resp = fake_api("GET", f"/profiles/{pid_of('page@example.com')}/history?{query}")
     assert resp.status == 400, resp.text
     assert resp.json()["message"]
 
 
-def test_history_of_an_unknown_profile_is_404(aws, api):
-    assert api("GET", "/profiles/nope/history").status == 404
+def test_history_of_an_unknown_profile_is_404(fake_api):
+    assert fake_api("GET", "/profiles/nope/history").status == 404
 
 
-def test_export_includes_the_membership_history(aws, api):
+def test_export_includes_the_membership_history(fake_api):
     order = order_event(1, email="exp@example.com")
     bootstrap.profile_service().apply(order)
-    body = api("GET", f"/profiles/{pid_of('exp@example.com')}/export").json()
+    body = fake_api("GET", f"/profiles/{pid_of('exp@example.com')}/export").json()
     assert ("recent-buyers", "entered", order.event_id) in {
         (c["segment_id"], c["change"], c["cause"]) for c in body["membership_history"]}
     assert body["emails"] == ["exp@example.com"]
@@ -152,11 +156,11 @@ def test_export_includes_the_membership_history(aws, api):
 # -- segment detail -----------------------------------------------------------------------------
 
 
-def test_segment_shows_its_definition_size_last_change_and_members(aws, api):
+def test_segment_shows_its_definition_size_last_change_and_members(fake_api):
     service = bootstrap.profile_service()
     for i in range(5):
         service.apply(order_event(i, email=f"s{i}@example.com"))
-    body = api("GET", "/segments/recent-buyers?limit=2").json()
+    body = fake_api("GET", "/segments/recent-buyers?limit=2").json()
     written = yaml.safe_load(DEFAULT_CATALOG.read_text())["segments"]["recent-buyers"]
     assert body["name"] == written["name"] == "Recent Buyers"
     assert body["definition"]["when"]["event"]["signal"] == [written["when"]["event"]["signal"]]
@@ -166,55 +170,54 @@ def test_segment_shows_its_definition_size_last_change_and_members(aws, api):
     assert body["last_change_at"] == iso(latest)
     first = body["members"]["profile_ids"]
     assert len(first) == 2 and body["members"]["cursor"]
-    rest = all_pages(api, "/segments/recent-buyers/members?limit=2", "profile_ids", body["members"]["cursor"])
+    rest = all_pages(fake_api, "/segments/recent-buyers/members?limit=2", "profile_ids", body["members"]["cursor"])
     members = first + rest
     assert len(members) == len(set(members)) == body["size"]
     assert set(members) == {pid_of(f"s{i}@example.com") for i in range(5)}
 
 
-def test_a_segment_without_members_has_no_last_change(aws, api):
-    body = api("GET", "/segments/repeat-buyers").json()
+def test_a_segment_without_members_has_no_last_change(fake_api):
+    body = fake_api("GET", "/segments/repeat-buyers").json()
     assert (body["size"], body["last_change_at"], body["members"]["profile_ids"]) == (0, None, [])
 
 
-def test_size_and_last_change_follow_an_exit(aws, api):
+def test_size_and_last_change_follow_an_exit(fake_api):
     service = bootstrap.profile_service()
     service.apply(order_event(1, email="a@example.com"))
     service.apply(order_event(2, email="b@example.com"))
     when = int((NOW - timedelta(hours=1) + timedelta(days=14)).timestamp()) + 60
     bootstrap.sweep().run(when)
-    body = api("GET", "/segments/recent-buyers").json()
+    body = fake_api("GET", "/segments/recent-buyers").json()
     assert (body["size"], body["last_change_at"], body["members"]["profile_ids"]) == (0, iso(when), [])
 
 
-def test_a_family_lists_its_instances_and_an_instance_is_a_segment(aws, api):
+def test_a_family_lists_its_instances_and_an_instance_is_a_segment(fake_api):
     service = bootstrap.profile_service()
     service.apply(view(1, Identity(email="f1@example.com"), category="shoes"))
     service.apply(view(2, Identity(email="f2@example.com"), category="shoes"))
     service.apply(view(3, Identity(email="f2@example.com"), category="hats"))
-    family = api("GET", "/segments/category-browsers").json()
+    family = fake_api("GET", "/segments/category-browsers").json()
     assert {i["id"]: i["size"] for i in family["instances"]} == {"category-browsers:shoes": 2,
                                                                   "category-browsers:hats": 1}
     assert family["size"] == 3 and family["members"] is None and family["family"] == "category-browsers"
-    shoes = api("GET", "/segments/category-browsers:shoes").json()
+    shoes = fake_api("GET", "/segments/category-browsers:shoes").json()
     assert shoes["name"] == "Browsing Category: shoes" and shoes["size"] == 2
     assert set(shoes["members"]["profile_ids"]) == {pid_of("f1@example.com"), pid_of("f2@example.com")}
-    assert api("GET", "/segments/category-browsers/members").status == 404
+    assert fake_api("GET", "/segments/category-browsers/members").status == 404
 
 
 @pytest.mark.parametrize("path", ["/segments/no-such-segment", "/segments/recent-buyers:x",
                                   "/segments/no-such-segment/members", "/segments/category-browsers:never-seen",
                                   "/segments/category-browsers:never-seen/members"])
-def test_unknown_segments_are_404(aws, api, path):
-    resp = api("GET", path)
+def test_unknown_segments_are_404(fake_api, path):
+    resp = fake_api("GET", path)
     assert resp.status == 404 and "no segment" in resp.json()["message"]
 
 
 # -- previews -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def buyers(aws):
+def three_buyers() -> dict[int, str]:
     """Three buyers: 30 minutes, 3 hours and 3 days ago; the last one spent 400."""
     service = bootstrap.profile_service()
     service.apply(order_event(1, email="p1@example.com", hours_ago=0.5))
@@ -223,12 +226,18 @@ def buyers(aws):
     return {n: pid_of(f"p{n}@example.com") for n in (1, 2, 3)}
 
 
+@pytest.fixture
+def buyers(fakes) -> dict[int, str]:
+    return three_buyers()
+
+
 def recent_buyers(within: str) -> dict:
     return {"name": "Recent Buyers", "description": "Purchased lately.",
             "when": {"event": {"signal": "order_placed", "within": within}}}
 
 
-def test_preview_of_an_edit_says_exactly_who_would_leave(api, buyers):
+def test_preview_of_an_edit_says_exactly_who_would_leave(api):
+    buyers = three_buyers()
     before = table_items(api.template)
     resp = api("POST", "/segments/preview", {"segment_id": "recent-buyers", "definition": recent_buyers("2h")})
     assert resp.status == 200, resp.text
@@ -242,21 +251,21 @@ def test_preview_of_an_edit_says_exactly_who_would_leave(api, buyers):
     assert bootstrap.repository().segment_size("recent-buyers") == 3
 
 
-def test_preview_of_a_new_segment_shows_who_would_enter(api, buyers):
+def test_preview_of_a_new_segment_shows_who_would_enter(fake_api, buyers):
     definition = {"name": "Big spenders", "description": "Spent over 300 in all.",
                   "when": {"aggregate": {"fn": "sum", "signal": "order_placed", "compare": "> 300"}}}
-    body = api("POST", "/segments/preview", {"segment_id": "big-spenders", "definition": definition}).json()
+    body = fake_api("POST", "/segments/preview", {"segment_id": "big-spenders", "definition": definition}).json()
     assert body["exists"] is False
     assert (body["current_size"], body["size"], body["entering"], body["leaving"]) == (0, 1, 1, 0)
     assert body["enter_sample"] == [{"profile_id": buyers[3], "segment_id": "big-spenders"}]
 
 
-def test_preview_read_in_small_pages_adds_up_to_the_same_figures(api, buyers):
+def test_preview_read_in_small_pages_adds_up_to_the_same_figures(fake_api, buyers):
     request = {"segment_id": "recent-buyers", "definition": recent_buyers("2h")}
-    whole = api("POST", "/segments/preview", request).json()
+    whole = fake_api("POST", "/segments/preview", request).json()
     body, calls = {"cursor": None}, 0
     while True:
-        body = api("POST", "/segments/preview", {**request, "page_size": 1, "cursor": body["cursor"]}).json()
+        body = fake_api("POST", "/segments/preview", {**request, "page_size": 1, "cursor": body["cursor"]}).json()
         calls += 1
         if body["complete"]:
             break
@@ -266,8 +275,8 @@ def test_preview_read_in_small_pages_adds_up_to_the_same_figures(api, buyers):
         assert body[key] == whole[key], key
     assert {m["profile_id"] for m in body["leave_sample"]} == {m["profile_id"] for m in whole["leave_sample"]}
     # The cursor belongs to that definition: another one cannot continue it.
-    first = api("POST", "/segments/preview", {**request, "page_size": 1}).json()
-    other = api("POST", "/segments/preview", {"segment_id": "recent-buyers", "definition": recent_buyers("3h"),
+    first = fake_api("POST", "/segments/preview", {**request, "page_size": 1}).json()
+    other = fake_api("POST", "/segments/preview", {"segment_id": "recent-buyers", "definition": recent_buyers("3h"),
                                               "cursor": first["cursor"]})
     assert other.status == 400 and "another preview" in other.json()["message"]
 
@@ -281,8 +290,8 @@ def test_preview_read_in_small_pages_adds_up_to_the_same_figures(api, buyers):
      "not a duration"),
     ({"name": "X", "when": {"event": {"signal": "order_placed"}}}, "description"),
 ])
-def test_an_invalid_definition_is_400_with_the_reason(api, buyers, definition, says):
-    resp = api("POST", "/segments/preview", {"segment_id": "loop", "definition": definition})
+def test_an_invalid_definition_is_400_with_the_reason(fake_api, buyers, definition, says):
+    resp = fake_api("POST", "/segments/preview", {"segment_id": "loop", "definition": definition})
     assert resp.status == 400, resp.text
     assert says in resp.text
 
@@ -294,17 +303,17 @@ def test_an_invalid_definition_is_400_with_the_reason(api, buyers, definition, s
     {"segment_id": "ok", "definition": recent_buyers("1d"), "cursor": "garbage"},
     {"definition": recent_buyers("1d")},
 ])
-def test_bad_preview_requests_are_400(api, buyers, body):
-    resp = api("POST", "/segments/preview", body)
+def test_bad_preview_requests_are_400(fake_api, buyers, body):
+    resp = fake_api("POST", "/segments/preview", body)
     assert resp.status == 400, resp.text
 
 
-def test_preview_warns_when_the_definition_reads_further_back_than_profiles_keep(api, buyers):
+def test_preview_warns_when_the_definition_reads_further_back_than_profiles_keep(fake_api, buyers):
     definition = {"name": "Year browsers", "description": "Viewed a product this year.",
                   "when": {"event": {"signal": "product_viewed", "within": "365d"}}}
-    body = api("POST", "/segments/preview", {"segment_id": "year-browsers", "definition": definition}).json()
+    body = fake_api("POST", "/segments/preview", {"segment_id": "year-browsers", "definition": definition}).json()
     assert any("product_viewed" in w and "365" in w for w in body["warnings"])
-    assert api("POST", "/segments/preview", {"segment_id": "recent-buyers",
+    assert fake_api("POST", "/segments/preview", {"segment_id": "recent-buyers",
                                              "definition": recent_buyers("2h")}).json()["warnings"] == []
 
 
@@ -418,18 +427,19 @@ def test_an_erasure_request_for_someone_never_seen_still_blocks_their_late_webho
     assert bootstrap.repository().find("email#never@example.com") is None
 
 
-def test_erasing_an_unknown_profile_is_404_and_changes_nothing(aws, api, buyers):
+def test_erasing_an_unknown_profile_is_404_and_changes_nothing(aws, api):
+    three_buyers()
     before = table_items(aws)
     assert api("DELETE", "/profiles/unknown").status == 404
     assert table_items(aws) == before
 
 
-def test_members_cursor_is_opaque(aws, api, buyers):
-    page = api("GET", "/segments/recent-buyers/members?limit=1").json()
+def test_members_cursor_is_opaque(fake_api, buyers):
+    page = fake_api("GET", "/segments/recent-buyers/members?limit=1").json()
     raw = base64.urlsafe_b64decode(page["cursor"] + "=" * (-len(page["cursor"]) % 4))
     assert json.loads(raw)[0] == "recent-buyers"  # ours to read, not to hand-make: a forged one is 400
     forged = base64.urlsafe_b64encode(json.dumps(["repeat-buyers", "x"]).encode()).decode().rstrip("=")
-    assert api("GET", f"/segments/recent-buyers/members?cursor={forged}").status == 400
+    assert fake_api("GET", f"/segments/recent-buyers/members?cursor={forged}").status == 400
 
 
 def test_repository_without_history_table_still_saves(aws):
@@ -444,26 +454,28 @@ def test_repository_without_history_table_still_saves(aws):
     assert ddb.scan(TableName=aws.physical_name("HistoryTable"))["Items"] == []
 
 
-def test_an_unchanged_definition_moves_no_one_even_when_the_sweep_is_due(aws, api):
+def test_an_unchanged_definition_moves_no_one_even_when_the_sweep_is_due(fake_api):
     """Both definitions are evaluated at one instant: the diff is the edit's, not time's."""
     past = int((NOW - timedelta(days=20)).timestamp())
     stale = ProfileService(bootstrap.repository(), bootstrap.evaluator(), bootstrap.publisher(), clock=lambda: past)
     stale.apply(order_event(1, email="stale@example.com", hours_ago=24 * 20))
     assert "recent-buyers" in bootstrap.repository().find("email#stale@example.com").segments  # not swept yet
-    body = api("POST", "/segments/preview", {"segment_id": "recent-buyers", "definition": recent_buyers("14d")}).json()
+    body = fake_api("POST", "/segments/preview",
+                    {"segment_id": "recent-buyers", "definition": recent_buyers("14d")}).json()
     assert (body["current_size"], body["size"], body["entering"], body["leaving"]) == (0, 0, 0, 0)
 
 
-def test_a_family_instance_reached_percent_encoded_is_found(aws, api):
+def test_a_family_instance_reached_percent_encoded_is_found(fakes):
     """API Gateway may hand the path on still encoded (Swagger UI encodes the ':' of an instance)."""
     from segctl.runtime import context_for, load_handler
     from segctl.server import api_event
 
     bootstrap.profile_service().apply(view(1, Identity(email="enc@example.com"), category="shoes"))
-    route = next(r for r in aws.routes() if r.path == "/segments/{segment_id}" and r.method == "GET")
+    route = next(r for r in fakes.template.routes() if r.path == "/segments/{segment_id}" and r.method == "GET")
     path = "/segments/category-browsers%3Ashoes"
     event = api_event(route, {"segment_id": "category-browsers%3Ashoes"}, "GET", path, "", {}, b"")
-    result = load_handler(aws.functions()["ApiFunction"])(event, context_for(aws, "ApiFunction"))
+    handler = load_handler(fakes.template.functions()["ApiFunction"])
+    result = handler(event, context_for(fakes.template, "ApiFunction"))
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["id"] == "category-browsers:shoes"
 
@@ -508,15 +520,15 @@ def test_history_pages_add_up_to_the_whole_history_newest_first(aws, changes, li
 
 
 @pytest.mark.parametrize("depth", [5000, 200, 17])
-def test_a_definition_nested_too_deeply_is_400_not_a_crash(api, buyers, depth):
+def test_a_definition_nested_too_deeply_is_400_not_a_crash(fake_api, buyers, depth):
     when = '{"not":' * depth + '{"event":{"signal":"order_placed"}}' + "}" * depth
     body = '{"segment_id":"deep","definition":{"name":"n","description":"d","when":' + when + "}}"
-    resp = api("POST", "/segments/preview", body.encode(), {"content-type": "application/json"})
+    resp = fake_api("POST", "/segments/preview", body.encode(), {"content-type": "application/json"})
     assert resp.status == 400, resp.text[:300]
     assert "deep" in resp.json()["message"]
 
 
-def test_preview_of_a_family_lists_members_per_instance(aws, api):
+def test_preview_of_a_family_lists_members_per_instance(fake_api):
     service = bootstrap.profile_service()
     service.apply(view(1, Identity(email="fam1@example.com"), category="shoes", minutes_ago=10))
     service.apply(view(2, Identity(email="fam2@example.com"), category="hats", minutes_ago=3 * 24 * 60))
@@ -524,7 +536,7 @@ def test_preview_of_a_family_lists_members_per_instance(aws, api):
                   "family": {"signal": ["product_viewed", "category_viewed"], "within": "1d"},
                   "when": {"event": {"signal": ["product_viewed", "category_viewed"],
                                      "where": {"category": "$value"}, "within": "1d"}}}
-    body = api("POST", "/segments/preview", {"segment_id": "category-browsers", "definition": definition}).json()
+    body = fake_api("POST", "/segments/preview", {"segment_id": "category-browsers", "definition": definition}).json()
     assert (body["current_size"], body["size"], body["entering"], body["leaving"]) == (2, 1, 0, 1)
     assert body["sample"] == [{"profile_id": pid_of("fam1@example.com"), "segment_id": "category-browsers:shoes"}]
     assert body["leave_sample"] == [{"profile_id": pid_of("fam2@example.com"), "segment_id": "category-browsers:hats"}]

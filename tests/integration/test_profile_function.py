@@ -1,4 +1,5 @@
-"""ProfileFunction: SQS batches of CustomerEvent -> profiles, memberships, published changes."""
+"""ProfileFunction: SQS batches of CustomerEvent -> profiles, memberships, published changes; on the
+in-memory fakes (tests/fakes.py), except the count of DynamoDB requests, which needs DynamoDB (moto)."""
 
 from __future__ import annotations
 
@@ -53,21 +54,21 @@ def sqs_batch(*events, bad: int = 0) -> dict:
 
 
 @pytest.fixture
-def invoke(aws):
-    handler = load_handler(aws.functions()["ProfileFunction"])
-    return lambda event: handler(event, context_for(aws, "ProfileFunction"))
+def invoke(fakes):
+    handler = load_handler(fakes.template.functions()["ProfileFunction"])
+    return lambda event: handler(event, context_for(fakes.template, "ProfileFunction"))
 
 
 def find(email: str):
     return bootstrap.repository().find(f"email#{email}")
 
 
-def test_two_orders_make_a_recent_repeat_buyer_and_publish_segment_entered(invoke, outbox):
+def test_two_orders_make_a_recent_repeat_buyer_and_publish_segment_entered(invoke, fake_outbox):
     assert invoke(sqs_batch(order_event(1, hours_ago=48), order_event(2))) == {"batchItemFailures": []}
     profile = find("ana@example.com")
     assert profile.traits["order_count"] == 2
     assert {"recent-buyers", "repeat-buyers"} <= set(profile.segments)
-    published = outbox.drain()
+    published = fake_outbox.drain()
     entered = {(m["detail"]["segment_id"], m["detail"]["cause"]) for m in published if m["detail-type"] == "SegmentEntered"}
     assert {s for s, _ in entered} == {"recent-buyers", "repeat-buyers"}
     for m in published:
@@ -75,13 +76,13 @@ def test_two_orders_make_a_recent_repeat_buyer_and_publish_segment_entered(invok
         assert m["detail"]["profile_id"] == profile.profile_id
 
 
-def test_redelivered_event_counts_once_and_republishes_its_changes(invoke, outbox):
+def test_redelivered_event_counts_once_and_republishes_its_changes(invoke, fake_outbox):
     event = order_event(1)
     invoke(sqs_batch(event))
-    first = outbox.drain()
+    first = fake_outbox.drain()
     invoke(sqs_batch(event))  # SQS/EventBridge at-least-once
     assert find("ana@example.com").traits["order_count"] == 1
-    again = outbox.drain()
+    again = fake_outbox.drain()
     # Consumers dedupe on (profile_id, segment_id, version); the replay carries the same versions.
     assert [(m["detail"]["segment_id"], m["detail"]["version"]) for m in again] == \
         [(m["detail"]["segment_id"], m["detail"]["version"]) for m in first]
@@ -99,12 +100,12 @@ def test_create_and_update_of_one_order_count_once_and_cancel_removes_it(invoke)
     assert "high-value" not in profile.segments and "recent-buyers" not in profile.segments
 
 
-def test_checkout_without_order_is_cart_abandoner_until_the_order(invoke, outbox):
+def test_checkout_without_order_is_cart_abandoner_until_the_order(invoke, fake_outbox):
     invoke(sqs_batch(checkout_event("co-1", hours_ago=2)))
     assert "cart-abandoners" in find("ana@example.com").segments
     invoke(sqs_batch(order_event(9, hours_ago=0.1)))
     assert "cart-abandoners" not in find("ana@example.com").segments
-    exits = [m for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
+    exits = [m for m in fake_outbox.drain() if m["detail-type"] == "SegmentExited"]
     assert [m["detail"]["segment_id"] for m in exits] == ["cart-abandoners"]
 
 
@@ -123,7 +124,7 @@ def test_email_and_platform_id_reach_the_same_profile(invoke):
     assert find("ana@example.com").traits["order_count"] == 2
 
 
-def test_membership_items_and_sizes_follow_the_profile(invoke, aws):
+def test_membership_items_and_sizes_follow_the_profile(invoke):
     invoke(sqs_batch(order_event(1, email="a@example.com"), order_event(2, email="b@example.com")))
     repo = bootstrap.repository()
     assert repo.segment_size("recent-buyers") == 2
@@ -159,25 +160,26 @@ def test_profile_path_makes_at_most_three_dynamodb_requests_when_no_membership_c
         assert len(counter.calls) <= 3, counter.calls
 
 
-def test_concurrent_writers_never_lose_an_update(aws):
+def test_concurrent_writers_never_lose_an_update(fakes):
     """Eight writers read the same version, then all write: the condition makes the losers retry."""
     writers = 8
     barrier = threading.Barrier(writers)
-    lock = threading.Lock()  # DynamoDB serialises writes to one item; moto does not, so the test does.
 
-    class RacingRepository(DynamoDBProfileStore):
+    class RacingRepository:
+        """The fakes' store (which writes atomically, as DynamoDB does one item), read by every writer
+        before any writes."""
+
         first_load = threading.local()
 
+        def __getattr__(self, name):
+            return getattr(fakes.store, name)
+
         def load(self, alias_keys):
-            loaded = super().load(alias_keys)
+            loaded = fakes.store.load(alias_keys)
             if not getattr(self.first_load, "done", False):
                 self.first_load.done = True
                 barrier.wait(timeout=30)  # everyone has read the same version before anyone writes
             return loaded
-
-        def save(self, profile, new_aliases, changes, **kwargs):
-            with lock:
-                return super().save(profile, new_aliases, changes, **kwargs)
 
     # The profile exists first, so every writer races on the same item.
     bootstrap.profile_service().apply(order_event(100, hours_ago=24 * 100))
@@ -185,9 +187,7 @@ def test_concurrent_writers_never_lose_an_update(aws):
 
     def write(i):
         try:
-            repo = RacingRepository(boto3.client("dynamodb"), aws.physical_name("ProfilesTable"),
-                                    aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"))
-            ProfileService(repo, default_evaluator(), bootstrap.publisher(), clock=lambda: int(time.time())).apply(order_event(i))
+            ProfileService(RacingRepository(), default_evaluator(), bootstrap.publisher(), clock=lambda: int(time.time())).apply(order_event(i))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -1,4 +1,5 @@
-"""The sweep and the backfill, moving time forward through the scheduled event's ``time``."""
+"""The sweep and the backfill, moving time forward through the scheduled event's ``time``; on the
+in-memory fakes (tests/fakes.py), through InactivitySweepFunction's handler where a test says "sweep_at"."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import boto3
 import pytest
 from segctl.runtime import context_for, load_handler, scheduled_event
 from segmentation import bootstrap
 from segmentation.domain.catalog import Catalog, load_catalog
 from segmentation.domain.evaluation import CatalogEvaluator
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
-from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.service.backfill import Backfill, SegmentProgress
 from segmentation.service.sweep import Sweep
 from test_profile_function import NOW, checkout_event, order_event
@@ -33,12 +32,12 @@ def first_tick_after(boundary: datetime) -> datetime:
 
 
 @pytest.fixture
-def sweep_at(aws):
-    handler = load_handler(aws.functions()["InactivitySweepFunction"])
+def sweep_at(fakes):
+    handler = load_handler(fakes.template.functions()["InactivitySweepFunction"])
 
     def run(when: datetime) -> dict:
         return handler(scheduled_event(when, "arn:aws:events:us-east-1:123456789012:rule/sweep"),
-                       context_for(aws, "InactivitySweepFunction"))
+                       context_for(fakes.template, "InactivitySweepFunction"))
 
     return run
 
@@ -53,16 +52,16 @@ def view(email: str, seconds_ago: int, type_=EventType.PRODUCT_VIEWED, category=
                          identity=Identity(email=email), properties=BrowseProperties(category=category))
 
 
-def test_at_risk_after_30_days_and_inactive_after_60_at_the_first_sweep(sweep_at, outbox):
+def test_at_risk_after_30_days_and_inactive_after_60_at_the_first_sweep(sweep_at, fake_outbox):
     bootstrap.profile_service().apply(order_event(1, hours_ago=0))
     last_activity = NOW
     boundary = last_activity + timedelta(days=30, seconds=1)
     sweep_at(first_tick_after(boundary) - timedelta(seconds=TICK))
     assert "at-risk" not in segments()
-    outbox.drain()
+    fake_outbox.drain()
     report = sweep_at(first_tick_after(boundary))
     assert "at-risk" in segments() and report["evaluated"] == 1
-    entered = [m["detail"] for m in outbox.drain() if m["detail-type"] == "SegmentEntered"]
+    entered = [m["detail"] for m in fake_outbox.drain() if m["detail-type"] == "SegmentEntered"]
     assert [(d["segment_id"], d["cause"]) for d in entered] == [("at-risk", "time")]
     inactive_boundary = last_activity + timedelta(days=60, seconds=1)
     sweep_at(first_tick_after(inactive_boundary) - timedelta(seconds=TICK))
@@ -101,24 +100,27 @@ def test_views_age_out_of_recent_and_high_intent_browsers(sweep_at):
     assert "high-intent-browsers" not in segments() and "recent-browsers" not in segments()
 
 
-def test_a_sweep_racing_an_event_loses_neither(aws, sweep_at):
+def test_a_sweep_racing_an_event_loses_neither(fakes, sweep_at):
     service = bootstrap.profile_service()
     service.apply(order_event(1, hours_ago=0))
     when = first_tick_after(NOW + timedelta(days=30, seconds=1))
 
-    class EventArrivesMidSweep(DynamoDBProfileStore):
+    class EventArrivesMidSweep:
+        """The fakes' store, with an event applied between the sweep's read of the index and its write."""
+
         raced = False
 
+        def __getattr__(self, name):
+            return getattr(fakes.store, name)
+
         def due_page(self, shard, now, limit, start):
-            page, last = super().due_page(shard, now, limit, start)
+            page, last = fakes.store.due_page(shard, now, limit, start)
             if page and not self.raced:
                 self.raced = True
                 service.apply(view("ana@example.com", 0, category="racing"))  # between the sweep's read and write
             return page, last
 
-    repo = EventArrivesMidSweep(boto3.client("dynamodb"), aws.physical_name("ProfilesTable"),
-                                aws.physical_name("AliasesTable"), aws.physical_name("MembershipsTable"),
-                                bootstrap.repository().due_shards)
+    repo = EventArrivesMidSweep()
     report = Sweep(repo, bootstrap.evaluator(), bootstrap.publisher(), repo.due_shards).run(int(when.timestamp()))
     assert repo.raced
     profile = bootstrap.repository().find("email#ana@example.com")
@@ -133,10 +135,10 @@ class Crash(BaseException):
     """The function dies (timeout, kill): not an exception anything inside catches."""
 
 
-def test_a_sweep_that_dies_before_publishing_loses_no_change(aws, outbox):
+def test_a_sweep_that_dies_before_publishing_loses_no_change(fakes, fake_outbox):
     service = bootstrap.profile_service()
     service.apply(order_event(1, hours_ago=0))
-    outbox.drain()
+    fake_outbox.drain()
     when = int(first_tick_after(NOW + timedelta(days=14, seconds=1)).timestamp())  # recent-buyers ends
 
     class DiesOnPublish:
@@ -150,15 +152,15 @@ def test_a_sweep_that_dies_before_publishing_loses_no_change(aws, outbox):
     parked = repo.find("email#ana@example.com")
     assert "recent-buyers" not in parked.segments  # written...
     assert [c.segment_id for c in parked.outbox] == ["recent-buyers"]  # ...and parked, not lost
-    assert outbox.drain() == []
+    assert fake_outbox.drain() == []
     # The next run, a minute later, finds it due at once and publishes the change.
     report = bootstrap.sweep().run(when + TICK)
     assert report.evaluated == 1
-    exits = [m["detail"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
+    exits = [m["detail"] for m in fake_outbox.drain() if m["detail-type"] == "SegmentExited"]
     assert [(d["segment_id"], d["cause"], d["at"]) for d in exits] == [("recent-buyers", "time", iso_at(when))]
     assert repo.find("email#ana@example.com").outbox == []
     assert bootstrap.sweep().run(when + 2 * TICK).evaluated == 0  # published once; nothing left due
-    assert outbox.drain() == []
+    assert fake_outbox.drain() == []
 
 
 def iso_at(ts: int) -> str:
@@ -167,7 +169,7 @@ def iso_at(ts: int) -> str:
     return iso(ts)
 
 
-def test_more_due_profiles_than_one_run_handles_drain_over_runs(aws):
+def test_more_due_profiles_than_one_run_handles_drain_over_runs(fakes):
     service = bootstrap.profile_service()
     emails = [f"c{i}@example.com" for i in range(30)]
     for i, email in enumerate(emails):
@@ -184,7 +186,7 @@ def test_more_due_profiles_than_one_run_handles_drain_over_runs(aws):
     assert sweep.run(when).evaluated == 0  # nothing is due any more
 
 
-def test_the_sweep_reads_only_due_profiles(aws):
+def test_the_sweep_reads_only_due_profiles(fakes):
     service = bootstrap.profile_service()
     for i in range(40):
         service.apply(order_event(200 + i, email=f"old{i}@example.com", hours_ago=0))
@@ -196,12 +198,12 @@ def test_the_sweep_reads_only_due_profiles(aws):
     assert report.due_read == 4
 
 
-def test_catalog_change_and_backfill_re_evaluate_every_profile(aws, outbox):
+def test_catalog_change_and_backfill_re_evaluate_every_profile(fakes, fake_outbox):
     service = bootstrap.profile_service()
     for i in range(12):
         service.apply(order_event(400 + i, email=f"b{i}@example.com", hours_ago=24 * 10))
     assert all("recent-buyers" in segments(f"b{i}@example.com") for i in range(12))
-    outbox.drain()
+    fake_outbox.drain()
     text = load_catalog().source
     changed = open(text).read().replace(
         "event: {signal: order_placed, within: 14d}\n", "event: {signal: order_placed, within: 7d}\n", 1)
@@ -219,7 +221,7 @@ def test_catalog_change_and_backfill_re_evaluate_every_profile(aws, outbox):
         profile = bootstrap.repository().find(f"email#b{i}@example.com")
         assert profile.catalog_version == evaluator.version
         assert "recent-buyers" not in profile.segments
-    exits = [m["detail"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
+    exits = [m["detail"] for m in fake_outbox.drain() if m["detail-type"] == "SegmentExited"]
     assert len(exits) == 12 and {d["cause"] for d in exits} == {"catalog"}
     progress = bootstrap.repository().progress(backfill.job)
     assert sum(p["scanned"] for p in progress) == 12 and all(p["done"] for p in progress)
@@ -228,9 +230,9 @@ def test_catalog_change_and_backfill_re_evaluate_every_profile(aws, outbox):
     assert sum(p.updated for p in again) == 0
 
 
-def test_bus_failure_parks_changes_and_the_next_touch_publishes_them(aws, outbox, monkeypatch):
+def test_bus_failure_parks_changes_and_the_next_touch_publishes_them(fakes, fake_outbox, monkeypatch):
     bootstrap.profile_service().apply(order_event(1, hours_ago=0))
-    outbox.drain()
+    fake_outbox.drain()
     publisher = bootstrap.publisher()
     real = publisher.publish_changes
     monkeypatch.setattr(publisher, "publish_changes", lambda changes: (_ for _ in ()).throw(RuntimeError("bus down")))
@@ -240,12 +242,13 @@ def test_bus_failure_parks_changes_and_the_next_touch_publishes_them(aws, outbox
     assert bootstrap.repository().find("email#ana@example.com").outbox  # parked, not lost
     monkeypatch.setattr(publisher, "publish_changes", real)
     bootstrap.profile_service().apply(view("ana@example.com", 0))
-    exits = [m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentExited"]
+    exits = [m["detail"]["segment_id"] for m in fake_outbox.drain() if m["detail-type"] == "SegmentExited"]
     assert "recent-buyers" in exits
     assert not bootstrap.repository().find("email#ana@example.com").outbox
 
 
-def test_changes_parked_by_a_bus_failure_go_out_with_the_next_sweep_without_any_new_event(aws, outbox, monkeypatch):
+def test_changes_parked_by_a_bus_failure_go_out_with_the_next_sweep_without_any_new_event(fakes, fake_outbox,
+                                                                                         monkeypatch):
     publisher = bootstrap.publisher()
     real = publisher.publish_changes
     monkeypatch.setattr(publisher, "publish_changes", lambda changes: (_ for _ in ()).throw(RuntimeError("bus down")))
@@ -254,7 +257,7 @@ def test_changes_parked_by_a_bus_failure_go_out_with_the_next_sweep_without_any_
     monkeypatch.setattr(publisher, "publish_changes", real)
     report = bootstrap.sweep().run(int(time.time()) + TICK)  # the next scheduled run
     assert report.evaluated == 1
-    entered = {m["detail"]["segment_id"] for m in outbox.drain() if m["detail-type"] == "SegmentEntered"}
+    entered = {m["detail"]["segment_id"] for m in fake_outbox.drain() if m["detail-type"] == "SegmentEntered"}
     assert "recent-buyers" in entered
     assert not bootstrap.repository().find("email#ana@example.com").outbox
 
