@@ -33,7 +33,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
 from segmentation.domain.events import normalise_email
 from segmentation.domain.profile import Profile, iso
-from segmentation.infra.profile_store import InvalidCursorError
+from segmentation.service.ports import InvalidCursorError
 from segmentation.settings import load_settings
 from segmentation.views import export_view, history_view, profile_view
 

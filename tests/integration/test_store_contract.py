@@ -9,6 +9,7 @@ import inspect
 import pytest
 from fakes import InMemoryProfileStore, InMemoryShopStore
 from segmentation import bootstrap
+from segmentation.domain import identity
 from segmentation.domain.events import Identity, LineItem
 from segmentation.domain.profile import MembershipChange, Profile
 from segmentation.infra.profile_store import DynamoDBProfileStore
@@ -143,7 +144,7 @@ def test_a_merge_deletes_the_absorbed_profile_re_points_its_aliases_and_ends_its
     survivor, absorbed = store.get("p-buyer"), store.get("p-anon")
     ended = [MembershipChange(profile_id="p-anon", segment_id="recent-browsers", change="exited", at=NOW + 10,
                               cause="merge", version=absorbed.version + 1)]
-    survivor.absorb(absorbed)
+    identity.merge(survivor, absorbed)
     changes = evaluated(survivor, {"recent-buyers", "recent-browsers"}, at=NOW + 10, cause="merge")
     stale = absorbed.model_copy(update={"version": absorbed.version - 1})
     with pytest.raises(ConcurrentUpdateError):
@@ -160,7 +161,7 @@ def test_a_merge_deletes_the_absorbed_profile_re_points_its_aliases_and_ends_its
 def test_an_alias_given_up_is_removed(store):
     new(store, "p-ana", "email#old@example.com")
     ana = store.get("p-ana")
-    ana.change_email("new@example.com", "old@example.com", NOW)
+    identity.change_email(ana, "new@example.com", "old@example.com", NOW)
     store.save(ana, ["email#new@example.com"], [], removed_aliases=["email#old@example.com"])
     assert store.find("email#old@example.com") is None
     assert store.find("email#new@example.com").profile_id == "p-ana"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from segmentation.domain import identity
 from segmentation.domain.catalog import Catalog, load_catalog
 from segmentation.domain.events import (
     BrowseProperties,
@@ -289,7 +290,7 @@ def test_after_a_shops_data_is_erased_an_old_open_or_click_is_still_the_last_act
     handle(profile, email(kind, "m1", T0 - 70 * DAY), T0 - 70 * DAY)
     profile.prune(T0, EVALUATOR.retention)
     assert profile.messages == {}  # the message is too old to be kept; its open is not forgotten
-    profile.forget_origin("shopify", "shop")
+    identity.forget_origin(profile, "shopify", "shop")
     result = full(profile, T0)
     assert result.traits["order_count"] == 0
     assert result.traits["last_activity_at"] == iso(T0 - 70 * DAY)
@@ -322,7 +323,7 @@ def test_merging_two_profiles_sums_their_lifetime_counters_and_keeps_the_extreme
     gone = _profile("gone",
                     browse(EventType.PRODUCT_VIEWED, T0 - 50, "5.00"), browse(EventType.PRODUCT_VIEWED, T0 + 200, "50.00"),
                     browse(EventType.PRODUCT_ADDED, T0 + 150, "20.00"), browse(EventType.PAGE_VIEWED, T0 - 500))
-    keep.absorb(gone)
+    identity.merge(keep, gone)
 
     viewed = keep.totals["product_viewed"]
     assert (viewed.n, viewed.sum, viewed.min, viewed.max) == (4, Decimal("95.00"), Decimal("5.00"), Decimal("50.00"))
@@ -350,7 +351,7 @@ def test_merging_counts_an_order_both_profiles_saw_once_in_its_latest_state():
                     order("o3", T0, total="70.00", status="cancelled", updated=T0 + HOUR))
     gone = _profile("gone", order("o1", T0, total="80.00", updated=T0 + 60), order("o2", T0 + DAY, total="20.00"),
                     order("o3", T0, total="70.00"))
-    keep.absorb(gone)
+    identity.merge(keep, gone)
     traits = full(keep, T0 + 2 * DAY).traits
     assert traits["order_count"] == 2
     assert Decimal(traits["lifetime_value"]) == Decimal("100.00")

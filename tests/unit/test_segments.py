@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from segmentation.domain import identity
 from segmentation.domain.evaluation import default_evaluator
 from segmentation.domain.events import (
     CheckoutProperties,
@@ -244,7 +245,7 @@ def test_the_same_order_id_from_two_shops_or_platforms_is_two_orders():
 
 def test_an_event_older_than_the_latest_email_change_cannot_bring_the_old_address_back():
     profile = profile_of(order("o1", T0))
-    profile.change_email("new@example.com", "ana@example.com", T0 + HOUR)
+    identity.change_email(profile, "new@example.com", "ana@example.com", T0 + HOUR)
     assert profile.email_outdated("ana@example.com", T0 + HOUR - 1)
     assert not profile.email_outdated("ana@example.com", T0 + HOUR + 1)
     assert not profile.email_outdated("new@example.com", T0)  # a current address is never outdated

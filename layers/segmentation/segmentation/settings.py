@@ -11,8 +11,10 @@ from functools import cache
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from .errors import SegmentationError
 
-class ConfigurationError(RuntimeError):
+
+class ConfigurationError(SegmentationError, RuntimeError):
     """The function's environment is missing a variable or holds a bad value."""
 
 

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ..errors import InvalidInputError
 from .profile import Retention
 
 #: Signals a condition can count, with the properties ``where`` can filter on.
@@ -62,7 +63,7 @@ SEGMENT_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_DEPTH = 16
 
 
-class CatalogError(ValueError):
+class CatalogError(InvalidInputError):
     """A catalog file that does not validate; the message names the file, the segment and the field."""
 
 
@@ -212,7 +213,30 @@ class ConsentCondition(Strict):
         return self
 
 
-class Condition(Strict):
+class OneOf(Strict):
+    """A model of which exactly one field is set (a condition, a trait): ``kind`` names it, ``body`` is it."""
+
+    def _one_of_message(self, given: list[str]) -> str:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> OneOf:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(self._one_of_message(given))
+        return self
+
+    @cached_property
+    def kind(self) -> str:
+        """The one field that is set (computed once)."""
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def body(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class Condition(OneOf):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     all: list[Condition] | None = Field(default=None, min_length=1)
@@ -227,22 +251,9 @@ class Condition(Strict):
     consent: ConsentCondition | None = None
     segment: str | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Condition:
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            names = "all, any, not, event, last, first, ratio, aggregate, trait, consent, segment"
-            raise ValueError(f"a condition has exactly one of: {names} (got {', '.join(given) or 'none'})")
-        return self
-
-    @cached_property
-    def kind(self) -> str:
-        """The one field that is set (computed once)."""
-        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
-
-    @property
-    def body(self) -> Any:
-        return getattr(self, self.kind)
+    def _one_of_message(self, given: list[str]) -> str:
+        names = "all, any, not, event, last, first, ratio, aggregate, trait, consent, segment"
+        return f"a condition has exactly one of: {names} (got {', '.join(given) or 'none'})"
 
 
 class Family(Strict):
@@ -290,7 +301,7 @@ class RfmTrait(Strict):
     monetary: list[float] = Field(min_length=4, max_length=4)
 
 
-class TraitSpec(Strict):
+class TraitSpec(OneOf):
     count: WindowedSignals | None = None
     sum: WindowedSignals | None = None
     avg: WindowedSignals | None = None
@@ -301,21 +312,8 @@ class TraitSpec(Strict):
     score: ScoreTrait | None = None
     rfm: RfmTrait | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> TraitSpec:
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"a trait has exactly one of: {', '.join(type(self).model_fields)}")
-        return self
-
-    @cached_property
-    def kind(self) -> str:
-        """The one field that is set (computed once)."""
-        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
-
-    @property
-    def body(self) -> Any:
-        return getattr(self, self.kind)
+    def _one_of_message(self, given: list[str]) -> str:
+        return f"a trait has exactly one of: {', '.join(type(self).model_fields)}"
 
 
 class CatalogFile(Strict):

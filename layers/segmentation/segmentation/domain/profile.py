@@ -369,9 +369,9 @@ class Profile(BaseModel):
                 self.attributes[key] = value
         consent = props.email_consent
         if consent is not None:
-            self._consent(consent.state, epoch(consent.updated_at) if consent.updated_at else at)
+            self.add_consent_fact(consent.state, epoch(consent.updated_at) if consent.updated_at else at)
 
-    def _consent(self, state: str, at: int) -> None:
+    def add_consent_fact(self, state: str, at: int) -> None:
         """Apply a consent fact. The latest fact by its own time wins, so a late retry cannot
         undo a newer choice; ``since`` is when the latest run of the same state began, whatever
         order the facts arrived in."""
@@ -397,7 +397,7 @@ class Profile(BaseModel):
 
     def _apply_email(self, at: int, type_: EventType, message_id: str) -> None:
         if type_ in SUPPRESSING:
-            self._consent(SUPPRESSING[type_], at)
+            self.add_consent_fact(SUPPRESSING[type_], at)
             return
         key = message_key(message_id)
         msg = self.messages.get(key)
@@ -416,109 +416,6 @@ class Profile(BaseModel):
                 self._seen("email_clicked", at)
             msg.c = at if msg.c is None else min(msg.c, at)
             self._seen("activity", at, count=False)
-
-    # -- identity ---------------------------------------------------------------------------
-    def change_email(self, new: str, old: str | None, at: int) -> None:
-        """Make ``new`` the primary email as of event time ``at``; ``old`` (if given) is no longer one
-        of the customer's."""
-        self.email_changed_at = max(at, self.email_changed_at or at)
-        if old and old in self.emails:
-            self.emails.remove(old)
-        if new not in self.emails:
-            self.emails.append(new)
-        self.email = new
-        if old:
-            alias = f"email#{old}"
-            if alias in self.aliases:
-                self.aliases.remove(alias)
-
-    def forget_origin(self, source: str, shop: str | None) -> list[str]:
-        """Remove what one shop brought (Shopify ``shop/redact``): its orders, checkouts and
-        shop-scoped identifiers. Returns the aliases given up. What other sources brought stays;
-        recency of purchases, checkouts and activity is recomputed from what remains."""
-        origin = scope_key(source, shop, "")[:-1]
-        prefix = origin + "#"
-        self.orders = {k: o for k, o in self.orders.items() if not k.startswith(prefix)}
-        self.checkouts = {k: c for k, c in self.checkouts.items() if not k.startswith(prefix)}
-        self.origins = [o for o in self.origins if o != origin]
-        gone = [a for a in self.aliases if a.startswith((f"cust#{source}#{shop or '-'}#", f"order#{prefix}"))]
-        self.aliases = [a for a in self.aliases if a not in gone]
-        for signal, times in (("order_any", [o.at for o in self.orders.values()]),
-                              ("checkout_started", [c.started for c in self.checkouts.values()])):
-            self.first_at.pop(signal, None)
-            self.last_at.pop(signal, None)
-            if times:
-                self.first_at[signal], self.last_at[signal] = min(times), max(times)
-        self.totals["checkout_started"] = Totals(n=len(self.checkouts))
-        active = [t for s, t in self.last_at.items() if s in ACTIVITY_SIGNALS or s == "order_any"]
-        active += [t for m in self.messages.values() for t in (m.o, m.c) if t is not None]
-        self.last_at.pop("activity", None)
-        if active:
-            self.last_at["activity"] = max(active)
-        return gone
-
-    def absorb(self, other: Profile) -> None:
-        """Merge ``other`` (another profile of the same person) into this one, counting nothing twice:
-        orders by id, messages by key, everything else belongs to one profile only."""
-        for alias in other.aliases:
-            if alias not in self.aliases:
-                self.aliases.append(alias)
-        for pid in (other.profile_id, *other.merged_from):
-            if pid not in self.merged_from and pid != self.profile_id:
-                self.merged_from.append(pid)
-        for origin in other.origins:
-            if origin not in self.origins:
-                self.origins.append(origin)
-        if other.email_changed_at is not None:
-            self.email_changed_at = max(other.email_changed_at, self.email_changed_at or 0)
-        for e in other.emails:
-            if e not in self.emails:
-                self.emails.append(e)
-        self.email = self.email or other.email
-        self.phone = self.phone or other.phone
-        self.first_name = self.first_name or other.first_name
-        self.last_name = self.last_name or other.last_name
-        self.tags = self.tags or other.tags
-        self.attributes = {**other.attributes, **self.attributes}
-        for oid, order in other.orders.items():
-            mine = self.orders.get(oid)
-            if mine is None or order.updated > mine.updated:
-                self.orders[oid] = order
-        for cid, checkout in other.checkouts.items():
-            mine = self.checkouts.get(cid)
-            if mine is None or checkout.updated > mine.updated:
-                self.checkouts[cid] = checkout
-        for key, msg in other.messages.items():
-            mine = self.messages.get(key)
-            if mine is None:
-                self.messages[key] = msg
-            else:
-                mine.d = min(mine.d, msg.d)
-                mine.o = msg.o if mine.o is None else (mine.o if msg.o is None else min(mine.o, msg.o))
-                mine.c = msg.c if mine.c is None else (mine.c if msg.c is None else min(mine.c, msg.c))
-        for signal, cols in other.browse.items():
-            target = self.browse.setdefault(signal, Columns())
-            for t, c, v in zip(cols.t, cols.c, cols.v, strict=True):
-                target.insert(t, c, v)
-        for signal, tot in other.totals.items():
-            mine = self.totals.setdefault(signal, Totals())
-            mine.n += tot.n
-            mine.sum += tot.sum
-            mine.min = tot.min if mine.min is None else (mine.min if tot.min is None else min(mine.min, tot.min))
-            mine.max = tot.max if mine.max is None else (mine.max if tot.max is None else max(mine.max, tot.max))
-        for signal, t in other.first_at.items():
-            self.first_at[signal] = min(t, self.first_at.get(signal, t))
-        for signal, t in other.last_at.items():
-            self.last_at[signal] = max(t, self.last_at.get(signal, t))
-        if other.first_seen_at is not None:
-            self.first_seen_at = min(other.first_seen_at, self.first_seen_at or other.first_seen_at)
-        if other.email_consent is not None:
-            for at, state in other.email_consent.log:
-                self._consent(state, at)
-        self.recent_events = (other.recent_events + self.recent_events)[-RECENT_EVENTS_KEPT:]
-        self.evaluated_at = max(self.evaluated_at or 0, other.evaluated_at or 0) or None
-        self.catalog_version = None  # evaluate everything again
-        self.outbox = [*self.outbox, *other.outbox]
 
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..domain.events import CustomerEvent
 from ..domain.profile import MembershipChange
+from ..errors import SegmentationError
 
 INGEST_SOURCE = "segmentation.ingest"
 PROFILES_SOURCE = "segmentation.profiles"
@@ -18,7 +19,7 @@ BATCH = 10
 MAX_DETAIL_BYTES = 240_000
 
 
-class PublishError(Exception):
+class PublishError(SegmentationError):
     """EventBridge refused some entries; nothing is acknowledged, so the sender retries."""
 
 

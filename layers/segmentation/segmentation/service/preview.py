@@ -21,12 +21,13 @@ from pydantic import BaseModel, Field, ValidationError
 from ..domain.catalog import Catalog, CatalogError, CatalogFile, SegmentSpec
 from ..domain.evaluation import CatalogEvaluator
 from ..domain.profile import Retention, iso
+from ..errors import InvalidInputError
 from .ports import ProfileStore
 
 SCAN_PAGE = 200
 
 
-class InvalidPreviewError(ValueError):
+class InvalidPreviewError(InvalidInputError):
     """The definition does not validate in the catalog (the message says where and why)."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
 
+from ..domain import identity
 from ..domain.evaluation import touched_inputs
 from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso
@@ -99,7 +100,7 @@ class ProfileService:
             if done is not None:
                 return _Written(profile, done.changes, redelivery=True)
             for other in absorbed:
-                profile.absorb(other)
+                identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
                            and not (a.startswith("email#") and profile.email_outdated(a[6:], at))]
             removed = self._email_change(event, profile, previous, loaded.alias_owners)
@@ -206,7 +207,7 @@ class ProfileService:
             profile = self.repository.get(profile_id)
             if profile is None:
                 return None
-            gone = profile.forget_origin(source, shop)
+            gone = identity.forget_origin(profile, source, shop)
             if not profile.origins:  # nothing but this shop's data: the whole profile goes (below)
                 return _Written(profile, [], removed=gone)
             now = max(self.clock(), profile.evaluated_at or 0)
@@ -256,7 +257,7 @@ class ProfileService:
             return []
         if f"email#{old}" not in profile.aliases:
             return []
-        profile.change_email(new, old, at)
+        identity.change_email(profile, new, old, at)
         return [f"email#{old}"]
 
 

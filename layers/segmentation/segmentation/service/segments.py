@@ -4,11 +4,12 @@ pairwise overlap. The management API's segment routes are thin wrappers around t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from ..domain.catalog import SegmentSpec
+from ..domain.evaluation import CatalogEvaluator
 from ..domain.profile import iso
 from ..errors import InvalidInputError, NotFoundError
+from .ports import MembersPage, ProfileStore
 
 
 class UnknownSegmentError(NotFoundError):
@@ -17,20 +18,6 @@ class UnknownSegmentError(NotFoundError):
 
 class NotAListError(InvalidInputError):
     """A family id where a segment instance is needed (its members are per instance)."""
-
-
-class SegmentReader(Protocol):
-    """What reading segments needs from the profile store (see service/ports.py)."""
-
-    def segment_size(self, segment_id: str) -> int: ...
-
-    def segment_stats(self, segment_id: str) -> Any: ...
-
-    def family_values(self, family: str) -> list[str]: ...
-
-    def members(self, segment_id: str, limit: int, cursor: str | None) -> Any: ...
-
-    def all_members(self, segment_id: str) -> set[str]: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +29,7 @@ class Resolved:
 
 
 class SegmentQueries:
-    def __init__(self, store: SegmentReader, evaluator: Any) -> None:
+    def __init__(self, store: ProfileStore, evaluator: CatalogEvaluator) -> None:
         self.store = store
         self.evaluator = evaluator
 
@@ -101,7 +88,7 @@ class SegmentQueries:
         return {**base, "name": name, "size": stats.size, "last_change_at": iso(stats.last_change_at),
                 "members": {"segment_id": segment_id, "profile_ids": page.profile_ids, "cursor": page.cursor}}
 
-    def members(self, segment_id: str, limit: int, cursor: str | None) -> Any:
+    def members(self, segment_id: str, limit: int, cursor: str | None) -> MembersPage:
         """One page of members; the cursor is the store's (an invalid one raises its InvalidCursorError)."""
         if segment_id == self.resolve(segment_id).family:
             raise NotAListError(f"{segment_id} is a family: list the members of one of its instances ({segment_id}:<value>)")

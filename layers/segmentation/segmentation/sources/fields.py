@@ -175,3 +175,14 @@ def quantity(value: Any, field: str) -> int:
     if amount < 0:
         raise ValueError(f"{field} must not be negative")
     return int(amount)
+
+
+def objects(payload: dict, key: str, limit: int) -> list[dict]:
+    """``payload[key]``: a list of objects (absent or empty is ``[]``), the first ``limit`` of them."""
+    raw = payload.get(key) or []
+    if not isinstance(raw, list):
+        raise ValueError(f"{key} must be a list")
+    items = raw[:limit]
+    if not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{key} entries must be objects")
+    return items

@@ -26,14 +26,13 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pydantic import ValidationError
 
 from ..domain.events import (
     CustomerEvent,
@@ -56,7 +55,7 @@ from .fields import optional_ident as _optional_id
 from .fields import quantity as read_quantity
 from .fields import text as _text
 from .fields import utc_time as _time
-from .request import Handshake, Normalised, SecretLookup, WebhookRequest
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest, reading
 
 SOURCE = "magento"
 CLIENT_ID_SECRET = "magento_client_id"
@@ -194,14 +193,8 @@ def normalise(payload: Any, body: bytes, header_event_id: str | None = None,
     events: list[CustomerEvent] = []
     reasons: list[str] = []
     for envelope in envelopes:
-        try:
+        with reading():
             event, reason = _normalise_event(envelope)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayloadError(f"invalid {where}: {first['msg']}") from None
-        except (ValueError, TypeError, KeyError, InvalidOperation, OverflowError, RecursionError) as exc:
-            raise MalformedPayloadError(str(exc)[:200] or type(exc).__name__) from None
         if event is not None:
             events.append(event)
         if reason:

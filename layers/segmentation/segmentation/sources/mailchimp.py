@@ -26,8 +26,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import ValidationError
-
 from ..domain.events import (
     CustomerEvent,
     CustomerProperties,
@@ -39,7 +37,7 @@ from ..domain.events import (
 )
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import aware_time
-from .request import Handshake, Normalised, SecretLookup, WebhookRequest
+from .request import Handshake, Normalised, SecretLookup, WebhookRequest, reading
 
 SOURCE = "mailchimp"
 FORM = "application/x-www-form-urlencoded"
@@ -123,7 +121,7 @@ def parse_form(body: bytes) -> dict[str, Any]:
 
 def normalise(form: dict[str, Any]) -> Normalised:
     """Turn one decoded Mailchimp delivery into a canonical event (or an acknowledged no-op)."""
-    try:
+    with reading():
         kind = _text(form.get("type"), "type")
         fired_raw = _text(form.get("fired_at"), "fired_at")
         if not kind:
@@ -151,12 +149,6 @@ def normalise(form: dict[str, Any]) -> Normalised:
             what = "campaign events are not used" if kind == "campaign" else f"event type {kind[:40]!r} is not used"
             return Normalised(dedupe_key, [], ignored_reason=what)
         event = _member_event(kind, fired_at, list_id, member_id, email, data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MalformedPayloadError(f"invalid {where}: {first['msg']}") from None
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-        raise MalformedPayloadError(str(exc) or type(exc).__name__) from None
     if event is None:
         return Normalised(dedupe_key, [], ignored_reason="no member email or id in the payload")
     return Normalised(dedupe_key, [event])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
@@ -98,6 +100,29 @@ def hmac_matches(secrets: Sequence[bytes], message: bytes, received: bytes, dige
     return ok
 
 
+#: What the field readers and the models raise on a value they cannot use.
+READ_ERRORS = (ValueError, TypeError, KeyError, InvalidOperation, OverflowError, RecursionError)
+
+
+def malformed_reason(exc: Exception) -> str:
+    """The reason of a 400 for what a reader or a model raised: the field and what is wrong with it."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"invalid {where}: {first['msg']}"
+    return str(exc)[:200] or type(exc).__name__
+
+
+@contextmanager
+def reading(prefix: str = "") -> Iterator[None]:
+    """Read a payload: whatever its readers raise becomes a 400 naming the field (``prefix`` says
+    which item of a batch)."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        raise MalformedPayloadError(prefix + malformed_reason(exc)) from None
+
+
 def shape_mismatch(payload: dict, needs: Sequence[str], never: Sequence[str]) -> str | None:
     """Why ``payload`` is not of a resource's shape: it has a key the resource never has, or none of
     the keys it needs at least one of. None when it is of that shape."""
@@ -121,14 +146,8 @@ def collect_batch(items: list, parse_item: Callable[[Any], tuple[str, str, Custo
     ignored: Counter = Counter()
     keys: list[str] = []
     for index, item in enumerate(items):
-        try:
+        with reading(f"{label(index)}: "):
             key, kind, event = parse_item(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayloadError(f"{label(index)}: invalid {where}: {first['msg']}") from None
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-            raise MalformedPayloadError(f"{label(index)}: {str(exc)[:200] or type(exc).__name__}") from None
         keys.append(key)
         if event is None:
             ignored[kind] += 1

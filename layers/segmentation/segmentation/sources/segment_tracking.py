@@ -51,7 +51,7 @@ from ..domain.events import (
 from .errors import MalformedPayloadError, MethodNotAllowedError, SignatureMismatchError
 from .fields import money as _amount
 from .fields import utc_time as _time
-from .request import Normalised, SecretLookup, WebhookRequest, hmac_matches
+from .request import Normalised, SecretLookup, WebhookRequest, hmac_matches, malformed_reason
 
 SOURCE = "segment"
 METHODS = {"POST", "PUT", "PATCH"}  # the Send action's method is configurable
@@ -109,7 +109,7 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
         try:
             event, reason = _message(payload, key)
         except ValidationError as exc:
-            raise MalformedPayloadError(_validation_reason(exc)) from None
+            raise MalformedPayloadError(malformed_reason(exc)) from None
         except (ValueError, TypeError, KeyError, InvalidOperation, OverflowError, RecursionError) as exc:
             raise MalformedPayloadError(str(exc) or type(exc).__name__) from None
         return Normalised(f"{SOURCE}#{key}", [event] if event else [], ignored_reason=reason)
@@ -139,7 +139,7 @@ def _batch(messages: list, body_hash: str) -> Normalised:
         try:
             event, reason = _message(message, key or f"{body_hash}:{i}")
         except ValidationError as exc:
-            event, reason = None, "invalid: " + _validation_reason(exc)
+            event, reason = None, "invalid: " + malformed_reason(exc)
         except (ValueError, TypeError, KeyError, InvalidOperation, OverflowError, RecursionError) as exc:
             event, reason = None, "invalid: " + (str(exc) or type(exc).__name__)
         if event is not None:
@@ -152,12 +152,6 @@ def _batch(messages: list, body_hash: str) -> Normalised:
         detail = "; ".join(f"{r} (x{n})" for r, n in list(reasons.items())[:3])
         ignored = f"{skipped} of {len(messages)} messages not used: {detail}"
     return Normalised(dedupe_key, events, ignored_reason=ignored)
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"invalid {where}: {first['msg']}"
 
 
 def _message_key(message: dict) -> str | None:
