@@ -7,6 +7,7 @@ wired into bootstrap: for tests of what the services do).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,6 +102,33 @@ class Fakes:
     dedupe: InMemoryDeduplicator = field(default_factory=InMemoryDeduplicator)
     secrets: StaticSecrets = field(default_factory=lambda: StaticSecrets(dev_secret_values({})))
     queue: RecordingQueue = field(default_factory=RecordingQueue)
+
+    def queued(self) -> list[dict]:
+        """The CustomerEvents the webhook published and ProfileFunction has not consumed yet, as the
+        template's rule would queue them (``detail-type``, ``detail``); what tests on moto read from
+        ProfileQueue."""
+        return self.publisher.customer_events()
+
+    def nothing_stored(self) -> bool:
+        """Nothing published and no dedupe claim left: a rejected delivery left no trace."""
+        return not self.publisher.published and not self.dedupe.claims()
+
+    def deliver(self) -> None:
+        """Run ProfileFunction's handler over the CustomerEvents published so far, as the SQS event
+        source mapping would (batches of up to 10, EventBridge envelopes), and take them from the
+        record; every record must succeed. support.deliver_to_profile_function on the fakes."""
+        from segctl.runtime import context_for, load_handler
+
+        handler = load_handler(self.template.functions()["ProfileFunction"])
+        events = self.publisher.take_customer_events()
+        for start in range(0, len(events), 10):
+            records = [{"messageId": f"fake-{start + i}", "receiptHandle": f"fake-{start + i}",
+                        "body": json.dumps({"version": "0", "id": f"fake-{start + i}", "region": "us-east-1",
+                                            "resources": [], **m}),
+                        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
+                        "awsRegion": "us-east-1", "md5OfBody": ""} for i, m in enumerate(events[start:start + 10])]
+            result = handler({"Records": records}, context_for(self.template, "ProfileFunction"))
+            assert result == {"batchItemFailures": []}, result
 
 
 @pytest.fixture

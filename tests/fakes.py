@@ -373,6 +373,20 @@ class RecordingPublisher:
             out, self.published = self.published, []
             return out
 
+    def customer_events(self) -> list[dict]:
+        """The CustomerEvents recorded and not yet taken, oldest first, left in place: what the
+        template's CustomerEvent rule would have queued for ProfileFunction."""
+        with self._lock:
+            return [m for m in self.published if m["detail-type"] == "CustomerEvent"]
+
+    def take_customer_events(self) -> list[dict]:
+        """The CustomerEvents recorded, removed from the record (ProfileFunction consumed them);
+        everything else stays."""
+        with self._lock:
+            taken = [m for m in self.published if m["detail-type"] == "CustomerEvent"]
+            self.published = [m for m in self.published if m["detail-type"] != "CustomerEvent"]
+            return taken
+
 
 class InMemoryDeduplicator:
     """The WebhookDeduplicator port: each key's action runs once; its result is answered again."""
@@ -395,6 +409,10 @@ class InMemoryDeduplicator:
 
     def register_lambda_context(self, context: Any) -> None:
         pass
+
+    def claims(self) -> set[str]:
+        """Every key held, completed or in progress: what IdempotencyTable would hold items for."""
+        return set(self.done) | self.running
 
 
 @dataclass

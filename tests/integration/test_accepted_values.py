@@ -1,6 +1,10 @@
 """Issue 10: impossible times, negative amounts and junk emails, through WebhookFunction's route for
 every source (docs/webhooks.md "Accepted values"). A violation is a 400 naming the field, and nothing
-is published or claimed; a junk email is dropped and the rest of the event kept."""
+is published or claimed; a junk email is dropped and the rest of the event kept.
+
+On the in-memory fakes (tests/fakes.py): what is checked is the webhook service's answer and what it
+publishes or claims, not the DynamoDB layout (the dedupe table's items: test_webhook_function.py,
+test_dedupe_faults.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from urllib.parse import quote
 
-import boto3
 import pytest
 from segctl.provision import dev_secret_values
 from segctl.signing import (
@@ -24,8 +27,7 @@ from segctl.signing import (
     woocommerce_headers,
 )
 from segmentation import bootstrap
-from support import ROOT, deliver_to_profile_function
-from test_webhook_function import dedupe_items, queued
+from support import ROOT
 
 EVENTS = ROOT / "events"
 
@@ -36,12 +38,11 @@ def keys():
 
 
 @pytest.fixture
-def secrets(aws) -> dict:
+def secrets(fakes) -> dict:
+    """The webhook secrets, with the demo SendGrid and Adobe public keys, in the fake secret store."""
     ec_key, ec_public, rsa_key, rsa_public = keys()
     values = {**dev_secret_values({}), "sendgrid": ec_public, "magento": rsa_public}
-    boto3.client("secretsmanager").put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
-                                                    SecretString=json.dumps(values))
-    bootstrap.reset()
+    fakes.secrets.values = dict(values)
     return {**values, "_sendgrid": ec_key, "_magento": rsa_key}
 
 
@@ -155,10 +156,6 @@ TIMED = {
 }
 
 
-def nothing_stored(aws) -> bool:
-    return not queued(aws) and not dedupe_items(aws)
-
-
 def post(api, delivery):
     path, body, headers = delivery
     return api("POST", path, body, headers)
@@ -168,11 +165,11 @@ def post(api, delivery):
 
 
 @pytest.mark.parametrize("source", list(TIMED))
-def test_a_time_within_a_day_ahead_is_accepted(api, aws, secrets, source):
+def test_a_time_within_a_day_ahead_is_accepted(fake_api, fakes, secrets, source):
     """The control for the rejections below: each builder makes a valid delivery, and clock skew of
     up to a day is tolerated."""
     build, _ = TIMED[source]
-    resp = post(api, build(secrets, datetime.now(UTC) + timedelta(hours=23)))
+    resp = post(fake_api, build(secrets, datetime.now(UTC) + timedelta(hours=23)))
     assert resp.status == 200, resp.text
 
 
@@ -181,13 +178,13 @@ def test_a_time_within_a_day_ahead_is_accepted(api, aws, secrets, source):
     pytest.param(lambda: datetime.now(UTC) + timedelta(days=1, minutes=5), id="a-day-and-5-minutes-ahead"),
 ])
 @pytest.mark.parametrize("source", list(TIMED))
-def test_a_time_after_the_accepted_range_is_400_naming_the_field(api, aws, secrets, source, when):
+def test_a_time_after_the_accepted_range_is_400_naming_the_field(fake_api, fakes, secrets, source, when):
     build, field = TIMED[source]
-    resp = post(api, build(secrets, when()))
+    resp = post(fake_api, build(secrets, when()))
     assert resp.status == 400, resp.text
     reason = resp.json()["reason"]
     assert f"{field} is after the accepted range (at most 1 day ahead of now)" in reason
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
 @pytest.mark.parametrize("when", [
@@ -196,12 +193,12 @@ def test_a_time_after_the_accepted_range_is_400_naming_the_field(api, aws, secre
     pytest.param(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), id="a-second-before-2000"),
 ])
 @pytest.mark.parametrize("source", list(TIMED))
-def test_a_time_before_2000_is_400_naming_the_field(api, aws, secrets, source, when):
+def test_a_time_before_2000_is_400_naming_the_field(fake_api, fakes, secrets, source, when):
     build, field = TIMED[source]
-    resp = post(api, build(secrets, when))
+    resp = post(fake_api, build(secrets, when))
     assert resp.status == 400, resp.text
     assert f"{field} is before the accepted range (2000-01-01T00:00:00Z or later)" in resp.json()["reason"]
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
 @pytest.mark.parametrize(("field", "edit"), [
@@ -209,28 +206,28 @@ def test_a_time_before_2000_is_400_naming_the_field(api, aws, secrets, source, w
     ("consent_updated_at", lambda p: p.update(email_marketing_consent={
         "state": "subscribed", "consent_updated_at": "0001-01-01T00:00:00Z"})),
 ])
-def test_every_time_a_shopify_customer_carries_is_checked(api, aws, secrets, field, edit):
+def test_every_time_a_shopify_customer_carries_is_checked(fake_api, fakes, secrets, field, edit):
     def customer(payload):
         payload.clear()
         payload.update(id=7001, email="range@example.com", created_at=iso(datetime.now(UTC)), first_name="Ana")
         edit(payload)
 
-    resp = post(api, shopify(secrets, datetime.now(UTC), customer, topic="customers/update"))
+    resp = post(fake_api, shopify(secrets, datetime.now(UTC), customer, topic="customers/update"))
     assert resp.status == 400, resp.text
     assert resp.json()["reason"].startswith(f"{field} is ")
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
-def test_a_checkout_completed_in_the_year_9999_is_400(api, aws, secrets):
+def test_a_checkout_completed_in_the_year_9999_is_400(fake_api, fakes, secrets):
     def checkout(payload):
         payload.pop("financial_status")
         payload.pop("line_items")
         payload.update(token="co-range", completed_at="9999-12-31T23:59:59Z")
 
-    resp = post(api, shopify(secrets, datetime.now(UTC), checkout, topic="checkouts/update"))
+    resp = post(fake_api, shopify(secrets, datetime.now(UTC), checkout, topic="checkouts/update"))
     assert resp.status == 400, resp.text
     assert "completed_at is after the accepted range" in resp.json()["reason"]
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
 # -- amounts and quantities --------------------------------------------------------------------------------
@@ -266,38 +263,38 @@ NEGATIVE = [
 
 @pytest.mark.parametrize(("source", "build", "path", "value", "field"), NEGATIVE,
                          ids=[f"{n[0]}-{n[4]}" for n in NEGATIVE])
-def test_a_negative_amount_or_quantity_is_400_naming_the_field(api, aws, secrets, source, build, path, value, field):
-    resp = post(api, build(secrets, datetime.now(UTC), set_in(path, value)))
+def test_a_negative_amount_or_quantity_is_400_naming_the_field(fake_api, fakes, secrets, source, build, path, value, field):
+    resp = post(fake_api, build(secrets, datetime.now(UTC), set_in(path, value)))
     assert resp.status == 400, resp.text
     assert resp.json()["reason"].startswith(field + " "), resp.text
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
-def test_a_segment_revenue_or_product_viewed_price_below_zero_is_400(api, aws, secrets):
+def test_a_segment_revenue_or_product_viewed_price_below_zero_is_400(fake_api, fakes, secrets):
     def revenue(message):
         del message["properties"]["total"]
         message["properties"]["revenue"] = -25
-    resp = post(api, segment(secrets, datetime.now(UTC), revenue))
+    resp = post(fake_api, segment(secrets, datetime.now(UTC), revenue))
     assert (resp.status, resp.json()["reason"]) == (400, "properties.revenue must not be negative")
 
     def viewed(message):
         message.update(event="Product Viewed", properties={"product_id": "p1", "price": -1})
-    resp = post(api, segment(secrets, datetime.now(UTC), viewed))
+    resp = post(fake_api, segment(secrets, datetime.now(UTC), viewed))
     assert (resp.status, resp.json()["reason"]) == (400, "properties.price must not be negative")
-    assert nothing_stored(aws)
+    assert fakes.nothing_stored()
 
 
-def test_zero_is_an_amount_and_a_quantity(api, aws, secrets):
+def test_zero_is_an_amount_and_a_quantity(fake_api, fakes, secrets):
     def free(payload):
         payload.update(total_price="0.00")
         payload["line_items"][0].update(price="0.00", quantity=0)
-    assert post(api, shopify(secrets, datetime.now(UTC), free)).status == 200
+    assert post(fake_api, shopify(secrets, datetime.now(UTC), free)).status == 200
 
 
-def test_woocommerce_refunds_stay_negative_strings_and_lower_the_total(api, aws, secrets):
-    resp = post(api, woocommerce(secrets, datetime.now(UTC), lambda p: p.update(refunds=[{"id": 1, "total": "-20.00"}])))
+def test_woocommerce_refunds_stay_negative_strings_and_lower_the_total(fake_api, fakes, secrets):
+    resp = post(fake_api, woocommerce(secrets, datetime.now(UTC), lambda p: p.update(refunds=[{"id": 1, "total": "-20.00"}])))
     assert resp.status == 200, resp.text
-    [message] = queued(aws)
+    [message] = fakes.queued()
     assert message["detail"]["properties"]["total"] == "44.80"
 
 
@@ -306,47 +303,47 @@ def test_woocommerce_refunds_stay_negative_strings_and_lower_the_total(api, aws,
 
 @pytest.mark.parametrize("junk", ["range\x00@example.com", "ra\u200bnge@example.com", "range\u202e@example.com",
                                   "range\U0001F600@example.com", "not-an-address"])
-def test_a_junk_email_is_dropped_and_the_rest_of_the_event_kept(api, aws, secrets, junk):
+def test_a_junk_email_is_dropped_and_the_rest_of_the_event_kept(fake_api, fakes, secrets, junk):
     def traits(message):
         message["context"] = {"traits": {"email": junk}}
-    resp = post(api, segment(secrets, datetime.now(UTC), traits))
+    resp = post(fake_api, segment(secrets, datetime.now(UTC), traits))
     assert resp.status == 200, resp.text
-    [message] = queued(aws)
+    [message] = fakes.queued()
     assert message["detail"]["identity"]["email"] is None
     assert message["detail"]["identity"]["user_id"] == "u-range"
-    deliver_to_profile_function(aws)
+    fakes.deliver()
     profile = bootstrap.repository().find("user#u-range")
     assert profile is not None and profile.email is None and profile.traits["order_count"] == 1
     assert not [a for a in profile.aliases if a.startswith("email#")]
 
 
-def test_an_event_whose_only_identity_is_a_junk_email_is_ignored(api, aws, secrets):
-    resp = post(api, mandrill(secrets, datetime.now(UTC), lambda e: e["msg"].update(email="ana\u200b@example.com")))
+def test_an_event_whose_only_identity_is_a_junk_email_is_ignored(fake_api, fakes, secrets):
+    resp = post(fake_api, mandrill(secrets, datetime.now(UTC), lambda e: e["msg"].update(email="ana\u200b@example.com")))
     assert resp.status == 200, resp.text
     assert "no recipient email" in resp.json()["ignored"]
-    assert not queued(aws)
+    assert not fakes.queued()
 
 
-def test_emails_are_stored_lower_cased_and_internationalised_ones_kept(api, aws, secrets):
+def test_emails_are_stored_lower_cased_and_internationalised_ones_kept(fake_api, fakes, secrets):
     def address(payload):
         payload["email"] = payload["customer"]["email"] = "  MÜLLER@Example.DE "
-    assert post(api, shopify(secrets, datetime.now(UTC), address)).status == 200
-    [message] = queued(aws)
+    assert post(fake_api, shopify(secrets, datetime.now(UTC), address)).status == 200
+    [message] = fakes.queued()
     assert message["detail"]["identity"]["email"] == "müller@example.de"
 
 
-def test_the_api_finds_a_profile_by_any_spelling_of_its_email_and_refuses_junk(api, aws, secrets):
+def test_the_api_finds_a_profile_by_any_spelling_of_its_email_and_refuses_junk(fake_api, fakes, secrets):
     def address(payload):
         payload["email"] = payload["customer"]["email"] = "müller@example.de"
-    assert post(api, shopify(secrets, datetime.now(UTC), address)).status == 200
-    deliver_to_profile_function(aws)
+    assert post(fake_api, shopify(secrets, datetime.now(UTC), address)).status == 200
+    fakes.deliver()
     pid = bootstrap.repository().find("email#müller@example.de").profile_id
     # upper case, spaces, and the ü written as u + a combining diaeresis (NFD, as macOS types it)
     for spelling in ("MÜLLER@EXAMPLE.DE", " müller@example.de ", "mu\u0308ller@example.de"):
-        resp = api("GET", "/profiles?email=" + quote(spelling))
+        resp = fake_api("GET", "/profiles?email=" + quote(spelling))
         assert (resp.status, resp.json().get("profile_id")) == (200, pid), spelling
     for junk in ("m\u200bller@example.de", "müller\U0001F600@example.de", "müller"):
-        resp = api("GET", "/profiles?email=" + quote(junk))
+        resp = fake_api("GET", "/profiles?email=" + quote(junk))
         assert resp.status == 400, junk
         assert "not a valid email address" in resp.json()["message"]
 
@@ -354,13 +351,13 @@ def test_the_api_finds_a_profile_by_any_spelling_of_its_email_and_refuses_junk(a
 @pytest.mark.parametrize(("old", "previous"), [(" OLD@Example.COM ", "old@example.com"),
                                               ("MU\u0308LLER@example.de", "müller@example.de"),
                                               ("old\u200b@example.com", None)])
-def test_a_mailchimp_email_change_normalises_the_old_address(api, aws, secrets, old, previous):
+def test_a_mailchimp_email_change_normalises_the_old_address(fake_api, fakes, secrets, old, previous):
     """The old address finds the alias to move: it is normalised as the alias was, or dropped."""
     def upemail(form):
         del form["data[id]"], form["data[email]"]
         form.update({"type": "upemail", "data[new_id]": "mc-2", "data[new_email]": "new@example.com",
                      "data[old_email]": old})
-    resp = post(api, mailchimp(secrets, datetime.now(UTC), upemail))
+    resp = post(fake_api, mailchimp(secrets, datetime.now(UTC), upemail))
     assert resp.status == 200, resp.text
-    [message] = queued(aws)
+    [message] = fakes.queued()
     assert message["detail"]["properties"]["attributes"].get("previous_email") == previous
