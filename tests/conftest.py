@@ -7,6 +7,7 @@ wired into bootstrap: for tests of what the services do).
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 from collections.abc import Iterator
@@ -159,3 +160,19 @@ def fake_outbox(fakes) -> RecordingPublisher:
 def fake_api(fakes) -> Api:
     """The template's routes through the real handlers, on the fakes."""
     return Api(fakes.template)
+
+
+@pytest.fixture
+def compare_calls(monkeypatch) -> list[bool]:
+    """Every hmac.compare_digest call (its result), through the real function."""
+    calls: list[bool] = []
+    real = hmac.compare_digest
+
+    def recording(a, b):
+        result = real(a, b)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    return calls
+

@@ -100,3 +100,20 @@ def deliver_to_profile_function(template: Template) -> None:
         assert handler({"Records": records}, context_for(template, "ProfileFunction")) == {"batchItemFailures": []}
         for m in msgs:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def sqs_batch(*events, bad: int = 0) -> dict:
+    """The ProfileQueue's batch for ``events`` (CustomerEvents), as the SQS event source mapping hands it
+    to Lambda; ``bad`` appends records that are not events at all."""
+    records = [
+        {"messageId": f"m{i}", "receiptHandle": f"r{i}", "eventSource": "aws:sqs", "attributes": {},
+         "messageAttributes": {}, "md5OfBody": "", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+         "awsRegion": "us-east-1",
+         "body": json.dumps({"version": "0", "id": f"e{i}", "detail-type": "CustomerEvent",
+                             "source": "segmentation.ingest", "time": e.occurred_at.isoformat(),
+                             "region": "us-east-1", "resources": [], "detail": json.loads(e.model_dump_json())})}
+        for i, e in enumerate(events)
+    ]
+    for j in range(bad):
+        records.append({**records[0], "messageId": f"bad{j}", "body": json.dumps({"detail": {"nope": 1}})})
+    return {"Records": records}

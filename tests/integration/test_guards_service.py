@@ -31,6 +31,7 @@ from segmentation.domain.events import (
     OrderProperties,
 )
 from segmentation.domain.profile import Profile
+from support import sqs_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -58,19 +59,6 @@ def mail(type_: EventType, message: str, at: int, email: str = "ana@example.com"
         event_id=CustomerEvent.make_id("mandrill", type_, message, at), source="mandrill", type=type_,
         occurred_at=dt(at), identity=Identity(email=email), properties=EmailProperties(message_id=message),
     )
-
-
-def sqs_batch(*events: CustomerEvent) -> dict:
-    """The ProfileQueue's batch for ``events``, as the SQS event source mapping hands it to Lambda."""
-    return {"Records": [
-        {"messageId": f"m{i}", "receiptHandle": f"r{i}", "eventSource": "aws:sqs", "attributes": {},
-         "messageAttributes": {}, "md5OfBody": "", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-         "awsRegion": "us-east-1",
-         "body": json.dumps({"version": "0", "id": f"e{i}", "detail-type": "CustomerEvent",
-                             "source": "segmentation.ingest", "time": e.occurred_at.isoformat(),
-                             "region": "us-east-1", "resources": [], "detail": json.loads(e.model_dump_json())})}
-        for i, e in enumerate(events)
-    ]}
 
 
 @pytest.fixture
@@ -201,21 +189,13 @@ SIGNED = {"shopify": _shopify, "woocommerce": _woocommerce, "klaviyo": _klaviyo,
 
 
 @pytest.mark.parametrize("source", list(SIGNED))
-def test_each_source_compares_the_signature_with_every_secret_in_constant_time(aws, api, monkeypatch, source):
+def test_each_source_compares_the_signature_with_every_secret_in_constant_time(aws, api, compare_calls, source):
     """Two secrets configured (one rotating in); the delivery is signed with the first. It is accepted,
     and both secrets were compared with hmac.compare_digest: no early exit, no ``==``."""
     secrets = {**dev_secret_values({}), source: [f"{source}-current-secret", f"{source}-previous-secret"]}
     boto3.client("secretsmanager").put_secret_value(SecretId=aws.physical_name("WebhookSecret"),
                                                      SecretString=json.dumps(secrets))
-    results: list[bool] = []
-    real = hmac.compare_digest
-
-    def recording(a, b):
-        result = real(a, b)
-        results.append(result)
-        return result
-
-    monkeypatch.setattr(hmac, "compare_digest", recording)
+    results = compare_calls
     path, body, headers = SIGNED[source](secrets[source][0])
     resp = api("POST", path, body, headers)
     assert resp.status == 200, resp.text

@@ -3,7 +3,6 @@ in-memory fakes (tests/fakes.py), except the count of DynamoDB requests, which n
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from segmentation.domain.evaluation import default_evaluator
 from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.service.profiles import ProfileService
 from segmentation.sources import shopify
+from support import sqs_batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -36,21 +36,6 @@ def checkout_event(token: str, email: str = "ana@example.com", hours_ago: float 
                "completed_at": None}
     [event] = shopify.normalise("checkouts/create", "shop.myshopify.com", payload, "k").events
     return event
-
-
-def sqs_batch(*events, bad: int = 0) -> dict:
-    records = [
-        {"messageId": f"m{i}", "receiptHandle": f"r{i}", "eventSource": "aws:sqs", "attributes": {},
-         "messageAttributes": {}, "md5OfBody": "", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-         "awsRegion": "us-east-1",
-         "body": json.dumps({"version": "0", "id": f"e{i}", "detail-type": "CustomerEvent",
-                             "source": "segmentation.ingest", "time": e.occurred_at.isoformat(),
-                             "region": "us-east-1", "resources": [], "detail": json.loads(e.model_dump_json())})}
-        for i, e in enumerate(events)
-    ]
-    for j in range(bad):
-        records.append({**records[0], "messageId": f"bad{j}", "body": json.dumps({"detail": {"nope": 1}})})
-    return {"Records": records}
 
 
 @pytest.fixture

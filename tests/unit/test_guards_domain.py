@@ -364,19 +364,6 @@ def _hmac_matches():
     return importlib.import_module("segmentation.sources.request").hmac_matches
 
 
-@pytest.fixture
-def compare_calls(monkeypatch):
-    """Every hmac.compare_digest call (its result), through the real function."""
-    calls: list[bool] = []
-    real = hmac.compare_digest
-
-    def recording(a, b):
-        result = real(a, b)
-        calls.append(result)
-        return result
-
-    monkeypatch.setattr(hmac, "compare_digest", recording)
-    return calls
 
 
 @pytest.mark.parametrize("digest", [hashlib.sha256, hashlib.sha1])
