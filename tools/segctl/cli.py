@@ -5,6 +5,7 @@
   segctl segments validate [FILE]                check a segment catalog
   segctl segments explain --email X              why a customer is (not) in each segment
   segctl segments preview FILE                   who would enter/leave the file's changed segments
+  segctl destinations validate FILE              check a destinations file (ESP lists, tags, properties)
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl demo                                    replay sample webhooks and print a segment report
@@ -103,6 +104,12 @@ def cmd_segments_preview(args) -> int:
     return preview(args.url, args.file, args.segment, args.sample)
 
 
+def cmd_destinations_validate(args) -> int:
+    from .destinations import validate
+
+    return validate(args.file, args.catalog)
+
+
 def cmd_sweep(args) -> int:
     from .timecmds import sweep
 
@@ -145,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--sample", type=int, default=5, help="profile ids shown per list (default 5)")
     pre.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     pre.set_defaults(func=cmd_segments_preview)
+
+    destinations = sub.add_parser("destinations", help="the destinations file (where segments and traits go)")
+    dests = destinations.add_subparsers(dest="destinations_command", required=True)
+    dval = dests.add_parser("validate", help="validate a destinations YAML against a catalog")
+    dval.add_argument("file", help="the destinations YAML")
+    dval.add_argument("--catalog", default=None, help="the catalog it refers to (default: the shipped catalog)")
+    dval.set_defaults(func=cmd_destinations_validate)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")
