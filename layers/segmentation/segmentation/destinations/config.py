@@ -232,6 +232,7 @@ class _Check:
                 message = f"missing key 'type' (one of: {', '.join(TYPES)})"
             elif e["type"] == "union_tag_invalid":
                 message = f"type {e['input'].get('type')!r} is not one of: {', '.join(TYPES)}"
+                loc = (*loc, "type")
             elif e["type"] == "string_type":
                 message = f"{_field_path(loc) or 'value'}: must be text, got {e['input']!r} (put it in quotes)"
             elif e["type"] == "value_error":
