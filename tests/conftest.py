@@ -176,3 +176,16 @@ def compare_calls(monkeypatch) -> list[bool]:
     monkeypatch.setattr(hmac, "compare_digest", recording)
     return calls
 
+
+
+@pytest.fixture
+def fake_klaviyo():
+    """A local Klaviyo (tests/esp/fake_klaviyo.py) checking every request against Klaviyo's OpenAPI document.
+
+    Point the sync at ``fake_klaviyo.base_url`` with key ``fake_klaviyo.api_key``; read the end state with
+    ``snapshot()``, ``members(list_id)`` and ``profile_by_email()``; assert ``fake_klaviyo.invalid == []``.
+    """
+    from esp.fake_klaviyo import FakeKlaviyo
+
+    with FakeKlaviyo() as fake:
+        yield fake

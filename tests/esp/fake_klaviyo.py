@@ -1,0 +1,561 @@
+"""A local fake of Klaviyo's API that checks every request against Klaviyo's published OpenAPI document.
+
+``FakeKlaviyo`` is an HTTP server (``http.server`` in a thread, 127.0.0.1, a free port) for the ESP
+sync's tests (issue 12). Every request is checked in this order, and refused before anything changes:
+
+1. ``Authorization: Klaviyo-API-Key <key>`` (401 otherwise);
+2. the ``revision`` header equal to ``2026-07-15`` (400 otherwise);
+3. path, method, query, headers and the JSON:API body against the OpenAPI document
+   (tests/contracts/klaviyo-openapi-stable-2026-07-15.json) with openapi-core: 404 for a path the
+   document does not have, 405 for a method it does not have there, 400 for anything else;
+4. injected faults (``fail_next``): 429 with ``Retry-After``, or 5xx bursts;
+5. the endpoint itself, on the fake's state.
+
+Refusals of steps 1-3 are kept in ``invalid`` (a sync test asserts ``fake.invalid == []``); every
+request is kept in ``calls``. The fake's own answers are checked against the document too
+(``response_errors``), so the fake cannot drift from what Klaviyo answers.
+
+State: profiles (by id, looked up by email), their custom ``properties``, lists and their members,
+bulk import jobs (applied at once, reported ``complete``). ``snapshot()`` gives all of it as plain
+data keyed by email, to compare before and after.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from openapi_core import Config, OpenAPI
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.testing import MockRequest, MockResponse
+
+REVISION = "2026-07-15"
+DOCUMENT = Path(__file__).resolve().parents[1] / "contracts" / f"klaviyo-openapi-stable-{REVISION}.json"
+JSON_API = "application/vnd.api+json"
+HOST = "https://a.klaviyo.com"  # the document's server: paths are matched against it
+DEFAULT_KEY = "pk_fake_klaviyo_test_key"
+
+# Profile attributes the fake keeps (besides ``properties``), as the document names them.
+PROFILE_FIELDS = (
+    "email",
+    "phone_number",
+    "external_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "locale",
+    "title",
+    "image",
+)
+
+
+@functools.cache
+def openapi() -> OpenAPI:
+    """Klaviyo's document, loaded once per process (about 0.03 s; each request is then checked in ~3 ms).
+
+    openapi-spec-validator's check of the document itself is off: the published document fails it in
+    a schema the sync never uses (a web-safe-font ``default`` that matches both branches of a
+    ``oneOf``), and the check is not what we are testing. Request and response validation is on.
+    """
+    return OpenAPI.from_dict(json.loads(DOCUMENT.read_text()), config=Config(spec_validator_cls=None))
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # without the query string
+    query: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    method: str
+    path: str
+    status: int
+    reason: str
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int
+    retry_after: int | None
+
+
+class _Answer(Exception):
+    """Ends a request with a JSON:API error (or any status and body)."""
+
+    def __init__(self, status: int, detail: str = "", *, body: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.body = body
+        self.headers = headers or {}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return "01" + uuid.uuid4().hex[:24].upper()
+
+
+def _error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    return {"errors": [{"id": str(uuid.uuid4()), "code": code, "title": title, "detail": detail}]}
+
+
+class FakeKlaviyo:
+    """Start with ``with FakeKlaviyo() as fake:`` (or ``start()``/``stop()``); point the client at ``fake.base_url``."""
+
+    def __init__(self, api_key: str = DEFAULT_KEY, *, page_size_max: int = 100):
+        self.api_key = api_key
+        self.page_size_max = page_size_max
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        # state
+        self.profiles: dict[
+            str, dict[str, Any]
+        ] = {}  # id -> {"id", "created", "updated", <PROFILE_FIELDS>, "properties"}
+        self.lists: dict[str, dict[str, Any]] = {}  # id -> {"id", "name", "members": {profile id: joined_at}}
+        self.jobs: dict[str, dict[str, Any]] = {}  # id -> job resource (attributes + lists + profile ids)
+        # records
+        self.calls: list[Call] = []
+        self.invalid: list[Refusal] = []
+        self.response_errors: list[str] = []
+        self._faults: list[_Fault] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeKlaviyo:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-klaviyo", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            assert self._thread is not None
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self) -> FakeKlaviyo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "FakeKlaviyo is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        """The headers Klaviyo expects, for tests that talk to the fake directly."""
+        return {
+            "Authorization": f"Klaviyo-API-Key {key or self.api_key}",
+            "revision": REVISION,
+            "Accept": JSON_API,
+            "Content-Type": JSON_API,
+        }
+
+    # -- set-up and fault injection ----------------------------------------------------------
+
+    def create_list(self, name: str, list_id: str | None = None) -> str:
+        """A list as if made in Klaviyo's UI; returns its id."""
+        with self._lock:
+            list_id = list_id or uuid.uuid4().hex[:6].upper()
+            self.lists[list_id] = {"id": list_id, "name": name, "created": _now(), "members": {}}
+            return list_id
+
+    def fail_next(self, n: int = 1, status: int = 429, retry_after: int | None = 2) -> None:
+        """The next ``n`` valid requests are answered ``status`` (429 with ``Retry-After``, or a 5xx burst) and change nothing."""
+        with self._lock:
+            self._faults.append(_Fault(n, status, retry_after if status == 429 else None))
+
+    # -- reading the state ---------------------------------------------------------------------
+
+    def profile_by_email(self, email: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._find(email=email)
+            return copy.deepcopy(found) if found else None
+
+    def members(self, list_id: str) -> set[str]:
+        """The emails of the list's members (the profile id where a member has no email)."""
+        with self._lock:
+            return {self.profiles[p].get("email") or p for p in self.lists[list_id]["members"]}
+
+    def call_count(self, method: str | None = None, path: str | None = None) -> int:
+        """How many requests reached the fake (refused and faulted ones included), by method and/or path."""
+        return sum(1 for c in self.calls if (method is None or c.method == method) and (path is None or c.path == path))
+
+    def call_counts(self) -> Counter[tuple[str, str]]:
+        return Counter((c.method, c.path) for c in self.calls)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Profiles by email (attributes and properties, no ids or timestamps) and list members by list name."""
+        with self._lock:
+            profiles = {
+                p.get("email") or p["id"]: {
+                    k: copy.deepcopy(v) for k, v in p.items() if k not in ("id", "created", "updated")
+                }
+                for p in self.profiles.values()
+            }
+            lists = {
+                lst["name"]: sorted(self.profiles[p].get("email") or p for p in lst["members"])
+                for lst in self.lists.values()
+            }
+            return {"profiles": profiles, "lists": lists, "jobs": len(self.jobs)}
+
+    # -- request handling (called by _Handler) -------------------------------------------------
+
+    def _handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        split = urlsplit(target)
+        path, query = split.path, split.query
+        status, out_headers, payload = self._answer(method, path, query, headers, body)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        if payload is not None:
+            out_headers = {"Content-Type": JSON_API, **out_headers}
+        with self._lock:
+            self.calls.append(Call(method, path, query, status))
+        if status < 500 and status not in (401, 404, 405, 429):
+            self._check_response(method, path, query, headers, body, status, data)
+        return status, out_headers, data
+
+    def _answer(self, method, path, query, headers, body) -> tuple[int, dict[str, str], Any]:
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            if lower.get("authorization") != f"Klaviyo-API-Key {self.api_key}":
+                self._refuse(method, path, 401, "missing or wrong Authorization: Klaviyo-API-Key <key>")
+            if lower.get("revision") != REVISION:
+                self._refuse(method, path, 400, f"revision header must be {REVISION}, got {lower.get('revision')!r}")
+            self._validate(method, path, query, headers, body)
+            with self._lock:
+                fault = next((f for f in self._faults if f.remaining > 0), None)
+                if fault is not None:
+                    fault.remaining -= 1
+                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    title = "Request was throttled." if fault.status == 429 else "A server error occurred."
+                    raise _Answer(fault.status, title, headers=extra)
+                return self._route(method, path, dict(parse_qsl(query)), json.loads(body) if body else None)
+        except _Answer as answer:
+            payload = (
+                answer.body
+                if answer.body is not None
+                else _error(answer.status, _code(answer.status), _title(answer.status), answer.detail)
+            )
+            return answer.status, answer.headers, payload
+
+    def _refuse(self, method: str, path: str, status: int, reason: str) -> None:
+        with self._lock:
+            self.invalid.append(Refusal(method, path, status, reason))
+        raise _Answer(status, reason)
+
+    def _request(self, method, path, query, headers, body) -> MockRequest:
+        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        return MockRequest(
+            HOST,
+            method.lower(),
+            path,
+            args=parse_qsl(query, keep_blank_values=True),
+            headers=headers,
+            data=body or None,
+            content_type=ctype.split(";")[0].strip() if ctype else JSON_API,
+        )
+
+    def _validate(self, method, path, query, headers, body) -> None:
+        result = openapi().unmarshal_request(self._request(method, path, query, headers, body))
+        for error in result.errors:
+            if isinstance(error, PathNotFound):
+                self._refuse(method, path, 404, f"no such path in the document: {path}")
+            if isinstance(error, OperationNotFound):
+                self._refuse(method, path, 405, f"no {method} on {path} in the document")
+        if result.errors:
+            self._refuse(method, path, 400, "; ".join(_describe(e) for e in result.errors))
+
+    def _check_response(self, method, path, query, headers, body, status, data) -> None:
+        response = MockResponse(data, status_code=status, content_type=JSON_API if data else None)
+        result = openapi().unmarshal_response(self._request(method, path, query, headers, body), response)
+        if result.errors:
+            with self._lock:
+                self.response_errors.extend(f"{method} {path} {status}: {_describe(e)}" for e in result.errors)
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, query: dict[str, str], doc: Any) -> tuple[int, dict[str, str], Any]:
+        for pattern, verb, action in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match and verb == method:
+                return action(self, query, doc, *match.groups())
+        raise _Answer(501, f"{method} {path} is in Klaviyo's document but not in the fake")
+
+    def _find(self, *, email: str | None = None, external_id: str | None = None, phone: str | None = None):
+        for p in self.profiles.values():
+            if (
+                (email and p.get("email") == email)
+                or (external_id and p.get("external_id") == external_id)
+                or (phone and p.get("phone_number") == phone)
+            ):
+                return p
+        return None
+
+    def _upsert(self, resource: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Klaviyo's create-or-update: match by id, then email, external id or phone; merge ``properties``."""
+        attrs = resource.get("attributes") or {}
+        profile = self.profiles.get(resource.get("id") or "") or self._find(
+            email=attrs.get("email"), external_id=attrs.get("external_id"), phone=attrs.get("phone_number")
+        )
+        created = profile is None
+        if created:
+            if resource.get("id"):
+                raise _Answer(404, f"profile {resource['id']} not found")
+            profile = {"id": _new_id(), "created": _now(), "properties": {}}
+            self.profiles[profile["id"]] = profile
+        self._apply(profile, attrs, resource.get("meta"))
+        return profile, created
+
+    def _apply(self, profile: dict[str, Any], attrs: dict[str, Any], meta: dict[str, Any] | None) -> None:
+        for field in PROFILE_FIELDS:
+            if field in attrs:
+                profile[field] = attrs[field]
+        profile["properties"].update(attrs.get("properties") or {})
+        unset = ((meta or {}).get("patch_properties") or {}).get("unset")
+        for name in [unset] if isinstance(unset, str) else unset or []:
+            profile["properties"].pop(name, None)
+        profile["updated"] = _now()
+
+    def _profile_resource(self, profile: dict[str, Any]) -> dict[str, Any]:
+        attrs = {f: profile.get(f) for f in PROFILE_FIELDS}
+        attrs.update(created=profile["created"], updated=profile["updated"], properties=profile["properties"])
+        return {
+            "type": "profile",
+            "id": profile["id"],
+            "attributes": attrs,
+            "links": {"self": f"{self.base_url}/api/profiles/{profile['id']}/"},
+        }
+
+    def _create_profile(self, query, doc, *_):
+        attrs = doc["data"].get("attributes") or {}
+        existing = self._find(
+            email=attrs.get("email"), external_id=attrs.get("external_id"), phone=attrs.get("phone_number")
+        )
+        if existing:
+            body = _error(
+                409, "duplicate_profile", "Conflict.", "A profile already exists with one of these identifiers."
+            )
+            body["errors"][0]["meta"] = {"duplicate_profile_id": existing["id"]}
+            raise _Answer(409, body=body)
+        profile, _ = self._upsert({"attributes": attrs, "meta": doc["data"].get("meta")})
+        return 201, {}, {"data": self._profile_resource(profile)}
+
+    def _import_profile(self, query, doc, *_):
+        profile, created = self._upsert(doc["data"])
+        return (201 if created else 200), {}, {"data": self._profile_resource(profile)}
+
+    def _update_profile(self, query, doc, profile_id):
+        profile = self.profiles.get(profile_id)
+        if profile is None or doc["data"].get("id") != profile_id:
+            raise _Answer(404, f"profile {profile_id} not found")
+        self._apply(profile, doc["data"].get("attributes") or {}, doc["data"].get("meta"))
+        return 200, {}, {"data": self._profile_resource(profile)}
+
+    def _get_profile(self, query, doc, profile_id):
+        if profile_id not in self.profiles:
+            raise _Answer(404, f"profile {profile_id} not found")
+        return 200, {}, {"data": self._profile_resource(self.profiles[profile_id])}
+
+    def _get_profiles(self, query, doc, *_):
+        profiles = list(self.profiles.values())
+        wanted = query.get("filter")
+        if wanted:
+            match = re.fullmatch(r"""equals\((email|external_id|id|phone_number),\s*["'](.*)["']\)""", wanted)
+            if not match:
+                raise _Answer(400, f"the fake understands only equals(<field>,'value'), not {wanted}")
+            field, value = match.groups()
+            profiles = [p for p in profiles if p.get(field) == value]
+        return self._page("/api/profiles", query, [self._profile_resource(p) for p in profiles])
+
+    def _list(self, list_id: str) -> dict[str, Any]:
+        if list_id not in self.lists:
+            raise _Answer(404, f"list {list_id} not found")
+        return self.lists[list_id]
+
+    def _list_members_change(self, query, doc, list_id, add: bool):
+        members = self._list(list_id)["members"]
+        ids = [item["id"] for item in doc["data"]]
+        missing = [i for i in ids if i not in self.profiles]
+        if missing:
+            raise _Answer(404, f"profiles not found: {', '.join(missing)}")
+        for profile_id in ids:
+            if add:
+                members.setdefault(profile_id, _now())
+            else:
+                members.pop(profile_id, None)
+        return 204, {}, None
+
+    def _add_to_list(self, query, doc, list_id):
+        return self._list_members_change(query, doc, list_id, add=True)
+
+    def _remove_from_list(self, query, doc, list_id):
+        return self._list_members_change(query, doc, list_id, add=False)
+
+    def _list_relationships(self, query, doc, list_id):
+        ids = list(self._list(list_id)["members"])
+        return self._page(
+            f"/api/lists/{list_id}/relationships/profiles", query, [{"type": "profile", "id": i} for i in ids]
+        )
+
+    def _list_profiles(self, query, doc, list_id):
+        members = self._list(list_id)["members"]
+        resources = []
+        for profile_id, joined in members.items():
+            resource = self._profile_resource(self.profiles[profile_id])
+            resource["attributes"]["joined_group_at"] = joined
+            resources.append(resource)
+        return self._page(f"/api/lists/{list_id}/profiles", query, resources)
+
+    def _page(self, path: str, query: dict[str, str], items: list[Any]):
+        size = int(query.get("page[size]", 20))
+        start = int(query.get("page[cursor]", 0) or 0)
+        links = {"self": f"{self.base_url}{path}"}
+        if start + size < len(items):
+            links["next"] = f"{self.base_url}{path}?{urlencode({'page[size]': size, 'page[cursor]': start + size})}"
+        return 200, {}, {"data": items[start : start + size], "links": links}
+
+    def _bulk_import(self, query, doc, *_):
+        data = doc["data"]
+        list_ids = [item["id"] for item in ((data.get("relationships") or {}).get("lists") or {}).get("data") or []]
+        for list_id in list_ids:
+            self._list(list_id)
+        profile_ids = []
+        for resource in data["attributes"]["profiles"]["data"]:
+            profile, _ = self._upsert(resource)
+            profile_ids.append(profile["id"])
+            for list_id in list_ids:
+                self.lists[list_id]["members"].setdefault(profile["id"], _now())
+        job_id = _new_id()
+        now = _now()
+        self.jobs[job_id] = {
+            "id": job_id,
+            "lists": list_ids,
+            "profiles": profile_ids,
+            "attributes": {
+                "status": "complete",
+                "created_at": now,
+                "total_count": len(profile_ids),
+                "completed_count": len(profile_ids),
+                "failed_count": 0,
+                "started_at": now,
+                "completed_at": now,
+                "expires_at": None,
+            },
+        }
+        return 202, {}, {"data": self._job_resource(self.jobs[job_id])}
+
+    def _job_resource(self, job: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/api/profile-bulk-import-jobs/{job['id']}"
+        return {
+            "type": "profile-bulk-import-job",
+            "id": job["id"],
+            "attributes": dict(job["attributes"]),
+            "relationships": {"lists": {"data": [{"type": "list", "id": i} for i in job["lists"]]}},
+            "links": {"self": f"{url}/"},
+        }
+
+    def _get_job(self, query, doc, job_id):
+        if job_id not in self.jobs:
+            raise _Answer(404, f"job {job_id} not found")
+        return 200, {}, {"data": self._job_resource(self.jobs[job_id])}
+
+
+_ROUTES = [
+    (re.compile(r"/api/profiles/?"), "POST", FakeKlaviyo._create_profile),
+    (re.compile(r"/api/profiles/?"), "GET", FakeKlaviyo._get_profiles),
+    (re.compile(r"/api/profiles/([^/]+)/?"), "GET", FakeKlaviyo._get_profile),
+    (re.compile(r"/api/profiles/([^/]+)/?"), "PATCH", FakeKlaviyo._update_profile),
+    (re.compile(r"/api/profile-import/?"), "POST", FakeKlaviyo._import_profile),
+    (re.compile(r"/api/profile-bulk-import-jobs/?"), "POST", FakeKlaviyo._bulk_import),
+    (re.compile(r"/api/profile-bulk-import-jobs/([^/]+)/?"), "GET", FakeKlaviyo._get_job),
+    (re.compile(r"/api/lists/([^/]+)/relationships/profiles/?"), "POST", FakeKlaviyo._add_to_list),
+    (re.compile(r"/api/lists/([^/]+)/relationships/profiles/?"), "DELETE", FakeKlaviyo._remove_from_list),
+    (re.compile(r"/api/lists/([^/]+)/relationships/profiles/?"), "GET", FakeKlaviyo._list_relationships),
+    (re.compile(r"/api/lists/([^/]+)/profiles/?"), "GET", FakeKlaviyo._list_profiles),
+]
+
+
+def _describe(error: Exception) -> str:
+    """openapi-core's error with the schema errors it wraps (which field, which rule)."""
+    parts = [f"{type(error).__name__}: {error}"]
+    cause = error.__cause__
+    while cause is not None:
+        schema_errors = getattr(cause, "schema_errors", None)
+        if schema_errors:
+            parts.extend(f"{'/'.join(map(str, e.absolute_path)) or '<value>'}: {e.message}" for e in schema_errors)
+        else:
+            parts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__
+    return " | ".join(parts)
+
+
+def _code(status: int) -> str:
+    return {
+        400: "invalid",
+        401: "not_authenticated",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        429: "throttled",
+    }.get(status, "error")
+
+
+def _title(status: int) -> str:
+    return {
+        400: "Invalid input.",
+        401: "Authentication credentials were not provided.",
+        404: "Not found.",
+        429: "Request was throttled.",
+    }.get(status, "Error.")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKlaviyo
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, headers, data = self.fake._handle(self.command, self.path, dict(self.headers.items()), body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass

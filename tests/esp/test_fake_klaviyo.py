@@ -1,0 +1,324 @@
+"""The fake Klaviyo itself (tests/esp/fake_klaviyo.py): state, refusals and injected faults."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import urllib3
+
+from esp.fake_klaviyo import REVISION, FakeKlaviyo, openapi
+
+HTTP = urllib3.PoolManager(retries=False)
+
+
+def call(
+    fake: FakeKlaviyo, method: str, path: str, body: object = None, **headers: str | None
+) -> urllib3.BaseHTTPResponse:
+    sent = {k: v for k, v in {**fake.headers(), **headers}.items() if v is not None}
+    data = None if body is None else json.dumps(body).encode()
+    return HTTP.request(method, fake.base_url + path, body=data, headers=sent)
+
+
+def bulk_import(*profiles: dict, lists: tuple[str, ...] = ()) -> dict:
+    body: dict = {
+        "data": {
+            "type": "profile-bulk-import-job",
+            "attributes": {"profiles": {"data": [{"type": "profile", "attributes": p} for p in profiles]}},
+        }
+    }
+    if lists:
+        body["data"]["relationships"] = {"lists": {"data": [{"type": "list", "id": i} for i in lists]}}
+    return body
+
+
+def relationship(*profile_ids: str) -> dict:
+    return {"data": [{"type": "profile", "id": i} for i in profile_ids]}
+
+
+@pytest.fixture
+def fake(fake_klaviyo: FakeKlaviyo):
+    yield fake_klaviyo
+    assert fake_klaviyo.response_errors == [], "the fake answered something Klaviyo's document does not allow"
+
+
+def test_the_document_loads_once_and_fast():
+    started = time.perf_counter()
+    assert openapi() is openapi()
+    assert time.perf_counter() - started < 5
+    assert openapi().spec["info"]["version"] == REVISION
+
+
+def test_bulk_import_applies_profiles_and_properties_and_reports_a_job(fake):
+    vip = fake.create_list("VIP")
+    answer = call(
+        fake,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        bulk_import(
+            {"email": "ann@example.com", "first_name": "Ann", "properties": {"segment_vip": True, "ltv": 120.5}},
+            {"email": "bob@example.com", "properties": {"segment_vip": False}},
+            lists=(vip,),
+        ),
+    )
+    assert answer.status == 202
+    job = answer.json()["data"]
+    assert job["type"] == "profile-bulk-import-job"
+    assert job["attributes"]["total_count"] == 2
+
+    fetched = call(fake, "GET", f"/api/profile-bulk-import-jobs/{job['id']}")
+    assert fetched.status == 200
+    assert fetched.json()["data"]["attributes"]["status"] == "complete"
+    assert fake.profile_by_email("ann@example.com")["properties"] == {"segment_vip": True, "ltv": 120.5}
+    assert fake.profile_by_email("ann@example.com")["first_name"] == "Ann"
+    assert fake.members(vip) == {"ann@example.com", "bob@example.com"}
+
+    # a second import merges properties into the same profile
+    call(
+        fake,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        bulk_import({"email": "ann@example.com", "properties": {"ltv": 130}}),
+    )
+    assert fake.profile_by_email("ann@example.com")["properties"] == {"segment_vip": True, "ltv": 130}
+    assert len(fake.snapshot()["profiles"]) == 2
+    assert fake.invalid == []
+
+
+def test_profile_import_create_update_and_unset_properties(fake):
+    created = call(
+        fake,
+        "POST",
+        "/api/profile-import",
+        {"data": {"type": "profile", "attributes": {"email": "c@example.com", "properties": {"a": 1, "b": 2}}}},
+    )
+    assert created.status == 201
+    profile_id = created.json()["data"]["id"]
+    again = call(
+        fake,
+        "POST",
+        "/api/profile-import",
+        {"data": {"type": "profile", "attributes": {"email": "c@example.com", "properties": {"a": 3}}}},
+    )
+    assert again.status == 200 and again.json()["data"]["id"] == profile_id
+    patched = call(
+        fake,
+        "PATCH",
+        f"/api/profiles/{profile_id}",
+        {
+            "data": {
+                "type": "profile",
+                "id": profile_id,
+                "attributes": {},
+                "meta": {"patch_properties": {"unset": ["b"]}},
+            }
+        },
+    )
+    assert patched.status == 200
+    assert fake.profile_by_email("c@example.com")["properties"] == {"a": 3}
+    duplicate = call(
+        fake, "POST", "/api/profiles", {"data": {"type": "profile", "attributes": {"email": "c@example.com"}}}
+    )
+    assert duplicate.status == 409
+    assert duplicate.json()["errors"][0]["meta"]["duplicate_profile_id"] == profile_id
+    found = call(fake, "GET", "/api/profiles?filter=equals(email,'c@example.com')")
+    assert [p["id"] for p in found.json()["data"]] == [profile_id]
+
+
+def test_adding_and_removing_list_relationships_changes_the_members(fake):
+    segment = fake.create_list("Segment: lapsed buyers")
+    call(
+        fake,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        bulk_import({"email": "a@example.com"}, {"email": "b@example.com"}, {"email": "c@example.com"}),
+    )
+    ids = {email: fake.profile_by_email(email)["id"] for email in ("a@example.com", "b@example.com", "c@example.com")}
+
+    added = call(fake, "POST", f"/api/lists/{segment}/relationships/profiles", relationship(*ids.values()))
+    assert added.status == 204
+    assert fake.members(segment) == set(ids)
+
+    removed = call(fake, "DELETE", f"/api/lists/{segment}/relationships/profiles", relationship(ids["b@example.com"]))
+    assert removed.status == 204
+    assert fake.members(segment) == {"a@example.com", "c@example.com"}
+
+    listed = call(fake, "GET", f"/api/lists/{segment}/relationships/profiles")
+    assert {item["id"] for item in listed.json()["data"]} == {ids["a@example.com"], ids["c@example.com"]}
+    page = call(fake, "GET", f"/api/lists/{segment}/profiles?page[size]=1")
+    assert [p["attributes"]["email"] for p in page.json()["data"]] == ["a@example.com"]
+    rest = HTTP.request("GET", page.json()["links"]["next"], headers=fake.headers())
+    assert [p["attributes"]["email"] for p in rest.json()["data"]] == ["c@example.com"]
+    assert "next" not in rest.json()["links"]
+    assert fake.call_count("POST", f"/api/lists/{segment}/relationships/profiles") == 1
+    assert fake.invalid == []
+
+
+def test_unknown_list_or_profile_is_not_found(fake):
+    assert call(fake, "POST", "/api/lists/NOPE/relationships/profiles", relationship("01X")).status == 404
+    segment = fake.create_list("S")
+    assert call(fake, "POST", f"/api/lists/{segment}/relationships/profiles", relationship("01MISSING")).status == 404
+    assert fake.members(segment) == set()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"),
+    [
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"revision": None},
+            400,
+            id="no-revision",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"revision": "2024-10-15"},
+            400,
+            id="old-revision",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "list", "attributes": {"email": "x@example.com"}}},
+            {},
+            400,
+            id="data-type-not-profile",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"type": "profile", "attributes": {"email": "x@example.com"}},
+            {},
+            400,
+            id="no-data",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-bulk-import-jobs",
+            {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": [{"email": "x@example.com"}]}}},
+            {},
+            400,
+            id="profiles-not-a-document",
+        ),
+        pytest.param(
+            "POST",
+            "/api/lists/L1/relationships/profiles",
+            {"data": {"type": "profile", "id": "01X"}},
+            {},
+            400,
+            id="relationship-not-an-array",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"Content-Type": "application/json"},
+            400,
+            id="plain-json",
+        ),
+        pytest.param("GET", "/api/profiles?page[size]=500", None, {}, 400, id="page-too-big"),
+        pytest.param("POST", "/api/segments-sync", {"data": {}}, {}, 404, id="unknown-path"),
+        pytest.param("PUT", "/api/profiles", {"data": {}}, {}, 405, id="unknown-method"),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"Authorization": "Klaviyo-API-Key wrong"},
+            401,
+            id="bad-key",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"Authorization": None},
+            401,
+            id="no-key",
+        ),
+        pytest.param(
+            "POST",
+            "/api/profile-import",
+            {"data": {"type": "profile", "attributes": {"email": "x@example.com"}}},
+            {"Authorization": "Bearer " + "k"},
+            401,
+            id="bearer",
+        ),
+    ],
+)
+def test_invalid_requests_are_refused_recorded_and_change_nothing(fake, method, path, body, headers, status):
+    fake.create_list("L", list_id="L1")
+    before = fake.snapshot()
+    answer = call(fake, method, path, body, **headers)
+    assert answer.status == status
+    assert answer.json()["errors"][0]["detail"]
+    assert [(r.method, r.path, r.status) for r in fake.invalid] == [(method, path.split("?")[0], status)]
+    assert fake.snapshot() == before
+    assert fake.call_count() == 1
+
+
+def test_429_injection_answers_retry_after_and_changes_nothing(fake):
+    segment = fake.create_list("S")
+    call(fake, "POST", "/api/profile-bulk-import-jobs", bulk_import({"email": "a@example.com", "properties": {"p": 1}}))
+    before = fake.snapshot()
+    fake.fail_next(2, status=429, retry_after=3)
+    body = bulk_import(
+        {"email": "a@example.com", "properties": {"p": 2}}, {"email": "new@example.com"}, lists=(segment,)
+    )
+    for _ in range(2):
+        throttled = call(fake, "POST", "/api/profile-bulk-import-jobs", body)
+        assert throttled.status == 429
+        assert throttled.headers["Retry-After"] == "3"
+        assert throttled.json()["errors"][0]["code"] == "throttled"
+        assert fake.snapshot() == before
+    assert call(fake, "POST", "/api/profile-bulk-import-jobs", body).status == 202
+    assert fake.profile_by_email("a@example.com")["properties"] == {"p": 2}
+    assert fake.members(segment) == {"a@example.com", "new@example.com"}
+    assert fake.call_count("POST", "/api/profile-bulk-import-jobs") == 4
+    assert [c.status for c in fake.calls] == [202, 429, 429, 202]
+    assert fake.invalid == []
+
+
+def test_5xx_burst_then_success(fake):
+    segment = fake.create_list("S")
+    call(fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "a@example.com"}}})
+    profile_id = fake.profile_by_email("a@example.com")["id"]
+    before = fake.snapshot()
+    fake.fail_next(3, status=503)
+    statuses = [
+        call(fake, "POST", f"/api/lists/{segment}/relationships/profiles", relationship(profile_id)).status
+        for _ in range(4)
+    ]
+    assert statuses == [503, 503, 503, 204]
+    assert "Retry-After" not in call(fake, "GET", f"/api/lists/{segment}/profiles").headers
+    assert before["lists"]["S"] == [] and fake.members(segment) == {"a@example.com"}
+
+
+def test_invalid_requests_do_not_use_up_injected_faults(fake):
+    fake.fail_next(1, status=429)
+    assert call(fake, "POST", "/api/profile-import", {"data": {"type": "list"}}).status == 400
+    assert (
+        call(
+            fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "a@example.com"}}}
+        ).status
+        == 429
+    )
+    assert (
+        call(
+            fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "a@example.com"}}}
+        ).status
+        == 201
+    )
+
+
+def test_stops_cleanly_and_frees_the_port():
+    fake = FakeKlaviyo().start()
+    url = fake.base_url
+    assert HTTP.request("GET", url + "/api/profiles", headers=fake.headers()).status == 200
+    fake.stop()
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        urllib3.PoolManager(retries=False).request("GET", url + "/api/profiles", headers=fake.headers(), timeout=2)
