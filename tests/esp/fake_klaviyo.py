@@ -15,8 +15,9 @@ Refusals of steps 1-3 are kept in ``invalid`` (a sync test asserts ``fake.invali
 request is kept in ``calls``. The fake's own answers are checked against the document too
 (``response_errors``), so the fake cannot drift from what Klaviyo answers.
 
-State: profiles (by id, looked up by email), their custom ``properties``, lists and their members,
-bulk import jobs (applied at once, reported ``complete``). ``snapshot()`` gives all of it as plain
+State: profiles (by id, looked up by email), their custom ``properties`` and whether they are
+suppressed, lists and their members, bulk import and suppression jobs (applied at once, reported
+``complete``). ``snapshot()`` gives all of it as plain
 data keyed by email, to compare before and after.
 """
 
@@ -132,6 +133,7 @@ class FakeKlaviyo:
         ] = {}  # id -> {"id", "created", "updated", <PROFILE_FIELDS>, "properties"}
         self.lists: dict[str, dict[str, Any]] = {}  # id -> {"id", "name", "members": {profile id: joined_at}}
         self.jobs: dict[str, dict[str, Any]] = {}  # id -> job resource (attributes + lists + profile ids)
+        self.suppression_jobs: dict[str, dict[str, Any]] = {}  # id -> {"type", "id", "attributes"}
         # records
         self.calls: list[Call] = []
         self.invalid: list[Refusal] = []
@@ -181,11 +183,26 @@ class FakeKlaviyo:
 
     # -- set-up and fault injection ----------------------------------------------------------
 
+    def suppress(self, email: str, suppressed: bool = True) -> None:
+        """The profile unsubscribes (or is suppressed) in Klaviyo itself, e.g. from a campaign's link."""
+        with self._lock:
+            profile = self._find(email=email)
+            assert profile is not None, f"no profile with email {email}"
+            profile["suppressed"] = suppressed
+
     def create_list(self, name: str, list_id: str | None = None) -> str:
         """A list as if made in Klaviyo's UI; returns its id."""
         with self._lock:
             list_id = list_id or uuid.uuid4().hex[:6].upper()
-            self.lists[list_id] = {"id": list_id, "name": name, "created": _now(), "members": {}}
+            now = _now()
+            self.lists[list_id] = {
+                "id": list_id,
+                "name": name,
+                "created": now,
+                "updated": now,
+                "opt_in_process": "single_opt_in",
+                "members": {},
+            }
             return list_id
 
     def fail_next(self, n: int = 1, status: int = 429, retry_after: int | None = 2) -> None:
@@ -331,7 +348,7 @@ class FakeKlaviyo:
         if created:
             if resource.get("id"):
                 raise _Answer(404, f"profile {resource['id']} not found")
-            profile = {"id": _new_id(), "created": _now(), "properties": {}}
+            profile = {"id": _new_id(), "created": _now(), "properties": {}, "suppressed": False}
             self.profiles[profile["id"]] = profile
         self._apply(profile, attrs, resource.get("meta"))
         return profile, created
@@ -387,15 +404,43 @@ class FakeKlaviyo:
         return 200, {}, {"data": self._profile_resource(self.profiles[profile_id])}
 
     def _get_profiles(self, query, doc, *_):
-        profiles = list(self.profiles.values())
-        wanted = query.get("filter")
-        if wanted:
-            match = re.fullmatch(r"""equals\((email|external_id|id|phone_number),\s*["'](.*)["']\)""", wanted)
-            if not match:
-                raise _Answer(400, f"the fake understands only equals(<field>,'value'), not {wanted}")
-            field, value = match.groups()
-            profiles = [p for p in profiles if p.get(field) == value]
+        profiles = _filtered(
+            list(self.profiles.values()), query.get("filter"), ("email", "external_id", "id", "phone_number")
+        )
         return self._page("/api/profiles", query, [self._profile_resource(p) for p in profiles])
+
+    # lists
+
+    def _list_resource(self, lst: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "list",
+            "id": lst["id"],
+            "attributes": {
+                "name": lst["name"],
+                "created": lst["created"],
+                "updated": lst["updated"],
+                "opt_in_process": lst["opt_in_process"],
+            },
+            "links": {"self": f"{self.base_url}/api/lists/{lst['id']}/"},
+        }
+
+    def _create_list(self, query, doc, *_):
+        attrs = doc["data"]["attributes"]
+        list_id = self.create_list(attrs["name"])
+        self.lists[list_id]["opt_in_process"] = attrs.get("opt_in_process") or "single_opt_in"
+        return 201, {}, {"data": self._list_resource(self.lists[list_id])}
+
+    def _get_lists(self, query, doc, *_):
+        lists = _filtered(list(self.lists.values()), query.get("filter"), ("name", "id"))
+        return self._page("/api/lists", query, [self._list_resource(lst) for lst in lists])
+
+    def _get_list(self, query, doc, list_id):
+        return 200, {}, {"data": self._list_resource(self._list(list_id))}
+
+    def _delete_list(self, query, doc, list_id):
+        self._list(list_id)
+        del self.lists[list_id]
+        return 204, {}, None
 
     def _list(self, list_id: str) -> dict[str, Any]:
         if list_id not in self.lists:
@@ -484,6 +529,37 @@ class FakeKlaviyo:
             "links": {"self": f"{url}/"},
         }
 
+    def _suppression_job(self, query, doc, *_, suppress: bool):
+        """Bulk (un)suppression by email, applied at once; emails without a profile are skipped."""
+        emails = [p["attributes"]["email"] for p in (doc["data"]["attributes"].get("profiles") or {}).get("data", [])]
+        done = 0
+        for email in emails:
+            profile = self._find(email=email)
+            if profile is not None:
+                profile["suppressed"] = suppress
+                done += 1
+        job_id, now = _new_id(), _now()
+        job = {
+            "type": doc["data"]["type"],
+            "id": job_id,
+            "attributes": {
+                "status": "complete",
+                "created_at": now,
+                "total_count": len(emails),
+                "completed_count": done,
+                "skipped_count": len(emails) - done,
+                "completed_at": now,
+            },
+        }
+        self.suppression_jobs[job_id] = job
+        return 202, {}, {"data": {**job, "links": {"self": f"{self.base_url}/api/{job['type']}s/{job_id}/"}}}
+
+    def _suppress(self, query, doc, *_):
+        return self._suppression_job(query, doc, suppress=True)
+
+    def _unsuppress(self, query, doc, *_):
+        return self._suppression_job(query, doc, suppress=False)
+
     def _get_job(self, query, doc, job_id):
         if job_id not in self.jobs:
             raise _Answer(404, f"job {job_id} not found")
@@ -502,7 +578,24 @@ _ROUTES = [
     (re.compile(r"/api/lists/([^/]+)/relationships/profiles/?"), "DELETE", FakeKlaviyo._remove_from_list),
     (re.compile(r"/api/lists/([^/]+)/relationships/profiles/?"), "GET", FakeKlaviyo._list_relationships),
     (re.compile(r"/api/lists/([^/]+)/profiles/?"), "GET", FakeKlaviyo._list_profiles),
+    (re.compile(r"/api/lists/?"), "POST", FakeKlaviyo._create_list),
+    (re.compile(r"/api/lists/?"), "GET", FakeKlaviyo._get_lists),
+    (re.compile(r"/api/lists/([^/]+)/?"), "GET", FakeKlaviyo._get_list),
+    (re.compile(r"/api/lists/([^/]+)/?"), "DELETE", FakeKlaviyo._delete_list),
+    (re.compile(r"/api/profile-suppression-bulk-create-jobs/?"), "POST", FakeKlaviyo._suppress),
+    (re.compile(r"/api/profile-suppression-bulk-delete-jobs/?"), "POST", FakeKlaviyo._unsuppress),
 ]
+
+
+def _filtered(items: list[dict[str, Any]], wanted: str | None, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Klaviyo's ``filter`` as far as the fake understands it: ``equals(<field>,'value')`` or ``equals(<field>,"value")``."""
+    if not wanted:
+        return items
+    match = re.fullmatch(r"""equals\((\w+),\s*(["'])(.*)\2\)""", wanted)
+    if not match or match.group(1) not in fields:
+        raise _Answer(400, f"the fake understands only equals(<{'|'.join(fields)}>,'value'), not {wanted}")
+    field, _, value = match.groups()
+    return [item for item in items if item.get(field) == value]
 
 
 def _describe(error: Exception) -> str:

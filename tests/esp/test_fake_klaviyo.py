@@ -322,3 +322,57 @@ def test_stops_cleanly_and_frees_the_port():
     fake.stop()
     with pytest.raises(urllib3.exceptions.HTTPError):
         urllib3.PoolManager(retries=False).request("GET", url + "/api/profiles", headers=fake.headers(), timeout=2)
+
+
+def test_lists_are_created_found_by_name_and_deleted(fake):
+    created = call(fake, "POST", "/api/lists", {"data": {"type": "list", "attributes": {"name": "Segment: VIP"}}})
+    assert created.status == 201
+    list_id = created.json()["data"]["id"]
+    fake.create_list("Other")
+    found = call(fake, "GET", "/api/lists?filter=equals(name,%22Segment:%20VIP%22)")
+    assert [item["id"] for item in found.json()["data"]] == [list_id]
+    assert call(fake, "GET", f"/api/lists/{list_id}").json()["data"]["attributes"]["name"] == "Segment: VIP"
+    assert call(fake, "DELETE", f"/api/lists/{list_id}").status == 204
+    assert call(fake, "GET", f"/api/lists/{list_id}").status == 404
+    assert sorted(fake.snapshot()["lists"]) == ["Other"]
+    assert call(fake, "GET", "/api/lists?filter=greater-than(created,2026-01-01)").status == 400
+    assert fake.invalid == []
+
+
+def test_suppression_jobs_and_unsubscribes_in_klaviyo(fake):
+    call(
+        fake,
+        "POST",
+        "/api/profile-bulk-import-jobs",
+        bulk_import({"email": "a@example.com"}, {"email": "b@example.com"}),
+    )
+
+    def suppression(kind: str, *emails: str) -> dict:
+        profiles = [{"type": "profile", "attributes": {"email": e}} for e in emails]
+        return {"data": {"type": kind, "attributes": {"profiles": {"data": profiles}}}}
+
+    job = call(
+        fake,
+        "POST",
+        "/api/profile-suppression-bulk-create-jobs",
+        suppression("profile-suppression-bulk-create-job", "a@example.com", "nobody@example.com"),
+    )
+    assert job.status == 202
+    assert job.json()["data"]["attributes"]["skipped_count"] == 1
+    assert fake.profile_by_email("a@example.com")["suppressed"] is True
+    assert fake.profile_by_email("b@example.com")["suppressed"] is False
+
+    fake.suppress("b@example.com")
+    assert fake.snapshot()["profiles"]["b@example.com"]["suppressed"] is True
+
+    undone = call(
+        fake,
+        "POST",
+        "/api/profile-suppression-bulk-delete-jobs",
+        suppression("profile-suppression-bulk-delete-job", "a@example.com"),
+    )
+    assert undone.status == 202
+    assert fake.profile_by_email("a@example.com")["suppressed"] is False
+    wrong_type = suppression("profile-suppression-bulk-delete-job", "a@example.com")
+    assert call(fake, "POST", "/api/profile-suppression-bulk-create-jobs", wrong_type).status == 400
+    assert len(fake.invalid) == 1
