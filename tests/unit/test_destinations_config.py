@@ -115,7 +115,7 @@ destinations:
     # strict: unknown keys, missing keys, wrong types
     ("      at-risk: {list: L2, colour: red}\n", "destinations.yaml:7: unknown key 'colour' in segments.at-risk"),
     ("      at-risk: {list: 123}\n", "destinations.yaml:7: segments.at-risk.list: must be text, got 123 (put it in quotes)"),
-    ("    segmnts: {}\n", "destinations.yaml:7: unknown key 'segmnts' (a klaviyo destination has: type, id, segments, properties)"),
+    ("    segmnts: {}\n", "destinations.yaml:7: unknown key 'segmnts' (a klaviyo destination has: id, type, segments, properties)"),
     # properties: a computed trait, or `segments`
     ("    properties:\n      Category: preferred_categry\n",
      "destinations.yaml:8: property 'Category': 'preferred_categry' is not a computed trait of the catalog"),
@@ -204,7 +204,7 @@ def test_webhook_url_is_https_or_local_http(catalog, url, ok):
      "destinations.yaml:3: missing key 'type' (one of: klaviyo, mailchimp, webhook)"),
     ("version: 1\ndestinations:\n  - type: webhook\n    url: https://x.org\n", "destinations.yaml:3: missing key 'id'"),
     ("version: 1\ndestinations:\n  - id: a\n    type: webhook\n    url: https://x.org\n    secret: s\n",
-     "destinations.yaml:6: unknown key 'secret' (a webhook destination has: type, id, url)"),
+     "destinations.yaml:6: unknown key 'secret' (a webhook destination has: id, type, url)"),
     ("version: 1\ndestinations:\n  - just text\n", "destinations.yaml:3: a destination must be a mapping with 'id' and 'type'"),
     ("version: 2\ndestinations: []\n", "destinations.yaml:1: version 2 is not supported (version: 1)"),
     ("destinations: []\n", "destinations.yaml:1: missing key 'version' (version: 1)"),
@@ -255,7 +255,7 @@ def test_every_error_is_reported_in_line_order(catalog):
         "destinations.yaml:9: property 'PreferredCategory': 'preferred_categry' is not a computed trait of the catalog "
         "(nor 'segments', the segment ids)",
         "destinations.yaml:16: merge tag 'preferred' must be 1 to 10 upper-case letters, digits or '_' (Mailchimp's limit)",
-        "destinations.yaml:17: unknown key 'extra' (a mailchimp destination has: type, id, list, segments, merge_fields)",
+        "destinations.yaml:17: unknown key 'extra' (a mailchimp destination has: id, type, list, segments, merge_fields)",
         "destinations.yaml:18: destination id 'klaviyo-main' is used twice (first on line 3)",
         "destinations.yaml:20: url 'http://example.com/segments' must be https:// (http:// only for 127.0.0.1 or localhost)",
     ]
@@ -337,3 +337,19 @@ def test_cli_needs_a_file(capsys):
     with pytest.raises(SystemExit) as info:
         main(["destinations", "validate"])
     assert info.value.code == 2
+
+
+def test_a_repeated_key_reports_the_value_yaml_kept_at_its_own_line(catalog):
+    text = KLAVIYO + "    properties:\n      Category: preferred_category\n      Category: preferred_categry\n"
+    assert errors(text, catalog) == [
+        "destinations.yaml:9: property 'Category' is given twice (first on line 8)",
+        "destinations.yaml:9: property 'Category': 'preferred_categry' is not a computed trait of the catalog "
+        "(nor 'segments', the segment ids)",
+    ]
+
+
+def test_get_finds_a_destination_by_id(catalog):
+    d = load_destinations(EXAMPLE, catalog, "destinations.yaml")
+    assert d.get("mailchimp-main").type == "mailchimp"
+    with pytest.raises(KeyError):
+        d.get("nope")

@@ -96,8 +96,8 @@ class MailchimpTag(Strict):
 
 
 class KlaviyoDestination(Strict):
-    type: Literal["klaviyo"]
     id: DestinationId
+    type: Literal["klaviyo"]
     #: segment id -> the Klaviyo list its members are in
     segments: dict[str, KlaviyoList] = Field(default_factory=dict)
     #: Klaviyo custom property -> trait name, or ``segments``
@@ -109,8 +109,8 @@ class KlaviyoDestination(Strict):
 
 
 class MailchimpDestination(Strict):
-    type: Literal["mailchimp"]
     id: DestinationId
+    type: Literal["mailchimp"]
     #: the audience id
     list_id: NonEmpty = Field(alias="list")
     #: segment id -> the tag its members carry
@@ -124,8 +124,8 @@ class MailchimpDestination(Strict):
 
 
 class WebhookDestination(Strict):
-    type: Literal["webhook"]
     id: DestinationId
+    type: Literal["webhook"]
     #: Standard Webhooks signed POST of each membership change
     url: Annotated[str, AfterValidator(_webhook_url)]
 
@@ -149,7 +149,11 @@ class Destinations(Strict):
     destinations: list[Destination] = Field(default_factory=list)
 
     def get(self, destination_id: str) -> KlaviyoDestination | MailchimpDestination | WebhookDestination:
-        return next(d for d in self.destinations if d.id == destination_id)
+        """The destination with this id; KeyError if there is none."""
+        for d in self.destinations:
+            if d.id == destination_id:
+                return d
+        raise KeyError(destination_id)
 
 
 # -- loading: lines, shape, catalog ----------------------------------------------------------------
@@ -176,11 +180,10 @@ class _Lines:
             first: dict[str, int] = {}
             for key, value in node.value:
                 name, line = str(key.value), key.start_mark.line + 1
-                if name in first:
+                if name in first:  # YAML keeps the last one, so its line is the one to report
                     what = _KEY_NAMES.get(path[-1] if path else "", "key")
                     self.duplicates.append((line, f"{what} {name!r} is given twice (first on line {first[name]})"))
-                    continue
-                first[name] = line
+                first.setdefault(name, line)
                 self.lines[(*path, name)] = line
                 self._walk(value, (*path, name), seen)
         elif isinstance(node, yaml.SequenceNode):
