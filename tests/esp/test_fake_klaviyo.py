@@ -376,3 +376,36 @@ def test_suppression_jobs_and_unsubscribes_in_klaviyo(fake):
     wrong_type = suppression("profile-suppression-bulk-delete-job", "a@example.com")
     assert call(fake, "POST", "/api/profile-suppression-bulk-create-jobs", wrong_type).status == 400
     assert len(fake.invalid) == 1
+
+
+def test_the_refusal_names_the_field_not_the_whole_body(fake):
+    profiles = [{"email": f"p{i}@example.com"} for i in range(200)]
+    body = bulk_import(*profiles)
+    body["data"]["attributes"]["profiles"]["data"][150]["type"] = "list"
+    refused = call(fake, "POST", "/api/profile-bulk-import-jobs", body)
+    assert refused.status == 400
+    detail = refused.json()["errors"][0]["detail"]
+    assert "data/attributes/profiles/data/150/type: 'list' is not one of ['profile']" in detail
+    assert len(detail) < 500
+    assert fake.invalid[0].reason == detail
+    assert fake.snapshot()["profiles"] == {}
+
+
+def test_an_email_change_moves_the_profile(fake):
+    created = call(
+        fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "old@example.com"}}}
+    )
+    profile_id = created.json()["data"]["id"]
+    changed = call(
+        fake,
+        "PATCH",
+        f"/api/profiles/{profile_id}",
+        {"data": {"type": "profile", "id": profile_id, "attributes": {"email": "new@example.com"}}},
+    )
+    assert changed.status == 200
+    assert fake.profile_by_email("old@example.com") is None
+    assert fake.profile_by_email("new@example.com")["id"] == profile_id
+    again = call(
+        fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "new@example.com"}}}
+    )
+    assert again.status == 200 and again.json()["data"]["id"] == profile_id
