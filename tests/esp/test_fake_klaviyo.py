@@ -409,3 +409,25 @@ def test_an_email_change_moves_the_profile(fake):
         fake, "POST", "/api/profile-import", {"data": {"type": "profile", "attributes": {"email": "new@example.com"}}}
     )
     assert again.status == 200 and again.json()["data"]["id"] == profile_id
+
+
+def test_concurrent_requests_all_land(fake):
+    from concurrent.futures import ThreadPoolExecutor
+
+    segment = fake.create_list("S")
+    emails = [f"p{i}@example.com" for i in range(40)]
+
+    def upsert_and_add(email: str) -> tuple[int, int]:
+        body = {"data": {"type": "profile", "attributes": {"email": email, "properties": {"n": email}}}}
+        created = call(fake, "POST", "/api/profile-import", body)
+        added = call(
+            fake, "POST", f"/api/lists/{segment}/relationships/profiles", relationship(created.json()["data"]["id"])
+        )
+        return created.status, added.status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(upsert_and_add, emails))
+    assert results == [(201, 204)] * len(emails)
+    assert fake.members(segment) == set(emails)
+    assert fake.call_count() == 2 * len(emails)
+    assert fake.invalid == []
