@@ -215,6 +215,10 @@ def test_changes_for_finds_the_destinations_a_change_concerns():
     assert [c.destination_id for c in changes_for("p1", "new-subscribers", "entered", 3, 10, dests)] == ["klaviyo-main"]
     assert [c.destination_id for c in changes_for("p1", None, "traits", 3, 10, dests)] == [
         "klaviyo-main", "mailchimp-main"]
+    # suppression empties every destination's targets, mapped or not
+    assert [c.destination_id for c in changes_for("p1", "suppressed", "entered", 3, 10, dests)] == [
+        "klaviyo-main", "mailchimp-main"]
+    assert changes_for("p1", "inactive", "entered", 3, 10, [MAILCHIMP]) == []
 
 
 # -- properties ---------------------------------------------------------------------------------------
@@ -291,3 +295,11 @@ def test_a_suppressed_profile_is_in_no_target(p, destination, how):
     assert d.targets == frozenset() and d.properties == {}
     assert not diff(None, d).add
     assert isinstance(d, DesiredState)
+
+
+def test_a_new_address_gets_the_whole_state_asserted():
+    old = desired_state(profile(["recent-buyers"]), KLAVIYO)
+    new = desired_state(profile(["recent-buyers"], email="ana@new.example"), KLAVIYO)
+    ops = diff(old, new)
+    assert ops.email == "ana@new.example" and ops.add == {"XyZ123"} and ops.remove == {"AbC456"}
+    assert ops.set == new.properties and apply(old, ops) == new

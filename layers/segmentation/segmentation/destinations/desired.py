@@ -210,16 +210,22 @@ def coalesce(changes: Iterable[Change]) -> dict[tuple[str, str], Change]:
 
 
 def changes_for(profile_id: str, segment_id: str | None, kind: str, version: int, at: int,
-                destinations: Iterable[AnyDestination]) -> list[Change]:
-    """The :class:`Change` per destination that a membership change (``segment_id``) or a trait
-    update (``segment_id=None``) of a profile concerns: those mapping the segment, and those that
-    send the segment ids as a property; for a trait update, those sending any property."""
+                destinations: Iterable[AnyDestination], suppressed_segment_id: str = SUPPRESSED) -> list[Change]:
+    """The :class:`Change` per ESP destination that a change of a profile concerns.
+
+    A membership change (``segment_id``) concerns the destinations mapping the segment and those
+    sending the segment ids as a property; entering or leaving the suppressed segment concerns every
+    ESP destination (it empties or refills all their targets). Any other update of the profile
+    (``segment_id=None``: traits, consent, email) concerns every ESP destination too: the diff then
+    sends nothing where nothing changed."""
     out = []
     for d in destinations:
         if isinstance(d, WebhookDestination):
             continue  # webhooks get every change as it is, not a state
-        sends_segments = SEGMENTS in d.fields.values()
-        concerned = (segment_id in d.segments or sends_segments) if segment_id is not None else bool(d.fields)
+        if segment_id is None or segment_id == suppressed_segment_id:
+            concerned = True
+        else:
+            concerned = segment_id in d.segments or SEGMENTS in d.fields.values()
         if concerned:
             out.append(Change(profile_id=profile_id, destination_id=d.id, version=version, at=at, kind=kind))
     return out
