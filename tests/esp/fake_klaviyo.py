@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -40,6 +40,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from openapi_core import Config, OpenAPI
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.testing import MockRequest, MockResponse
+
+from esp.local_server import LocalServer
 
 REVISION = "2026-07-15"
 DOCUMENT = Path(__file__).resolve().parents[1] / "contracts" / f"klaviyo-openapi-stable-{REVISION}.json"
@@ -118,15 +120,13 @@ def _error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
     return {"errors": [{"id": str(uuid.uuid4()), "code": code, "title": title, "detail": detail}]}
 
 
-class FakeKlaviyo:
+class FakeKlaviyo(LocalServer):
     """Start with ``with FakeKlaviyo() as fake:`` (or ``start()``/``stop()``); point the client at ``fake.base_url``."""
 
     def __init__(self, api_key: str = DEFAULT_KEY, *, page_size_max: int = 100):
         self.api_key = api_key
         self.page_size_max = page_size_max
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         # state
         self.profiles: dict[
             str, dict[str, Any]
@@ -141,37 +141,9 @@ class FakeKlaviyo:
         self.response_errors: list[str] = []
         self._faults: list[_Fault] = []
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> FakeKlaviyo:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-klaviyo", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            assert self._thread is not None
-            self._thread.join(timeout=5)
-            self._server = self._thread = None
-
-    def __enter__(self) -> FakeKlaviyo:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "FakeKlaviyo is not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         """The headers Klaviyo expects, for tests that talk to the fake directly."""
@@ -667,3 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+
+FakeKlaviyo.handler = _Handler
+FakeKlaviyo.name = "fake-klaviyo"

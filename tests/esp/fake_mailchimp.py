@@ -44,9 +44,11 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from esp.local_server import LocalServer
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef-us21"
 DEFAULT_LIST = "a1b2c3d4e5"
@@ -143,7 +145,7 @@ class _Answer(Exception):
         self.status, self.detail, self.invalid, self.errors = status, detail, invalid, errors
 
 
-class FakeMailchimp:
+class FakeMailchimp(LocalServer):
     """Start with ``with FakeMailchimp() as fake:`` (or ``start()``/``stop()``); see the module docstring."""
 
     def __init__(
@@ -177,44 +179,8 @@ class FakeMailchimp:
         self.requests: list[Request] = []
         self.invalid: list[Refusal] = []
         self.statuses_sent: list[tuple[str, str, str, str]] = []  # (list_id, email, field, value)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
-
-    def start(self) -> FakeMailchimp:
-        fake = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-mailchimp", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            assert self._thread is not None
-            self._thread.join(timeout=5)
-            self._server = self._thread = None
-
-    def __enter__(self) -> FakeMailchimp:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start the fake first"
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:
@@ -766,3 +732,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+
+FakeMailchimp.handler = _Handler
+FakeMailchimp.name = "fake-mailchimp"
