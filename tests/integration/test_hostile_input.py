@@ -90,6 +90,19 @@ def test_two_customers_typing_the_same_phone_stay_two_people(api):
     assert profile(api, "ana@example.com")["traits"]["order_count"] == 2
 
 
+def test_erasing_the_first_holder_of_a_shared_phone_does_not_drop_the_other_persons_events(api):
+    """The erased person's phone is tombstoned; another customer's later delivery of an older order that
+    carries the same phone is still theirs (only strong identities are checked against tombstones)."""
+    shared = "+1 555 000 0001"
+    assert shopify(api, order(2201, "first@example.com", 95, phone=shared, days_ago=3)) == 200
+    assert shopify(api, order(2202, "second@example.com", 96, phone=shared, days_ago=2)) == 200
+    first = profile(api, "first@example.com")
+    assert api("DELETE", f"/profiles/{first['profile_id']}").status in (200, 204)
+    # An order placed a day ago (before the erasure), delivered only now.
+    assert shopify(api, order(2203, "second@example.com", 96, phone=shared, days_ago=1)) == 200
+    assert profile(api, "second@example.com")["traits"]["order_count"] == 2
+
+
 def test_a_phone_still_finds_the_only_profile_holding_it(api):
     """A weak identity attaches to a profile already found: an event with only the phone reaches it."""
     assert shopify(api, order(2101, "solo@example.com", 91, phone="+44 20 7946 0000")) == 200

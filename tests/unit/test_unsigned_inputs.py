@@ -260,3 +260,13 @@ def test_unsigned_headers_and_query_never_change_what_a_signed_delivery_does(ind
 def test_woocommerce_site_hosts_compare_without_scheme_case_or_www():
     assert woocommerce.site_host("https://WWW.Shop.example.com/") == woocommerce.site_host("http://shop.example.com")
     assert woocommerce.site_host("ftp://shop.example.com") is None and woocommerce.site_host("shop") is None
+
+
+def test_a_forged_delivery_id_cannot_claim_a_genuine_delivery():
+    """The delivery id is unsigned: a replayed body sent with the id of a genuine delivery to come must not
+    share its dedupe key (else the genuine one would be dropped as a duplicate). Same bytes, same key."""
+    order = SHOPIFY_BODIES["orders/create"]  # every delivery below carries X-Shopify-Event-Id: evt-1
+    genuine = shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).dedupe_key
+    forged = shopify_delivery("orders/create", {**order, "id": 1999})
+    assert shopify.parse(forged, lookup(SECRETS), NOW).dedupe_key != genuine
+    assert shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).dedupe_key == genuine
