@@ -11,13 +11,13 @@ from :mod:`segmentation.infra`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..domain.events import CustomerEvent, Identity, LineItem
 from ..domain.profile import MembershipChange, Profile
-from ..errors import ConflictError, InvalidInputError
+from ..errors import ConflictError, InvalidInputError, SegmentationError
 
 #: A position in a paginated read (the due index, a scan segment): opaque to the caller, given back
 #: as ``start`` to continue after it; JSON-serialisable (the backfill puts it in queue messages).
@@ -252,3 +252,48 @@ class WorkQueue(Protocol):
     """A queue of work messages (the backfill's scan segments and their continuations)."""
 
     def send(self, message: dict) -> None: ...
+
+
+# -- the ESP sync (issue 12) ---------------------------------------------------------------------
+
+
+class DestinationUnavailableError(SegmentationError):
+    """A destination did not take a push even after its retries (429 beyond the wait allowed, 5xx,
+    a network error, a bad key). Nothing of the batch counts as synced: the queue delivers it again
+    later, and since the sync sends desired state, sending it twice is harmless."""
+
+
+@dataclass(frozen=True)
+class Push:
+    """What one profile needs at one ESP destination: be added to the ``add`` targets (Klaviyo list
+    ids or Mailchimp tag names), removed from ``remove``, and have ``set`` written (custom
+    properties or merge fields). ``esp_id`` is the provider's own id when known (a Klaviyo profile
+    id), so that a removal needs no lookup. There is no way to say "subscribe"."""
+
+    email: str
+    add: frozenset[str] = frozenset()
+    remove: frozenset[str] = frozenset()
+    set: Mapping[str, Any] = field(default_factory=dict)
+    esp_id: str | None = None
+
+
+@dataclass
+class PushResult:
+    """What became of a batch of pushes. ``failed``: email -> reason, for pushes the provider
+    refused for good (an address it rejects, say); every other push was applied. ``learned_ids``:
+    email -> the provider's id, learnt on the way (lookups), to remember for next time.
+    ``calls``: how many HTTP requests the batch took (for metrics and the bench)."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    learned_ids: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+
+
+class EspClient(Protocol):
+    """One ESP destination's API, in bulk. Implementations: ``segmentation.infra.esp``."""
+
+    def push(self, pushes: Sequence[Push]) -> PushResult:
+        """Apply every push, with as few requests as the provider's bulk endpoints allow. Retries
+        429 (honouring ``Retry-After``) and 5xx within its own budget, then raises
+        :class:`DestinationUnavailableError`. Never subscribes anyone to marketing."""
+        ...

@@ -1,0 +1,1 @@
+"""Clients of the ESP APIs the sync pushes to (Klaviyo, Mailchimp, signed webhooks)."""
