@@ -297,3 +297,10 @@ class EspClient(Protocol):
         429 (honouring ``Retry-After``) and 5xx within its own budget, then raises
         :class:`DestinationUnavailableError`. Never subscribes anyone to marketing."""
         ...
+
+    def members(self, target: str) -> Iterable[tuple[str, str | None]]:
+        """Everyone the destination holds in ``target`` (a Klaviyo list id, a Mailchimp tag name), as
+        (lower-cased email, provider id or None), paging through the provider's listing; for the
+        reconcile, which compares them with the desired state. Raises
+        :class:`DestinationUnavailableError` like :meth:`push`."""
+        ...
