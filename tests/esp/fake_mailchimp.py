@@ -13,7 +13,10 @@ Every request is handled in this order, and refused before anything changes:
 
 Errors use Mailchimp's problem JSON ``{"type", "title", "status", "detail", "instance"}``. Refused
 requests are kept in ``invalid`` (a sync test asserts ``fake.invalid == []``), every request in
-``calls`` as ``(method, path)`` and in ``requests`` with its query and status.
+``calls`` as ``(method, path)`` and in ``requests`` with its query and status. Answers that are not the
+client's mistake stay out of ``invalid``: a lookup of an absent member (404) and an address that
+Mailchimp refuses as one that "looks fake or invalid" (400: Mailchimp judges more than syntax, so a
+client cannot know in advance).
 
 Endpoints (members are addressed by subscriber hash = MD5 hex of the lower-cased email):
 
@@ -22,8 +25,16 @@ Endpoints (members are addressed by subscriber hash = MD5 hex of the lower-cased
 - ``POST /lists/{list_id}/members/{hash}/tags`` ``{"tags": [{"name", "status": "active"|"inactive"}]}`` (204);
 - ``GET|POST /lists/{list_id}/segments`` (static segments = tags; GET pages with count/offset, count 10 by default);
 - ``POST /lists/{list_id}/segments/{id}`` with ``members_to_add``/``members_to_remove`` (at most 500 each);
+- ``GET /lists/{list_id}/segments/{id}/members`` (count/offset, count 10 by default, at most 1000; as
+  Mailchimp, transactional, unsubscribed and cleaned members only with ``include_transactional``,
+  ``include_unsubscribed``, ``include_cleaned`` = ``true``);
 - ``GET|POST /lists/{list_id}/merge-fields``;
-- ``POST /batches`` (operations applied at once, in order; status ``finished``), ``GET /batches/{id}``.
+- ``POST /batches``, ``GET /batches/{id}``: the operations are applied in order, at once (status
+  ``finished`` from the start) or, with ``batch_polls=n``, on the n-th ``GET`` of the batch (before it:
+  ``pending``, then ``started``, nothing applied), as Mailchimp processes batches asynchronously. A
+  finished batch's ``response_body_url`` is a gzipped tar archive of JSON files, each an array of
+  ``{"status_code", "operation_id", "response"}`` (``response``: the JSON body as a string), served
+  without authentication outside ``/3.0`` (at Mailchimp, a pre-signed download link).
 
 Consent: ``new_member_statuses(list_id)`` says which status each member created through the API got,
 ``statuses_sent`` lists every ``status``/``status_if_new`` value a request carried, and
@@ -36,8 +47,10 @@ import base64
 import binascii
 import copy
 import hashlib
+import io
 import json
 import re
+import tarfile
 import threading
 import time
 import uuid
@@ -73,6 +86,7 @@ MERGE_FIELD_TYPES = (
     "zip",
 )
 ERROR_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
+_ARCHIVES = "/batch-results/"
 _KEY = re.compile(r"^[0-9a-f]{32}-(us\d+)$")
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -156,6 +170,7 @@ class FakeMailchimp(LocalServer):
         merge_fields: Iterable[str] = DEFAULT_MERGE_FIELDS,
         max_connections: int = MAX_CONNECTIONS,
         latency: float = 0.0,
+        batch_polls: int = 0,
     ):
         match = _KEY.match(api_key)
         if not match:
@@ -164,6 +179,7 @@ class FakeMailchimp(LocalServer):
         self.dc = match.group(1)
         self.max_connections = max_connections
         self.latency = latency  # seconds each request takes, to make concurrency observable
+        self.batch_polls = batch_polls  # GETs of a batch before it is processed (0: processed when created)
         fields = list(merge_fields)
         if isinstance(lists, Mapping):
             self._lists = {lid: _List(merge_fields=list(mf)) for lid, mf in lists.items()}
@@ -183,8 +199,13 @@ class FakeMailchimp(LocalServer):
     # -- lifecycle --------------------------------------------------------------------------------
 
     @property
+    def root_url(self) -> str:
+        """The API root without ``/3.0`` (as ``https://<dc>.api.mailchimp.com``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/3.0"
+        return f"{self.root_url}/3.0"
 
     def auth_header(self, key: str | None = None, user: str = "anystring") -> dict[str, str]:
         token = base64.b64encode(f"{user}:{key or self.api_key}".encode()).decode()
@@ -276,6 +297,9 @@ class FakeMailchimp(LocalServer):
             if self.latency:
                 time.sleep(self.latency)
             try:
+                if path.startswith(_ARCHIVES):
+                    # the results archive is a pre-signed download: no API key, no injected fault
+                    return self._record(method, path, query, *self._archive(method, path))
                 if over:
                     raise _Answer(
                         429, f"You have exceeded the limit of {self.max_connections} simultaneous connections."
@@ -350,6 +374,12 @@ class FakeMailchimp(LocalServer):
             batch = self._batches.get(parts[1])
             if batch is None:
                 raise _Answer(404, "The requested resource could not be found.")
+            if batch["status"] != "finished":
+                batch["_polls_left"] -= 1
+                if batch["_polls_left"] <= 0:
+                    self._run_batch(batch)
+                else:
+                    batch["status"] = "started"
             return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
         if len(parts) < 3 or parts[0] != "lists":
             raise _Answer(404, "The requested resource could not be found.")
@@ -370,6 +400,12 @@ class FakeMailchimp(LocalServer):
                 return 200, self._list_segments(lst, list_id, query)
             self._allow(method, "POST")
             return self._create_segment(lst, list_id, body)
+        if rest[0] == "segments" and len(rest) == 3 and rest[2] == "members":
+            seg = lst.segments.get(int(rest[1])) if rest[1].isdigit() else None
+            if seg is None:
+                raise _Answer(404, "The requested resource could not be found.")
+            self._allow(method, "GET")
+            return 200, self._list_segment_members(lst, list_id, seg, query)
         if rest[0] == "segments" and len(rest) == 2:
             seg = lst.segments.get(int(rest[1])) if rest[1].isdigit() else None
             if seg is None:
@@ -452,7 +488,8 @@ class FakeMailchimp(LocalServer):
                 errors=[{"field": "email_address", "message": "This value should not be blank."}],
             )
         if not isinstance(email, str) or not _EMAIL.match(email):
-            raise _Answer(400, f"{email!r} looks fake or invalid, please enter a real email address.")
+            # Mailchimp's own judgement of an address (more than syntax): not a malformed request
+            raise _Answer(400, f"{email!r} looks fake or invalid, please enter a real email address.", invalid=False)
         if subscriber_hash(email) != h:
             raise _Answer(
                 400,
@@ -582,6 +619,30 @@ class FakeMailchimp(LocalServer):
             "total_items": len(segs),
         }
 
+    def _list_segment_members(
+        self, lst: _List, list_id: str, seg: _Segment, query: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        try:
+            count = int(query.get("count", ["10"])[0])
+            offset = int(query.get("offset", ["0"])[0])
+        except ValueError:
+            raise _Answer(400, "count and offset are integers.") from None
+        if not 1 <= count <= 1000 or offset < 0:
+            raise _Answer(400, "count is 1 to 1000 and offset is at least 0.")
+        shown = {"subscribed", "pending"}
+        for status in ("transactional", "unsubscribed", "cleaned"):
+            flag = query.get(f"include_{status}", ["false"])[0]
+            if flag not in ("true", "false"):
+                raise _Answer(400, f"include_{status} is true or false.")
+            if flag == "true":
+                shown.add(status)
+        hashes = sorted(h for h in seg.members if lst.members[h].status in shown)
+        return {
+            "members": [self._member_json(lst, list_id, h) for h in hashes[offset : offset + count]],
+            "total_items": len(hashes),
+            "list_id": list_id,
+        }
+
     def _create_segment(self, lst: _List, list_id: str, body: Any) -> tuple[int, Any]:
         body = self._object(body, ("name", "static_segment", "options"))
         if "options" in body:
@@ -679,8 +740,27 @@ class FakeMailchimp(LocalServer):
                     400, "Schema describes string, object found instead (operations[].body is a JSON string)."
                 )
         batch_id = uuid.uuid4().hex[:10]
+        self._batches[batch_id] = batch = {
+            "id": batch_id,
+            "status": "pending",
+            "total_operations": len(ops),
+            "finished_operations": 0,
+            "errored_operations": 0,
+            "submitted_at": _now(),
+            "completed_at": "",
+            "response_body_url": "",
+            "_operations": ops,
+            "_results": [],
+            "_polls_left": self.batch_polls,
+        }
+        if self.batch_polls <= 0:
+            self._run_batch(batch)
+        return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        """Apply a batch's operations in order and keep their results (Mailchimp's processing)."""
         results, errored = [], 0
-        for op in ops:
+        for op in batch.pop("_operations"):
             path = op["path"] if op["path"].startswith("/") else "/" + op["path"]
             try:
                 body_op = self._parse(op["body"].encode()) if op.get("body") else None
@@ -690,23 +770,42 @@ class FakeMailchimp(LocalServer):
                 errored += 1
                 if answer.invalid:
                     self.invalid.append(
-                        Refusal(op["method"], f"batch {batch_id}: {path}", answer.status, answer.detail)
+                        Refusal(op["method"], f"batch {batch['id']}: {path}", answer.status, answer.detail)
                     )
                 status, payload = answer.status, self._problem(answer.status, answer.detail, answer.errors)
             results.append({"operation_id": op.get("operation_id"), "status_code": status, "response": payload})
-        now = _now()
-        self._batches[batch_id] = batch = {
-            "id": batch_id,
-            "status": "finished",
-            "total_operations": len(ops),
-            "finished_operations": len(ops),
-            "errored_operations": errored,
-            "submitted_at": now,
-            "completed_at": now,
-            "response_body_url": "",
-            "_results": results,
-        }
-        return 200, {k: v for k, v in batch.items() if not k.startswith("_")}
+        batch.update(
+            status="finished",
+            finished_operations=len(results),
+            errored_operations=errored,
+            completed_at=_now(),
+            response_body_url=f"{self.root_url}{_ARCHIVES}{batch['id']}.tar.gz",
+            _results=results,
+        )
+
+    def _archive(self, method: str, path: str) -> tuple[int, Any, dict[str, str]]:
+        """A finished batch's results, as Mailchimp's archive: JSON files of at most 500 results each,
+        every ``response`` the operation's JSON body as a string."""
+        if method != "GET":
+            return 405, None, {}
+        batch_id = path[len(_ARCHIVES) :].removesuffix(".tar.gz")
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None or batch["status"] != "finished":
+                return 404, None, {}
+            results = copy.deepcopy(batch["_results"])
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for n, start in enumerate(range(0, len(results), 500)):
+                chunk = [
+                    {**r, "response": "" if r["response"] is None else json.dumps(r["response"])}
+                    for r in results[start : start + 500]
+                ]
+                data = json.dumps(chunk).encode()
+                info = tarfile.TarInfo(f"{batch_id}/{n}.json")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return 200, out.getvalue(), {"Content-Type": "application/x-gzip"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -720,9 +819,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, payload, headers = self.fake._handle(self.command, self.path, self.headers, raw)
-        data = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, bytes):  # a batch results archive, with its own Content-Type
+            data = payload
+        else:
+            data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
-        if data:
+        if data and "Content-Type" not in headers:
             self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():

@@ -297,3 +297,50 @@ def test_peak_concurrency_is_recorded_and_the_limit_enforced():
         assert fake.peak_concurrency >= 3
         assert sorted(results).count(200) >= 1
         assert 429 in results
+
+
+def test_segment_members_page_and_leave_out_statuses_unless_asked(fake):
+    for i, status in enumerate(("subscribed", "pending", "transactional", "unsubscribed", "cleaned") * 3):
+        fake.add_member(LIST, f"m{i}@example.com", status=status, tags=["vip"])
+    seg_id = fake.tags(LIST)["vip"]
+    _, page, _ = call(fake, "GET", f"/lists/{LIST}/segments/{seg_id}/members")
+    assert (len(page["members"]), page["total_items"]) == (6, 6)  # subscribed and pending only
+    flags = "include_transactional=true&include_unsubscribed=true&include_cleaned=true"
+    _, first, _ = call(fake, "GET", f"/lists/{LIST}/segments/{seg_id}/members?count=10&{flags}")
+    _, rest, _ = call(fake, "GET", f"/lists/{LIST}/segments/{seg_id}/members?count=10&offset=10&{flags}")
+    assert (len(first["members"]), len(rest["members"]), first["total_items"]) == (10, 5, 15)
+    emails = {m["email_address"] for m in first["members"] + rest["members"]}
+    assert emails == {f"m{i}@example.com" for i in range(15)}
+    status, _, _ = call(fake, "GET", f"/lists/{LIST}/segments/{seg_id}/members?count=1001")
+    assert status == 400
+    assert fake.invalid[-1].status == 400
+
+
+def test_an_asynchronous_batch_applies_nothing_until_processed_and_serves_its_results():
+    import io
+    import tarfile
+
+    with FakeMailchimp(lists={LIST: ["FNAME"]}, batch_polls=2) as fake:
+        ops = [
+            {"method": "PUT", "path": member_path("a@example.com"), "body": json.dumps(upsert("a@example.com")),
+             "operation_id": "0"},
+            {"method": "PUT", "path": member_path("nope"), "body": json.dumps(upsert("nope")), "operation_id": "1"},
+        ]
+        _, batch, _ = call(fake, "POST", "/batches", {"operations": ops})
+        assert (batch["status"], batch["response_body_url"]) == ("pending", "")
+        _, polled, _ = call(fake, "GET", f"/batches/{batch['id']}")
+        assert polled["status"] == "started"
+        assert fake.members(LIST) == {}
+        _, done, _ = call(fake, "GET", f"/batches/{batch['id']}")
+        assert (done["status"], done["finished_operations"], done["errored_operations"]) == ("finished", 2, 1)
+        assert set(fake.members(LIST)) == {"a@example.com"}
+
+        # the results archive: no API key needed
+        with urllib.request.urlopen(done["response_body_url"], timeout=5) as response:
+            archive = response.read()
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            rows = [r for m in tar.getmembers() for r in json.load(tar.extractfile(m))]
+        assert [(r["operation_id"], r["status_code"]) for r in rows] == [("0", 200), ("1", 400)]
+        assert json.loads(rows[0]["response"])["status"] == "transactional"
+        assert "looks fake or invalid" in json.loads(rows[1]["response"])["detail"]
+        assert fake.invalid == []  # an address Mailchimp refuses is not a malformed request
