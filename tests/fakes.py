@@ -14,7 +14,7 @@ import binascii
 import json
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +23,16 @@ from segmentation.domain.profile import MembershipChange, Profile
 from segmentation.service.ports import (
     ConcurrentUpdateError,
     DeliveryInProgressError,
+    DestinationUnavailableError,
     HistoryPage,
     InvalidCursorError,
     LoadedProfile,
     MembersPage,
+    PageKey,
+    Push,
+    PushResult,
     SegmentStats,
+    SyncedState,
 )
 from segmentation.sources.errors import SecretNotConfiguredError
 
@@ -93,6 +98,15 @@ class InMemoryProfileStore:
             stored = self._profiles.get(profile_id)
             return None if stored is None else self._profile(stored)
 
+    def profile_ids(self) -> list[str]:
+        """Every stored profile's id (tests only)."""
+        with self._lock:
+            return sorted(self._profiles)
+
+    def get_many(self, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        with self._lock:
+            return {pid: self._profile(self._profiles[pid]) for pid in profile_ids if pid in self._profiles}
+
     @staticmethod
     def _profile(stored: _Stored) -> Profile:
         profile = Profile.model_validate_json(stored.state)
@@ -120,6 +134,7 @@ class InMemoryProfileStore:
     def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
              absorbed: Sequence[Profile] = (), removed_aliases: Sequence[str] = (),
              ended: Sequence[MembershipChange] = ()) -> None:
+        changes = [c for c in changes if c.segment_id]  # a ProfileUpdated notice is no membership
         with self._lock:
             me = profile.profile_id
             # Every condition first: a write that fails changes nothing.
@@ -440,4 +455,101 @@ class RecordingQueue:
 
     def take(self) -> list[dict]:
         out, self.messages = self.messages, []
+        return out
+
+
+class InMemorySyncStateStore:
+    """The ESP sync's memory (SyncStateStore), in a dict; properties round-trip through JSON as in
+    DynamoDB."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _dump(state: SyncedState) -> str:
+        return json.dumps({"email": state.email, "targets": sorted(state.targets),
+                           "properties": state.properties, "esp_id": state.esp_id, "version": state.version},
+                          sort_keys=True, default=str)
+
+    @staticmethod
+    def _load(text: str) -> SyncedState:
+        raw = json.loads(text)
+        return SyncedState(email=raw["email"], targets=frozenset(raw["targets"]), properties=raw["properties"],
+                           esp_id=raw["esp_id"], version=raw["version"])
+
+    def get_many(self, destination_id: str, profile_ids: Sequence[str]) -> dict[str, SyncedState]:
+        with self._lock:
+            return {pid: self._load(self._states[(destination_id, pid)])
+                    for pid in profile_ids if (destination_id, pid) in self._states}
+
+    def put_many(self, destination_id: str, states: Mapping[str, SyncedState | None]) -> None:
+        with self._lock:
+            for pid, state in states.items():
+                if state is None:
+                    self._states.pop((destination_id, pid), None)
+                else:
+                    self._states[(destination_id, pid)] = self._dump(state)
+
+    def page(self, destination_id: str, limit: int,
+             start: PageKey | None) -> tuple[list[tuple[str, SyncedState]], PageKey | None]:
+        with self._lock:
+            pids = sorted(pid for d, pid in self._states if d == destination_id)
+        after = (start or {}).get("profile_id")
+        pids = [p for p in pids if after is None or p > after]
+        chunk = pids[:limit]
+        with self._lock:
+            items = [(p, self._load(self._states[(destination_id, p)])) for p in chunk]
+        return items, ({"profile_id": chunk[-1]} if len(pids) > limit else None)
+
+
+class InMemoryEsp:
+    """An ESP destination in memory (the EspClient port): who is in which target, the properties
+    written, the provider's ids. ``fail_next(n)`` makes the next n pushes raise
+    DestinationUnavailableError before applying anything. A model of the real ones (tests/esp has
+    HTTP fakes of Klaviyo and Mailchimp); it can be told that it has no subscription at all."""
+
+    def __init__(self, name: str = "esp") -> None:
+        self.name = name
+        self.members_of: dict[str, set[str]] = {}
+        self.properties: dict[str, dict[str, Any]] = {}
+        self.ids: dict[str, str] = {}
+        self.pushes: list[list[Push]] = []
+        self.refuse: set[str] = set()  # addresses refused for good
+        self._failures = 0
+
+    def fail_next(self, n: int = 1) -> None:
+        self._failures += n
+
+    def push(self, pushes: Sequence[Push]) -> PushResult:
+        if self._failures:
+            self._failures -= 1
+            raise DestinationUnavailableError(f"{self.name}: injected outage")
+        self.pushes.append(list(pushes))
+        result = PushResult(calls=1)
+        for p in pushes:
+            if p.email in self.refuse:
+                result.failed[p.email] = "refused"
+                continue
+            if p.email not in self.ids and (p.add or p.set):
+                self.ids[p.email] = f"id-{len(self.ids) + 1}"
+            for t in p.remove:
+                self.members_of.get(t, set()).discard(p.email)
+            for t in p.add:
+                self.members_of.setdefault(t, set()).add(p.email)
+            if p.set:
+                self.properties.setdefault(p.email, {}).update(p.set)
+            if p.esp_id is None and p.email in self.ids:
+                result.learned_ids[p.email] = self.ids[p.email]
+        return result
+
+    def members(self, target: str) -> list[tuple[str, str | None]]:
+        return [(e, self.ids.get(e)) for e in sorted(self.members_of.get(target, ()))]
+
+    def holdings(self) -> dict[str, set[str]]:
+        """email -> the targets holding it (only non-empty)."""
+        out: dict[str, set[str]] = {}
+        for target, emails in self.members_of.items():
+            for e in emails:
+                out.setdefault(e, set()).add(target)
         return out

@@ -24,10 +24,13 @@ from segctl.runtime import context_for, load_handler, scheduled_event
 from segctl.template import Template
 from segmentation import bootstrap
 from segmentation.domain.catalog import load_catalog
-from support import TEMPLATE, deliver_to_profile_function, signed_shopify
+from segmentation.infra.esp.mailchimp import MailchimpClient
+from segmentation.service.ports import Push
+from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW
 
-TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable")
+TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable",
+          "EspSyncTable")
 #: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
 #: template going back to one of them is measured as what it really grants
 SAM_DYNAMODB = {
@@ -48,6 +51,8 @@ RARE = {
         "re-reads a profile another writer changed meanwhile (conditional write failed)",
     ("InactivitySweepFunction", "BatchWriteItem", "HistoryTable"):
         "history of an evaluation with more changes than one transaction holds",
+    ("EspSyncFunction", "GetItem", "ProfilesTable"):
+        "the memory of a profile merged into another: the survivor is read by the address both had",
     ("BackfillFunction", "GetItem", "ProfilesTable"):
         "re-reads a profile another writer changed meanwhile (conditional write failed)",
     ("BackfillFunction", "BatchWriteItem", "HistoryTable"):
@@ -235,6 +240,39 @@ def backfill(aws, recorder, monkeypatch, tmp_path) -> None:
     assert updated > 0  # profiles were re-evaluated and written (recent-buyers narrowed to 1h: they left it)
 
 
+def esp_sync(aws, recorder, monkeypatch, tmp_path):
+    """The membership changes queued so far reach a Mailchimp audience (a local fake); then a
+    reconcile of it. Later scenarios (erasure) sync too, through the profile function's changes."""
+    from esp.fake_mailchimp import FakeMailchimp
+
+    fake = FakeMailchimp(lists={"aud1": []}).start()
+    destinations = tmp_path / "destinations.yaml"
+    destinations.write_text("version: 1\ndestinations:\n  - id: mc\n    type: mailchimp\n    list: aud1\n"
+                            "    segments: {recent-buyers: {tag: Buyers}, inactive: {tag: Lapsed}}\n"
+                            "    merge_fields: {PREFCAT: preferred_category}\n")
+    monkeypatch.setenv("DESTINATIONS_FILE", str(destinations))
+    monkeypatch.setenv("MAILCHIMP_API_URL", fake.root_url)
+    boto3.client("secretsmanager").put_secret_value(SecretId=aws.physical_name("DestinationSecret"),
+                                                    SecretString=json.dumps({"mailchimp": fake.api_key}))
+    bootstrap.reset()
+    with recorder.running("EspSyncFunction"):
+        answers = deliver_to_esp_sync(aws)
+    assert answers and all(a == {"batchItemFailures": []} for a in answers)
+    # the sweep ran 61 days ahead: the buyers are inactive now, and tagged so, not as buyers
+    lapsed = fake.tag_members("aud1", "Lapsed")
+    assert lapsed and not fake.tag_members("aud1", "Buyers")
+    # someone edits the tag by hand: the reconcile puts it back (and remembers it)
+    MailchimpClient(fake.api_key, "aud1", base_url=fake.root_url).push(
+        [Push(email=sorted(lapsed)[0], remove=frozenset({"Lapsed"}))])
+    handler = load_handler(aws.functions()["EspReconcileFunction"])
+    with recorder.running("EspReconcileFunction"):
+        reports = handler({"destination": "*"}, context_for(aws, "EspReconcileFunction"))["reports"]
+    assert [r["destination"] for r in reports] == ["mc"]
+    assert reports[0]["targets"] == {"Lapsed": {"added": 1, "removed": 0}}
+    assert fake.tag_members("aud1", "Lapsed") == lapsed
+    return fake
+
+
 def management_api(aws, api, recorder) -> None:
     pid = bootstrap.repository().find("email#ana@example.com").profile_id
     definition = {"name": "Buyers", "description": "Bought lately.",
@@ -278,8 +316,14 @@ def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_perform
     webhooks_and_profiles(aws, api, recorder, monkeypatch)
     backfill(aws, recorder, monkeypatch, tmp_path)
     sweep(aws, recorder)
-    management_api(aws, api, recorder)
-    privacy_webhooks(aws, api, recorder)
+    fake = esp_sync(aws, recorder, monkeypatch, tmp_path)
+    try:
+        management_api(aws, api, recorder)
+        privacy_webhooks(aws, api, recorder)
+        with recorder.running("EspSyncFunction"):  # the erasures reach the ESP: their address is looked up
+            assert all(a == {"batchItemFailures": []} for a in deliver_to_esp_sync(aws))
+    finally:
+        fake.stop()
 
     grants = granted(aws)
     needed = recorder.needed
@@ -324,6 +368,11 @@ def test_least_privilege_boundaries():
     assert scans == {("ApiFunction", "ProfilesTable"), ("ApiFunction", "CatalogTable"),
                      ("BackfillFunction", "ProfilesTable"), ("ProfileFunction", "AliasesTable"),
                      ("ProfileFunction", "CatalogTable")}
+    # The ESP sync and its reconcile read profiles and write only their own memory.
+    for function in ("EspSyncFunction", "EspReconcileFunction"):
+        written = {r for a, r in grants[function] if a in WRITES}
+        assert written == {"EspSyncTable"}, function
+        assert _on(grants[function], "IdempotencyTable") == set() and _on(grants[function], "HistoryTable") == set()
     # The due index is queried by the sweep only.
     assert {f for f, pairs in grants.items() for a, r in pairs if "/index/" in r} == {"InactivitySweepFunction"}
 

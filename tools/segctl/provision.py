@@ -27,9 +27,25 @@ DEV_SECRETS = {
 }
 
 
+#: The ESP destinations' keys (DestinationSecret), by destination type, from the environment. The
+#: defaults are the keys of the local runner's built-in fake Klaviyo and Mailchimp; never used in AWS.
+DEV_DESTINATION_KEYS = {
+    "klaviyo": ("KLAVIYO_API_KEY", "pk_fake_klaviyo_test_key"),
+    "mailchimp": ("MAILCHIMP_API_KEY", "0123456789abcdef0123456789abcdef-us21"),
+    "webhook": ("DESTINATION_WEBHOOK_SECRET", "whsec_ZGV2LWRlc3RpbmF0aW9uLXdlYmhvb2stc2VjcmV0"),
+}
+#: which secret of template.yaml holds what
+DESTINATION_SECRET = "DestinationSecret"
+
+
 def dev_secret_values(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     return {key: env.get(var, default) for key, (var, default) in DEV_SECRETS.items()}
+
+
+def dev_destination_keys(environ: dict[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    return {key: env.get(var) or default for key, (var, default) in DEV_DESTINATION_KEYS.items()}
 
 
 def table_request(props: dict, name: str) -> dict:
@@ -112,12 +128,17 @@ def create_event_buses(template: Template, events: Any) -> None:
         )
 
 
-def create_secrets(template: Template, secretsmanager: Any, values: dict[str, str]) -> dict[str, str]:
-    """Create (or update) each secret with ``values`` as its JSON string; return logical id -> ARN."""
+def create_secrets(template: Template, secretsmanager: Any, values: dict[str, str],
+                   destination_keys: dict[str, str] | None = None) -> dict[str, str]:
+    """Create (or update) the webhook secret with ``values`` and the destination secret with
+    ``destination_keys`` (JSON strings); return logical id -> ARN."""
     arns = {}
     for lid in template.of_type("AWS::SecretsManager::Secret"):
         name = template.physical_name(lid)
-        body = json.dumps(values)
+        if lid == DESTINATION_SECRET:
+            body = json.dumps(dev_destination_keys() if destination_keys is None else destination_keys)
+        else:
+            body = json.dumps(values)
         try:
             arn = secretsmanager.describe_secret(SecretId=name)["ARN"]
             secretsmanager.put_secret_value(SecretId=name, SecretString=body)

@@ -22,13 +22,17 @@ from .settings import Settings, load_settings
 
 # Each handler imports only the adapters it uses (cold start): imports live in the builders.
 if TYPE_CHECKING:
+    from .destinations.config import Destinations
     from .domain.segments import SegmentEvaluator
     from .service.backfill import Backfill
+    from .service.esp_reconcile import Reconcile
+    from .service.esp_sync import EspSync
     from .service.ingest import WebhookIngest
     from .service.ports import (
         ProfilePublisher,
         ProfileStore,
         ShopStore,
+        SyncStateStore,
         WebhookDeduplicator,
         WebhookSecretStore,
         WorkQueue,
@@ -114,7 +118,16 @@ def evaluator() -> SegmentEvaluator:
     from .domain.catalog import load_catalog
     from .domain.evaluation import CatalogEvaluator
 
-    return CatalogEvaluator(load_catalog(settings().catalog_file))
+    built = CatalogEvaluator(load_catalog(settings().catalog_file))
+    if settings().destinations_file:
+        # announce changes of what the ESP sync copies (ProfileUpdated); the file is read against
+        # the catalog, so it is built here without asking for this evaluator again
+        from .destinations.config import load_destinations
+
+        with open(settings().destinations_file, encoding="utf-8") as f:
+            synced = load_destinations(f.read(), built.catalog, source_name=settings().destinations_file)
+        built.watch = synced.watched()
+    return built
 
 
 @_component
@@ -192,3 +205,55 @@ def profile_service() -> ProfileService:
     from .service.profiles import ProfileService
 
     return ProfileService(repository(), evaluator(), publisher(), clock=lambda: int(time.time()), shops=shop_store())
+
+
+# -- the ESP sync (issue 12) ---------------------------------------------------------------------
+
+
+@_component
+def destinations() -> Destinations:
+    """The destinations file (``DESTINATIONS_FILE``), checked against the catalog; none: no sync."""
+    from .destinations.config import Destinations, load_destinations
+
+    path = settings().destinations_file
+    if not path:
+        return Destinations(version=1)
+    with open(path, encoding="utf-8") as f:
+        return load_destinations(f.read(), evaluator().catalog, source_name=path)
+
+
+@_component
+def sync_states() -> SyncStateStore:
+    from .infra.sync_state_store import DynamoDBSyncStateStore
+
+    table = settings().esp_sync_table
+    if not table:
+        from .settings import ConfigurationError
+
+        raise ConfigurationError("ESP_SYNC_TABLE is not set: template.yaml sets it in Globals")
+    return DynamoDBSyncStateStore(_client("dynamodb"), table)
+
+
+@_component
+def esp_clients() -> Callable[[Any], Any]:
+    """Builds (once) the client of each destination, with its key from the destination secret."""
+    from .infra.esp.factory import EspClients
+
+    s = settings()
+    return EspClients(s.destination_secret_id, s.secrets_max_age_s, klaviyo_url=s.klaviyo_api_url,
+                      mailchimp_url=s.mailchimp_api_url)
+
+
+@_component
+def esp_sync() -> EspSync:
+    from .service.esp_sync import EspSync
+
+    return EspSync(destinations(), repository(), sync_states(), esp_clients(), catalog=evaluator().catalog)
+
+
+def esp_reconcile(progress: Callable[[str], None] = lambda line: None) -> Reconcile:
+    """A reconcile of the destinations on the components in use (``progress`` gets a line per step)."""
+    from .service.esp_reconcile import Reconcile
+
+    return Reconcile(destinations(), repository(), sync_states(), esp_clients(), catalog=evaluator().catalog,
+                     progress=progress)

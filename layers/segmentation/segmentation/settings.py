@@ -36,8 +36,18 @@ class Settings(BaseModel):
     backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)
     #: a catalog YAML file to use instead of the shipped default (path inside the function package)
     catalog_file: str | None = Field(alias="CATALOG_FILE", default=None)
+    #: the destinations file (docs/destinations.md): where segments and traits are synced; none: no sync
+    destinations_file: str | None = Field(alias="DESTINATIONS_FILE", default=None)
+    #: the ESP sync's memory (what each destination holds, per profile)
+    esp_sync_table: str | None = Field(alias="ESP_SYNC_TABLE", default=None)
+    #: the secret holding the destinations' API keys (a key per destination id, or per type)
+    destination_secret_id: str | None = Field(alias="DESTINATION_SECRET_ARN", default=None)
+    #: base URLs of the ESP APIs (tests and the local runner point them at local fakes)
+    klaviyo_api_url: str | None = Field(alias="KLAVIYO_API_URL", default=None)
+    mailchimp_api_url: str | None = Field(alias="MAILCHIMP_API_URL", default=None)
 
-    @field_validator("catalog_file")
+    @field_validator("catalog_file", "destinations_file", "esp_sync_table", "destination_secret_id",
+                     "klaviyo_api_url", "mailchimp_api_url")
     @classmethod
     def _empty_is_default(cls, value: str | None) -> str | None:
         return value or None

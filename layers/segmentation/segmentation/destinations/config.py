@@ -148,6 +148,13 @@ class Destinations(Strict):
     version: Literal[1]
     destinations: list[Destination] = Field(default_factory=list)
 
+    def watched(self) -> frozenset[str]:
+        """What the profile path must announce when it changes (``ProfileUpdated``): every trait an
+        ESP destination copies, and the email address (the ESP's key) if there is an ESP destination."""
+        esp = [d for d in self.destinations if not isinstance(d, WebhookDestination)]
+        traits = {t for d in esp for t in d.fields.values() if t != SEGMENTS}
+        return frozenset(traits | ({"email"} if esp else set()))
+
     def get(self, destination_id: str) -> KlaviyoDestination | MailchimpDestination | WebhookDestination:
         """The destination with this id; KeyError if there is none."""
         for d in self.destinations:

@@ -178,22 +178,28 @@ class Totals(BaseModel):
 
 
 class MembershipChange(BaseModel):
-    """A profile entered or left a segment. ``cause`` is an event id or ``"time"``."""
+    """A profile entered or left a segment (``SegmentEntered`` / ``SegmentExited``), or, with
+    ``change == "updated"``, some of its watched values changed (``ProfileUpdated``: ``fields`` names
+    the traits, or ``email``, that the ESP sync copies). ``cause`` is an event id or ``"time"``."""
 
     model_config = ConfigDict(frozen=True)
 
     profile_id: str
-    segment_id: str
-    change: str  # "entered" | "exited"
+    segment_id: str = ""
+    change: str  # "entered" | "exited" | "updated"
     at: int
     cause: str
     version: int
+    fields: tuple[str, ...] = ()
 
     @property
     def detail_type(self) -> str:
-        return "SegmentEntered" if self.change == "entered" else "SegmentExited"
+        return {"entered": "SegmentEntered", "exited": "SegmentExited"}.get(self.change, "ProfileUpdated")
 
     def detail(self) -> dict:
+        if self.change == "updated":
+            return {"profile_id": self.profile_id, "fields": list(self.fields), "at": iso(self.at),
+                    "cause": self.cause, "version": self.version}
         return {
             "profile_id": self.profile_id, "segment_id": self.segment_id, "at": iso(self.at),
             "cause": self.cause, "version": self.version,
@@ -432,13 +438,20 @@ class Profile(BaseModel):
     def record_evaluation(
         self, segments: set[str], traits: dict, next_due_at: int | None, at: int, cause: str,
         catalog_version: str | None = None, unit_due: dict[str, int] | None = None,
+        watch: frozenset[str] = frozenset(), email_before: str | None = None,
     ) -> list[MembershipChange]:
         """Store an evaluation's result and return the membership changes it makes.
 
-        The changes carry ``version`` = the version this write will have.
+        The changes carry ``version`` = the version this write will have. ``watch`` names traits
+        (and ``"email"``) whose changes matter downstream (the ESP sync copies them): when one of
+        them changed, one ``"updated"`` change names them all. ``email_before``: the address before
+        this event was applied (None: unchanged).
         """
         new_version = self.version + 1
         before = set(self.segments)
+        updated = sorted(t for t in watch if t != "email" and self.traits.get(t) != traits.get(t))
+        if "email" in watch and email_before is not None and email_before != self.email:
+            updated.append("email")
 
         def change(segment_id: str, kind: str) -> MembershipChange:
             return MembershipChange(profile_id=self.profile_id, segment_id=segment_id, change=kind, at=at,
@@ -446,6 +459,9 @@ class Profile(BaseModel):
 
         changes = [change(s, "entered") for s in sorted(segments - before)]
         changes += [change(s, "exited") for s in sorted(before - segments)]
+        if updated:
+            changes.append(MembershipChange(profile_id=self.profile_id, change="updated", at=at, cause=cause,
+                                            version=new_version, fields=tuple(updated)))
         self.segments = sorted(segments)
         self.traits = traits
         self.next_due_at = next_due_at

@@ -47,6 +47,7 @@ FAMILY_PREFIX = "#family#"
 TOMBSTONE_PREFIX = "erased#"
 TRANSACTION_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
 
 
 def tombstone_key(alias: str) -> str:
@@ -111,6 +112,20 @@ class DynamoDBProfileStore:
         )
         item = out.get("Item")
         return self._from_item(item) if item else None
+
+    def get_many(self, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        out: dict[str, Profile] = {}
+        unique = list(dict.fromkeys(profile_ids))
+        for i in range(0, len(unique), BATCH_GET_LIMIT):
+            keys = [{"profile_id": {"S": pid}} for pid in unique[i:i + BATCH_GET_LIMIT]]
+            request = {self.profiles: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self.profiles, []):
+                    profile = self._from_item(item)
+                    out[profile.profile_id] = profile
+                request = answer.get("UnprocessedKeys") or None
+        return out
 
     @staticmethod
     def _from_item(item: dict) -> Profile:
@@ -197,6 +212,7 @@ class DynamoDBProfileStore:
     def save(self, profile: Profile, new_aliases: list[str], changes: list[MembershipChange],
              absorbed: Sequence[Profile] = (), removed_aliases: Sequence[str] = (),
              ended: Sequence[MembershipChange] = ()) -> None:
+        changes = [c for c in changes if c.segment_id]  # a ProfileUpdated notice is no membership
         put = self._profile_put(profile)
         cc = self.client.exceptions
         if not new_aliases and not changes and not absorbed and not removed_aliases:

@@ -92,6 +92,7 @@ def reevaluate(
         changes = current.record_evaluation(
             set(result.segments), result.traits, result.next_due_at, at, cause,
             catalog_version=evaluator.version, unit_due=result.unit_due,
+            watch=getattr(evaluator, "watch", frozenset()),
         )
         current.park(changes)  # write-ahead: see the module docstring
         repository.save(current, [], changes)

@@ -83,6 +83,11 @@ class ProfileStore(Protocol):
         """The profile as last written (strongly consistent), ``version`` set; None if there is none."""
         ...
 
+    def get_many(self, profile_ids: Sequence[str]) -> dict[str, Profile]:
+        """The stored profiles among ``profile_ids`` (strongly consistent), by id; missing ids are
+        absent. In bulk: the ESP sync reads a whole batch's profiles at once."""
+        ...
+
     def find(self, alias_key: str) -> Profile | None:
         """The profile an alias (``email#ana@example.com``) leads to, if any."""
         ...
@@ -303,4 +308,34 @@ class EspClient(Protocol):
         (lower-cased email, provider id or None), paging through the provider's listing; for the
         reconcile, which compares them with the desired state. Raises
         :class:`DestinationUnavailableError` like :meth:`push`."""
+        ...
+
+
+@dataclass(frozen=True)
+class SyncedState:
+    """What the sync last put at one destination for one profile: the address it used, the targets
+    it holds there, the properties written, the provider's id for the person if known, and the
+    profile version it came from."""
+
+    email: str
+    targets: frozenset[str] = frozenset()
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    esp_id: str | None = None
+    version: int = 0
+
+
+class SyncStateStore(Protocol):
+    """The sync's memory of each destination, per profile (what the ESP holds, as far as we know)."""
+
+    def get_many(self, destination_id: str, profile_ids: Sequence[str]) -> dict[str, SyncedState]:
+        """The remembered states of these profiles at the destination; unknown ones are absent."""
+        ...
+
+    def put_many(self, destination_id: str, states: Mapping[str, SyncedState | None]) -> None:
+        """Remember these states (by profile id); None forgets one (an erased person: no email kept)."""
+        ...
+
+    def page(self, destination_id: str, limit: int,
+             start: PageKey | None) -> tuple[list[tuple[str, SyncedState]], PageKey | None]:
+        """Every remembered state of the destination, a page at a time (for the reconcile)."""
         ...

@@ -103,6 +103,7 @@ class ProfileService:
                 identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
                            and not (a.startswith("email#") and profile.email_outdated(a[6:], at))]
+            email_before = profile.email
             removed = self._email_change(event, profile, previous, loaded.alias_owners)
             profile.apply(event, new_aliases)
             now = max(self.clock(), profile.evaluated_at or 0)
@@ -112,6 +113,7 @@ class ProfileService:
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
+                watch=getattr(self.evaluator, "watch", frozenset()), email_before=email_before,
             )
             ended = [c for o in absorbed for c in _exits(o, now, event.event_id)]
             self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
@@ -207,6 +209,7 @@ class ProfileService:
             profile = self.repository.get(profile_id)
             if profile is None:
                 return None
+            email_before = profile.email
             gone = identity.forget_origin(profile, source, shop)
             if not profile.origins:  # nothing but this shop's data: the whole profile goes (below)
                 return _Written(profile, [], removed=gone)
@@ -215,6 +218,7 @@ class ProfileService:
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=cause,
                 catalog_version=self.evaluator.version, unit_due=result.unit_due,
+                watch=getattr(self.evaluator, "watch", frozenset()), email_before=email_before,
             )
             self.repository.save(profile, [], changes, removed_aliases=gone)
             return _Written(profile, changes, now, removed=gone)

@@ -50,6 +50,9 @@ class CatalogEvaluator:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.version = catalog.version
+        #: traits (and "email") whose changes are announced as ``ProfileUpdated``: those the ESP sync
+        #: copies (set from the destinations file at start-up; empty without one)
+        self.watch: frozenset[str] = frozenset()
         self.retention: Retention = catalog.retention
         self.nodes = {sid: compile_condition(seg.when) for sid, seg in catalog.segments.items()}
         self._traits = compile_traits(catalog.traits)

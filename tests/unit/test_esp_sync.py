@@ -1,0 +1,347 @@
+"""The ESP sync's use case (issue 12) on in-memory ports: memberships and traits reach each
+destination as desired state; consent is sacred; outages, replays and any order lose nothing.
+
+The HTTP clients are tested against the fake Klaviyo and Mailchimp in tests/esp; the whole path
+(bus -> queue -> EspSyncFunction -> fake ESP over HTTP) in tests/integration/test_esp_sync_function.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+from fakes import InMemoryEsp, InMemoryProfileStore, InMemorySyncStateStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from segmentation.destinations.config import load_destinations
+from segmentation.destinations.desired import desired_state
+from segmentation.domain.catalog import load_catalog
+from segmentation.domain.profile import MembershipChange, Profile
+from segmentation.service.esp_sync import EspSync, Notice, parse_messages, webhook_messages
+from segmentation.service.ports import DestinationUnavailableError
+
+CATALOG = load_catalog(None)
+DESTINATIONS = load_destinations("""\
+version: 1
+destinations:
+  - id: klaviyo-main
+    type: klaviyo
+    segments:
+      recent-buyers: {list: "L-RB"}
+      at-risk: {list: "L-AR"}
+    properties:
+      PreferredCategory: preferred_category
+      OrderCount: order_count
+      Segments: segments
+  - id: mailchimp-main
+    type: mailchimp
+    list: "aud1"
+    segments:
+      recent-buyers: {tag: "Recent Buyers"}
+      high-value: {tag: "VIP"}
+    merge_fields:
+      PREFCAT: preferred_category
+  - id: hooks
+    type: webhook
+    url: "https://example.com/segments"
+""", CATALOG)
+NOW = 1_780_000_000
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.down = False
+
+    def send(self, messages):
+        if self.down:
+            raise DestinationUnavailableError("hooks: down")
+        self.sent.extend(messages)
+        return len(messages)
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = InMemoryProfileStore(due_shards=4)
+        self.states = InMemorySyncStateStore()
+        self.klaviyo = InMemoryEsp("klaviyo")
+        self.mailchimp = InMemoryEsp("mailchimp")
+        self.hooks = Hooks()
+        self.clock = itertools.count(NOW)
+        self.sync = EspSync(DESTINATIONS, self.store, self.states, self.client, CATALOG)
+
+    def client(self, d):
+        return {"klaviyo-main": self.klaviyo, "mailchimp-main": self.mailchimp, "hooks": self.hooks}[d.id]
+
+    def put(self, pid: str, email: str | None, segments: set[str], traits: dict | None = None,
+            aliases: tuple[str, ...] = ()) -> list[Notice]:
+        """Store the profile's new evaluation; the notices the bus would carry."""
+        profile = self.store.get(pid)
+        new_aliases = []
+        if profile is None:
+            profile = Profile(profile_id=pid)
+        if email and f"email#{email}" not in profile.aliases:
+            new_aliases.append(f"email#{email}")
+        new_aliases += [a for a in aliases if a not in profile.aliases]
+        before = profile.email
+        profile.email = email
+        profile.aliases = [*profile.aliases, *new_aliases]
+        changes = profile.record_evaluation(set(segments), dict(traits or {}), None, next(self.clock), "e",
+                                            watch=DESTINATIONS.watched(), email_before=before)
+        self.store.save(profile, new_aliases, changes)
+        return notices(changes)
+
+    def erase(self, pid: str) -> list[Notice]:
+        profile = self.store.get(pid)
+        at = next(self.clock)
+        exits = [MembershipChange(profile_id=pid, segment_id=s, change="exited", at=at, cause="erase",
+                                  version=profile.version + 1) for s in profile.segments]
+        self.store.erase(profile, at)
+        return notices(exits)
+
+    def desired(self, destination_id: str) -> dict[str, set[str]]:
+        """email -> targets, from the stored profiles: what the destination must hold."""
+        d = DESTINATIONS.get(destination_id)
+        out: dict[str, set[str]] = {}
+        for pid in self.store.profile_ids():
+            state = desired_state(self.store.get(pid), d, catalog=CATALOG)
+            if state.email and state.targets:
+                out[state.email] = set(state.targets)
+        return out
+
+
+def notices(changes) -> list[Notice]:
+    return [Notice(message_id=uuid.uuid4().hex, kind=c.change, profile_id=c.profile_id, version=c.version,
+                   at=c.at, cause=c.cause, segment_id=c.segment_id or None, fields=c.fields) for c in changes]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+def test_entering_puts_the_address_in_the_list_and_tag_with_its_properties(world):
+    outcome = world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers"},
+                                        {"preferred_category": "shoes", "order_count": 1}))
+    assert outcome.failed_messages == set()
+    assert world.klaviyo.holdings() == {"ana@example.com": {"L-RB"}}
+    assert world.klaviyo.properties["ana@example.com"] == {
+        "PreferredCategory": "shoes", "OrderCount": 1, "Segments": ["recent-buyers"]}
+    assert world.mailchimp.holdings() == {"ana@example.com": {"Recent Buyers"}}
+    assert world.mailchimp.properties["ana@example.com"] == {"PREFCAT": "shoes"}
+    assert [m["type"] for m in world.hooks.sent] == ["segment.entered"]
+    assert world.hooks.sent[0]["data"]["email"] == "ana@example.com"
+
+
+def test_exiting_takes_the_address_out(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers"}))
+    world.sync.sync(world.put("p1", "ana@example.com", {"at-risk"}))
+    assert world.klaviyo.holdings() == {"ana@example.com": {"L-AR"}}
+    assert world.mailchimp.holdings() == {}
+
+
+def test_enter_then_exit_in_one_window_sends_only_the_final_state(world):
+    batch = world.put("p1", "ana@example.com", {"recent-buyers"}) + world.put("p1", "ana@example.com", set())
+    world.sync.sync(batch)
+    assert world.klaviyo.holdings() == {} and world.mailchimp.holdings() == {}
+    # nothing to add or remove was ever sent: the final state is "in nothing", as the ESP already is
+    assert all(not p.add and not p.remove for batch in world.klaviyo.pushes for p in batch)
+
+
+def test_a_replay_of_the_same_changes_sends_nothing(world):
+    batch = world.put("p1", "ana@example.com", {"recent-buyers"}, {"preferred_category": "shoes"})
+    world.sync.sync(batch)
+    sent = len(world.klaviyo.pushes), len(world.mailchimp.pushes)
+    world.sync.sync(batch)
+    world.sync.sync(list(reversed(batch * 3)))
+    assert (len(world.klaviyo.pushes), len(world.mailchimp.pushes)) == sent
+
+
+def test_a_trait_change_alone_updates_the_properties(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers"}, {"preferred_category": "shoes"}))
+    batch = world.put("p1", "ana@example.com", {"recent-buyers"}, {"preferred_category": "bags"})
+    assert [n.kind for n in batch] == ["updated"]
+    world.sync.sync(batch)
+    assert world.klaviyo.properties["ana@example.com"]["PreferredCategory"] == "bags"
+    assert world.mailchimp.properties["ana@example.com"]["PREFCAT"] == "bags"
+    last = world.klaviyo.pushes[-1]
+    assert [(p.add, p.remove, dict(p.set)) for p in last] == [(frozenset(), frozenset(), {"PreferredCategory": "bags"})]
+
+
+def test_a_suppressed_profile_is_removed_and_never_re_added_while_suppressed(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers", "high-value"}))
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers", "high-value", "suppressed"}))
+    assert world.klaviyo.holdings() == {} and world.mailchimp.holdings() == {}
+    # still buying while unsubscribed: memberships change, the ESP stays empty, no properties written
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers", "at-risk", "suppressed"},
+                              {"preferred_category": "shoes"}))
+    assert world.klaviyo.holdings() == {} and world.mailchimp.holdings() == {}
+    assert world.klaviyo.properties["ana@example.com"]["PreferredCategory"] is None  # as before suppression
+
+
+def test_an_erased_profile_is_removed_everywhere_and_forgotten(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers", "high-value", "at-risk"},
+                              aliases=("cust#klaviyo#acct#K1",)))
+    assert world.klaviyo.holdings() and world.mailchimp.holdings()
+    world.sync.sync(world.erase("p1"))
+    assert world.klaviyo.holdings() == {} and world.mailchimp.holdings() == {}
+    assert world.states.get_many("klaviyo-main", ["p1"]) == {}
+    assert world.states.get_many("mailchimp-main", ["p1"]) == {}
+    # the removal used the Klaviyo id a Klaviyo webhook taught us: no lookup needed
+    assert [p.esp_id for p in world.klaviyo.pushes[-1]] == ["K1"]
+
+
+def test_a_changed_address_takes_the_old_one_out(world):
+    world.sync.sync(world.put("p1", "old@example.com", {"recent-buyers"}))
+    batch = world.put("p1", "new@example.com", {"recent-buyers"})
+    assert [n.fields for n in batch if n.kind == "updated"] == [("email",)]
+    world.sync.sync(batch)
+    assert world.klaviyo.holdings() == {"new@example.com": {"L-RB"}}
+    assert world.mailchimp.holdings() == {"new@example.com": {"Recent Buyers"}}
+
+
+def test_a_merge_keeps_the_survivor_in_and_removes_nothing_it_should_hold(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers"}))
+    # p2 absorbs p1 (one person): p1's memberships end, p2 holds the address
+    p1 = world.store.get("p1")
+    p2 = Profile(profile_id="p2", email="ana@example.com", aliases=list(p1.aliases))
+    changes = p2.record_evaluation({"recent-buyers", "high-value"}, {}, None, next(world.clock), "merge")
+    ended = [MembershipChange(profile_id="p1", segment_id="recent-buyers", change="exited", at=NOW + 99,
+                              cause="merge", version=p1.version + 1)]
+    world.store.save(p2, [], changes, absorbed=[p1], ended=ended)
+    world.sync.sync(notices(ended) + notices(changes))
+    assert world.klaviyo.holdings() == {"ana@example.com": {"L-RB"}}
+    assert world.mailchimp.holdings() == {"ana@example.com": {"Recent Buyers", "VIP"}}
+    assert world.states.get_many("klaviyo-main", ["p1"]) == {}
+    # the exits of the absorbed profile arriving alone, later, change nothing either
+    world.sync.sync(notices(ended))
+    assert world.klaviyo.holdings() == {"ana@example.com": {"L-RB"}}
+
+
+def test_a_destination_outage_fails_only_its_changes_and_loses_nothing(world):
+    batch = world.put("p1", "ana@example.com", {"recent-buyers"}) + world.put("p2", "bo@example.com", {"at-risk"})
+    world.klaviyo.fail_next()
+    outcome = world.sync.sync(batch)
+    assert outcome.failed_messages == {n.message_id for n in batch}  # both concern Klaviyo
+    assert outcome.destinations["klaviyo-main"].failed
+    assert world.mailchimp.holdings() == {"ana@example.com": {"Recent Buyers"}}  # done regardless
+    assert world.klaviyo.holdings() == {}
+    again = world.sync.sync([n for n in batch if n.message_id in outcome.failed_messages])
+    assert again.failed_messages == set()
+    assert world.klaviyo.holdings() == {"ana@example.com": {"L-RB"}, "bo@example.com": {"L-AR"}}
+
+
+def test_changes_that_concern_no_failing_destination_are_acknowledged(world):
+    batch = world.put("p1", "ana@example.com", {"high-value"})  # only Mailchimp maps high-value...
+    world.mailchimp.fail_next()
+    outcome = world.sync.sync(batch)
+    # ...but Klaviyo's Segments property lists it: both concerned; only Mailchimp's failure retries
+    assert outcome.failed_messages == {n.message_id for n in batch}
+    assert world.klaviyo.properties["ana@example.com"]["Segments"] == ["high-value"]
+    world.hooks.down = True
+    batch = world.put("p2", "bo@example.com", set(), {"preferred_category": "shoes"})  # a trait: no webhook
+    assert world.sync.sync(batch).failed_messages == set()
+
+
+def test_an_address_the_provider_refuses_is_not_remembered_and_does_not_fail_the_batch(world):
+    world.klaviyo.refuse.add("bad@example.com")
+    batch = world.put("p1", "bad@example.com", {"recent-buyers"}) + world.put("p2", "ok@example.com", {"recent-buyers"})
+    outcome = world.sync.sync(batch)
+    assert outcome.failed_messages == set()
+    assert outcome.destinations["klaviyo-main"].refused == 1
+    assert world.klaviyo.holdings() == {"ok@example.com": {"L-RB"}}
+    assert set(world.states.get_many("klaviyo-main", ["p1", "p2"])) == {"p2"}
+
+
+def test_a_profile_without_email_syncs_nothing(world):
+    world.sync.sync(world.put("p1", None, {"recent-buyers"}))
+    assert world.klaviyo.pushes == [] and world.mailchimp.pushes == []
+
+
+def test_ids_learnt_by_a_push_are_remembered_for_removals(world):
+    world.sync.sync(world.put("p1", "ana@example.com", {"recent-buyers"}))
+    assert world.states.get_many("klaviyo-main", ["p1"])["p1"].esp_id == world.klaviyo.ids["ana@example.com"]
+    world.sync.sync(world.put("p1", "ana@example.com", set()))
+    assert [p.esp_id for p in world.klaviyo.pushes[-1]] == [world.klaviyo.ids["ana@example.com"]]
+
+
+def test_webhook_messages_have_stable_ids_and_duplicates_collapse(world):
+    batch = world.put("p1", "ana@example.com", {"recent-buyers"})
+    first = webhook_messages(batch, {})
+    again = webhook_messages(batch + batch, {})
+    assert [m["id"] for m in first] == [m["id"] for m in again]
+
+
+def test_unreadable_queue_records_are_set_aside():
+    good = '{"detail-type": "SegmentEntered", "detail": {"profile_id": "p", "segment_id": "s", ' \
+           '"at": "2026-01-01T00:00:00Z", "cause": "e", "version": 3}}'
+    parsed, bad = parse_messages([("m1", good), ("m2", "not json"), ("m3", '{"detail-type": "CustomerEvent"}'),
+                                  ("m4", '{"detail-type": "SegmentExited", "detail": {"profile_id": "p"}}')])
+    assert [(n.message_id, n.kind, n.version) for n in parsed] == [("m1", "entered", 3)]
+    assert bad == ["m2", "m3", "m4"]
+
+
+# -- the property: any interleaving, any order, duplicates, outages --------------------------------
+
+EMAILS = ["a@example.com", "b@example.com", "c@example.com"]
+SEGMENTS = ["recent-buyers", "at-risk", "high-value", "suppressed"]
+step = st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 2), st.frozensets(st.sampled_from(SEGMENTS)),
+              st.sampled_from(["shoes", "bags", None])),
+    st.tuples(st.just("email"), st.integers(0, 2), st.sampled_from(EMAILS), st.none()),
+    st.tuples(st.just("erase"), st.integers(0, 2), st.none(), st.none()),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=12), data=st.data())
+def test_any_interleaving_delivered_in_any_order_with_duplicates_ends_in_the_desired_state(steps, data):
+    world = World()
+    emails = {}
+    delivered: list[Notice] = []
+    for kind, who, arg, category in steps:
+        pid = f"p{who}"
+        profile = world.store.get(pid)
+        if kind == "erase":
+            if profile is not None:
+                delivered += world.erase(pid)
+                emails.pop(pid, None)
+            continue
+        if kind == "email":
+            owner = world.store.find(f"email#{arg}")
+            if owner is not None and owner.profile_id != pid:
+                continue  # an address belongs to one profile
+            emails[pid] = arg
+            segments = set(profile.segments) if profile else set()
+            traits = dict(profile.traits) if profile else {}
+        else:
+            segments, traits = set(arg), {"preferred_category": category}
+            if pid not in emails:
+                candidate = EMAILS[who]
+                owner = world.store.find(f"email#{candidate}")
+                emails[pid] = candidate if owner is None or owner.profile_id == pid else None
+        if profile is None and kind == "email" and world.store.find(f"email#{emails[pid]}") is not None:
+            continue
+        delivered += world.put(pid, emails[pid], segments, traits)
+    # delivery: shuffled, some duplicated, in random batches, some batches hit an outage and come again
+    pool = data.draw(st.permutations(delivered + data.draw(st.lists(st.sampled_from(delivered), max_size=5))
+                                     if delivered else []))
+    queue = list(pool)
+    rounds = 0
+    while queue and rounds < 50:
+        rounds += 1
+        size = data.draw(st.integers(1, max(1, len(queue))))
+        batch, queue = queue[:size], queue[size:]
+        if data.draw(st.booleans()):
+            data.draw(st.sampled_from([world.klaviyo, world.mailchimp])).fail_next()
+        outcome = world.sync.sync(batch)
+        queue += [n for n in batch if n.message_id in outcome.failed_messages]
+    assert not queue
+    # then every remaining profile's latest change is delivered once more (as the sweep or the next
+    # event would), which must not change anything either
+    for destination_id, esp in (("klaviyo-main", world.klaviyo), ("mailchimp-main", world.mailchimp)):
+        assert esp.holdings() == world.desired(destination_id), destination_id
