@@ -6,6 +6,7 @@
   segctl segments explain --email X              why a customer is (not) in each segment
   segctl segments preview FILE                   who would enter/leave the file's changed segments
   segctl destinations validate FILE              check a destinations file (ESP lists, tags, properties)
+  segctl sync reconcile --destination ID         push a destination's full desired state [--dry-run]
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl demo                                    replay sample webhooks and print a segment report
@@ -110,6 +111,12 @@ def cmd_destinations_validate(args) -> int:
     return validate(args.file, args.catalog)
 
 
+def cmd_sync_reconcile(args) -> int:
+    from .sync import reconcile
+
+    return reconcile(_template(args), args.destination, args.dry_run, args.stack)
+
+
 def cmd_sweep(args) -> int:
     from .timecmds import sweep
 
@@ -159,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     dval.add_argument("file", help="the destinations YAML")
     dval.add_argument("--catalog", default=None, help="the catalog it refers to (default: the shipped catalog)")
     dval.set_defaults(func=cmd_destinations_validate)
+
+    sync = sub.add_parser("sync", help="the ESP sync").add_subparsers(dest="sync_command", required=True)
+    rec = sync.add_parser("reconcile", help="push a destination's full desired state, from what the ESP holds")
+    rec.add_argument("--destination", required=True, help="the destination's id in the destinations file")
+    rec.add_argument("--dry-run", action="store_true", help="report the differences, send nothing")
+    rec.add_argument("--stack", default=None, help="run the deployed EspReconcileFunction of this stack (AWS)")
+    rec.set_defaults(func=cmd_sync_reconcile)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")

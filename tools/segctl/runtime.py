@@ -98,16 +98,23 @@ class LocalStack:
         provision(self.template, self.session, self.secret_values or dev_secret_values())
         if self.log_level:
             self.template.parameters["LogLevel"] = self.log_level
+        # Files and ESP URLs given in the environment win over the template's defaults (empty).
+        for variable, parameter in (("CATALOG_FILE", "CatalogFile"), ("DESTINATIONS_FILE", "DestinationsFile")):
+            if os.environ.get(variable):
+                self.template.parameters[parameter] = os.environ[variable]
+        given = {k: os.environ[k] for k in ("KLAVIYO_API_URL", "MAILCHIMP_API_URL") if os.environ.get(k)}
         # Every function sees its own variables; they share one process, so the union is set.
         for name in self.template.functions():
             os.environ.update(self.template.environment(name))
+        os.environ.update(given)
         os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
         return self
 
     def start_pollers(self) -> None:
         for function, queue, props in self.template.sqs_sources():
             poller = SqsPoller(self, function, self.template.queue_url(queue, self.endpoint),
-                               int(props.get("BatchSize", 10)), self.template.arn(queue))
+                               int(props.get("BatchSize", 10)), self.template.arn(queue),
+                               window_s=float(self.template.resolve(props.get("MaximumBatchingWindowInSeconds", 0))))
             poller.start()
             self.pollers.append(poller)
 
@@ -209,12 +216,16 @@ class Scheduler(threading.Thread):
 class SqsPoller(threading.Thread):
     """An SQS event source mapping with ReportBatchItemFailures."""
 
-    def __init__(self, stack: LocalStack, function: str, queue_url: str, batch_size: int, queue_arn: str):
+    def __init__(self, stack: LocalStack, function: str, queue_url: str, batch_size: int, queue_arn: str,
+                 window_s: float = 0.0):
         super().__init__(daemon=True, name=f"sqs-{function}")
         self.stack = stack
         self.function = function
         self.queue_url = queue_url
         self.batch_size = batch_size
+        #: MaximumBatchingWindowInSeconds: after the first message, gather more for this long (or
+        #: until the batch is full), as Lambda's event source mapping does
+        self.window_s = window_s
         self.queue_arn = queue_arn
         self.in_flight = False
         self._stop = threading.Event()
@@ -241,6 +252,16 @@ class SqsPoller(threading.Thread):
             if not messages:
                 continue
             self.in_flight = True
+            deadline = time.monotonic() + self.window_s
+            while len(messages) < self.batch_size and time.monotonic() < deadline and not self._stop.is_set():
+                more = sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(self.batch_size - len(messages), 10),
+                    WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"],
+                ).get("Messages", [])
+                if more:
+                    messages += more
+                else:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             try:
                 self._deliver(sqs, messages)
             finally:
@@ -265,8 +286,8 @@ class SqsPoller(threading.Thread):
         done = [m for m in messages if m["MessageId"] not in failed]
         if failed:
             self.errors.append(f"{len(failed)} record(s) failed in {self.function}")
-        if done:
+        for start in range(0, len(done), 10):  # DeleteMessageBatch takes at most 10 entries
             sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])],
             )
