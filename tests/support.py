@@ -119,7 +119,7 @@ def sqs_batch(*events, bad: int = 0) -> dict:
     return {"Records": records}
 
 
-def deliver_to_esp_sync(template: Template, batch: int = 1000) -> list[dict]:
+def deliver_to_esp_sync(template: Template, batch: int = 1000, visibility: int = 30) -> list[dict]:
     """Run EspSyncFunction over everything the bus queued for it, in batches of up to ``batch``
     records (its event source mapping's BatchSize), deleting the records it did not report as
     failures; returns each invocation's answer."""
@@ -132,7 +132,7 @@ def deliver_to_esp_sync(template: Template, batch: int = 1000) -> list[dict]:
     while True:
         msgs: list[dict] = []
         while len(msgs) < batch and (got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                                 VisibilityTimeout=30)
+                                                                 VisibilityTimeout=visibility)
                                      .get("Messages", [])):
             msgs += got
         if not msgs:
