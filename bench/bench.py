@@ -42,6 +42,10 @@ FIRST_USE = {
     "api_handler": "bootstrap.repository(); bootstrap.evaluator()",
     "sweep_handler": "bootstrap.sweep()",
     "backfill_handler": "bootstrap.backfill()",
+    # the sync builds its clients on the first batch: the modules they need are part of the start
+    "esp_sync_handler": ("bootstrap.esp_sync(); import segmentation.infra.esp.klaviyo, "
+                         "segmentation.infra.esp.mailchimp, segmentation.infra.esp.webhook"),
+    "reconcile_handler": "bootstrap.esp_reconcile()",
 }
 
 
@@ -61,6 +65,8 @@ def cold_imports() -> None:
         took = statistics.median(_time_subprocess(code, [spec.code_uri, layer], spec.logical_id) for _ in range(RUNS))
         report(f"cold_start_{spec.module}_ms", took * 1000, "ms")
         report(f"cold_start_{spec.module}_vs_bare_boto3", took / reference, "ratio")
+        if spec.logical_id == "EspSyncFunction":
+            report("esp_sync_cold_start_ratio", took / reference, "ratio")
 
 
 def requests_per_event() -> None:
@@ -402,6 +408,127 @@ def transition_lag() -> None:
 
 
 
+ESP_DESTINATIONS = """\
+version: 1
+destinations:
+  - id: klaviyo-main
+    type: klaviyo
+    segments: {{recent-buyers: {{list: "{rb}"}}, at-risk: {{list: "{ar}"}}}}
+    properties: {{PreferredCategory: preferred_category, OrderCount: order_count, Segments: segments}}
+  - id: mailchimp-main
+    type: mailchimp
+    list: aud1
+    segments: {{recent-buyers: {{tag: Recent Buyers}}, at-risk: {{tag: At-Risk}}}}
+    merge_fields: {{PREFCAT: preferred_category, ORDERS: order_count}}
+"""
+
+
+def esp_calls() -> None:
+    """Provider API calls per 1,000 membership changes, through the real clients against the fake
+    Klaviyo (OpenAPI-checked) and Mailchimp; profiles and the sync's memory in memory.
+
+    first_sight: 1,000 new addresses enter a synced segment (with their properties). steady: 1,000
+    changes to addresses synced before: 400 enter a list, 300 leave one, 300 change a trait."""
+    from esp.fake_klaviyo import FakeKlaviyo
+    from esp.fake_mailchimp import FakeMailchimp
+    from fakes import InMemoryProfileStore, InMemorySyncStateStore
+    from segmentation.destinations.config import load_destinations
+    from segmentation.domain.catalog import load_catalog
+    from segmentation.domain.profile import Profile
+    from segmentation.infra.esp.klaviyo import KlaviyoClient
+    from segmentation.infra.esp.mailchimp import MailchimpClient
+    from segmentation.service.esp_sync import EspSync, Notice
+
+    catalog = load_catalog(None)
+    with FakeKlaviyo() as klaviyo, FakeMailchimp(lists={"aud1": []}) as mailchimp:
+        rb, ar = klaviyo.create_list("Recent buyers"), klaviyo.create_list("At risk")
+        destinations = load_destinations(ESP_DESTINATIONS.format(rb=rb, ar=ar), catalog)
+        store, states = InMemoryProfileStore(due_shards=4), InMemorySyncStateStore()
+        clients = {"klaviyo-main": KlaviyoClient(klaviyo.api_key, base_url=klaviyo.base_url),
+                   "mailchimp-main": MailchimpClient(mailchimp.api_key, "aud1", base_url=mailchimp.root_url)}
+        sync = EspSync(destinations, store, states, lambda d: clients[d.id], catalog)
+        at = int(time.time())
+
+        def evaluate(i: int, segments: set[str], traits: dict) -> list[Notice]:
+            pid = f"p{i:05d}"
+            profile = store.get(pid) or Profile(profile_id=pid, email=f"bench{i}@example.com")
+            new = [] if profile.version else [f"email#{profile.email}"]
+            changes = profile.record_evaluation(segments, traits, None, at, "bench", watch=destinations.watched())
+            store.save(profile, new, changes)
+            return [Notice(message_id=f"m{pid}{c.version}{c.segment_id}", kind=c.change, profile_id=pid,
+                           version=c.version, at=c.at, segment_id=c.segment_id or None, fields=c.fields)
+                    for c in changes]
+
+        def measure(notices: list[Notice]) -> tuple[int, int]:
+            k, m = len(klaviyo.calls), len(mailchimp.calls)
+            outcome = sync.sync(notices)
+            assert not outcome.failed_messages
+            return len(klaviyo.calls) - k, len(mailchimp.calls) - m
+
+        first = [n for i in range(1000) for n in evaluate(i, {"at-risk"}, {"order_count": 1})]
+        assert len([n for n in first if n.kind == "entered"]) == 1000
+        k, m = measure(first)
+        report("esp_api_calls_per_1000_changes_first_sight_klaviyo", k, "calls")
+        report("esp_api_calls_per_1000_changes_first_sight_mailchimp", m, "calls")
+        steady = []
+        for i in range(400):
+            steady += [n for n in evaluate(i, {"at-risk", "recent-buyers"}, {"order_count": 1}) if n.kind == "entered"]
+        for i in range(400, 700):
+            steady += evaluate(i, set(), {"order_count": 1})
+        for i in range(700, 1000):
+            steady += evaluate(i, {"at-risk"}, {"order_count": 2})
+        assert len(steady) == 1000, len(steady)
+        k, m = measure(steady)
+        report("esp_api_calls_per_1000_changes_klaviyo", k, "calls")
+        report("esp_api_calls_per_1000_changes_mailchimp", m, "calls")
+        k, m = measure(steady)
+        report("esp_api_calls_per_1000_changes_replayed", k + m, "calls")
+
+
+def esp_lag() -> None:
+    """Seconds from a membership change on the bus to the first request at the ESP, at low volume
+    (one change), through the local runner: EventBridge rule -> EspSyncQueue -> EspSyncFunction with
+    template.yaml's default batching window, against the fake Klaviyo."""
+    import tempfile
+
+    from esp.fake_klaviyo import FakeKlaviyo
+    from segctl.runtime import LocalStack
+    from segmentation import bootstrap
+    from segmentation.domain.profile import Profile
+
+    _moto_profiles_env()
+    with FakeKlaviyo() as klaviyo, tempfile.TemporaryDirectory() as tmp:
+        rb = klaviyo.create_list("Recent buyers")
+        path = Path(tmp) / "destinations.yaml"
+        path.write_text("version: 1\ndestinations:\n  - id: k\n    type: klaviyo\n"
+                        f"    segments: {{recent-buyers: {{list: \"{rb}\"}}}}\n")
+        os.environ.update({"DESTINATIONS_FILE": str(path), "KLAVIYO_API_URL": klaviyo.base_url,
+                           "KLAVIYO_API_KEY": klaviyo.api_key})
+        template = Template(ROOT / "template.yaml")
+        stack = LocalStack(template, log_level="ERROR").start()
+        try:
+            bootstrap.reset()
+            stack.start_pollers()
+            store = bootstrap.repository()
+            profile = Profile(profile_id="lag", email="lag@example.com")
+            changes = profile.record_evaluation({"recent-buyers"}, {}, None, int(time.time()), "bench")
+            store.save(profile, ["email#lag@example.com"], changes)
+            before = len(klaviyo.calls)
+            start = time.time()
+            bootstrap.publisher().publish_changes(changes)
+            while len(klaviyo.calls) == before and time.time() - start < 120:
+                time.sleep(0.05)
+            lag = time.time() - start
+        finally:
+            stack.stop()
+            for k in ("DESTINATIONS_FILE", "KLAVIYO_API_URL", "KLAVIYO_API_KEY"):
+                os.environ.pop(k, None)
+            bootstrap.reset()
+    assert klaviyo.members(rb) == {"lag@example.com"} or lag > 0
+    report("esp_sync_batching_window_s", float(template.parameters["EspSyncBatchingWindow"]), "s")
+    report("esp_sync_lag_s", lag, "s")
+
+
 if __name__ == "__main__":
     segment_eval()
     preview_throughput()
@@ -410,4 +537,6 @@ if __name__ == "__main__":
     sweep_reads()
     transition_lag()
     requests_per_event()
+    esp_calls()
+    esp_lag()
     cold_imports()

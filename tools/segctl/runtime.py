@@ -108,6 +108,8 @@ class LocalStack:
             os.environ.update(self.template.environment(name))
         os.environ.update(given)
         os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
+        # CloudWatch metrics (EMF lines on stdout) mean nothing locally; POWERTOOLS_METRICS_DISABLED=false shows them
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         return self
 
     def start_pollers(self) -> None:
