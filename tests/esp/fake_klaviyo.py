@@ -12,8 +12,25 @@ sync's tests (issue 12). Every request is checked in this order, and refused bef
 5. the endpoint itself, on the fake's state.
 
 Refusals of steps 1-3 are kept in ``invalid`` (a sync test asserts ``fake.invalid == []``); every
-request is kept in ``calls``. The fake's own answers are checked against the document too
+request is kept in ``calls`` (with its body). The fake's own answers are checked against the document too
 (``response_errors``), so the fake cannot drift from what Klaviyo answers.
+
+Beyond the schema, the fake refuses what Klaviyo refuses in a well-formed request (the limits in the
+endpoints' descriptions; the answers' shape as integrations report Klaviyo's). These are not kept in
+``invalid``:
+
+* a bulk import of more than 10,000 profiles (400), with a body over 5 MB (413), with a profile over
+  100 KB or with an email that is not an address (400, one error per profile, each with
+  ``source.pointer`` ``/data/attributes/profiles/data/<i>/...``), or naming a list that does not exist
+  (400 at ``/data``): the whole job is refused and nothing of it applied;
+* a list relationship change of more than 1,000 profiles (400).
+
+A bulk import writes only non-null values, as Klaviyo's does: a property sent as ``null`` stays as it
+was (``meta.patch_properties.unset`` removes it).
+
+``error_pointers = False`` makes these refusals come without ``source`` (to test a client that must then
+find the bad profiles itself). Filters: ``equals(<field>,"value")`` and ``any(<field>,["a","b"])``;
+sparse fieldsets (``fields[profile]=email``) trim profile attributes.
 
 State: profiles (by id, looked up by email), their custom ``properties`` and whether they are
 suppressed, lists and their members, bulk import and suppression jobs (applied at once, reported
@@ -49,6 +66,13 @@ JSON_API = "application/vnd.api+json"
 HOST = "https://a.klaviyo.com"  # the document's server: paths are matched against it
 DEFAULT_KEY = "pk_fake_klaviyo_test_key"
 
+# Klaviyo's limits (the endpoints' descriptions in the document)
+BULK_IMPORT_MAX_PROFILES = 10_000
+BULK_IMPORT_MAX_BYTES = 5_000_000
+PROFILE_MAX_BYTES = 100_000
+RELATIONSHIPS_MAX = 1_000
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
 # Profile attributes the fake keeps (besides ``properties``), as the document names them.
 PROFILE_FIELDS = (
     "email",
@@ -80,6 +104,7 @@ class Call:
     path: str  # without the query string
     query: str
     status: int
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -120,12 +145,24 @@ def _error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
     return {"errors": [{"id": str(uuid.uuid4()), "code": code, "title": title, "detail": detail}]}
 
 
+def _refusal(status: int, problems: list[tuple[str | None, str]], pointers: bool = True) -> _Answer:
+    """Klaviyo's refusal of a well-formed request: one error per problem (pointer, detail)."""
+    errors = []
+    for pointer, detail in problems:
+        error = {"id": str(uuid.uuid4()), "code": _code(status), "title": _title(status), "detail": detail}
+        if pointers and pointer is not None:
+            error["source"] = {"pointer": pointer}
+        errors.append(error)
+    return _Answer(status, body={"errors": errors})
+
+
 class FakeKlaviyo(LocalServer):
     """Start with ``with FakeKlaviyo() as fake:`` (or ``start()``/``stop()``); point the client at ``fake.base_url``."""
 
-    def __init__(self, api_key: str = DEFAULT_KEY, *, page_size_max: int = 100):
+    def __init__(self, api_key: str = DEFAULT_KEY, *, page_size_max: int = 100, error_pointers: bool = True):
         self.api_key = api_key
         self.page_size_max = page_size_max
+        self.error_pointers = error_pointers  # refusals of bad profiles name them in source.pointer
         self._lock = threading.RLock()
         # state
         self.profiles: dict[
@@ -229,7 +266,7 @@ class FakeKlaviyo(LocalServer):
         if payload is not None:
             out_headers = {"Content-Type": JSON_API, **out_headers}
         with self._lock:
-            self.calls.append(Call(method, path, query, status))
+            self.calls.append(Call(method, path, query, status, body))
         if status < 500 and status not in (401, 404, 405, 429):
             self._check_response(method, path, query, headers, body, status, data)
         return status, out_headers, data
@@ -241,6 +278,8 @@ class FakeKlaviyo(LocalServer):
                 self._refuse(method, path, 401, "missing or wrong Authorization: Klaviyo-API-Key <key>")
             if lower.get("revision") != REVISION:
                 self._refuse(method, path, 400, f"revision header must be {REVISION}, got {lower.get('revision')!r}")
+            if method == "POST" and _BULK_IMPORT.fullmatch(path) and len(body) > BULK_IMPORT_MAX_BYTES:
+                raise _refusal(413, [(None, f"The payload is larger than {BULK_IMPORT_MAX_BYTES} bytes.")])
             self._validate(method, path, query, headers, body)
             with self._lock:
                 fault = next((f for f in self._faults if f.remaining > 0), None)
@@ -345,9 +384,12 @@ class FakeKlaviyo(LocalServer):
             profile["properties"].pop(name, None)
         profile["updated"] = _now()
 
-    def _profile_resource(self, profile: dict[str, Any]) -> dict[str, Any]:
+    def _profile_resource(self, profile: dict[str, Any], fields: str | None = None) -> dict[str, Any]:
         attrs = {f: profile.get(f) for f in PROFILE_FIELDS}
         attrs.update(created=profile["created"], updated=profile["updated"], properties=profile["properties"])
+        if fields:  # a sparse fieldset: fields[profile]=email,first_name
+            wanted = set(fields.split(","))
+            attrs = {k: v for k, v in attrs.items() if k in wanted}
         return {
             "type": "profile",
             "id": profile["id"],
@@ -389,7 +431,8 @@ class FakeKlaviyo(LocalServer):
         profiles = _filtered(
             list(self.profiles.values()), query.get("filter"), ("email", "external_id", "id", "phone_number")
         )
-        return self._page("/api/profiles", query, [self._profile_resource(p) for p in profiles])
+        fields = query.get("fields[profile]")
+        return self._page("/api/profiles", query, [self._profile_resource(p, fields) for p in profiles])
 
     # lists
 
@@ -432,6 +475,8 @@ class FakeKlaviyo(LocalServer):
     def _list_members_change(self, query, doc, list_id, add: bool):
         members = self._list(list_id)["members"]
         ids = [item["id"] for item in doc["data"]]
+        if len(ids) > RELATIONSHIPS_MAX:
+            raise _refusal(400, [("/data", f"At most {RELATIONSHIPS_MAX} profiles per request.")], self.error_pointers)
         missing = [i for i in ids if i not in self.profiles]
         if missing:
             raise _Answer(404, f"profiles not found: {', '.join(missing)}")
@@ -457,8 +502,9 @@ class FakeKlaviyo(LocalServer):
     def _list_profiles(self, query, doc, list_id):
         members = self._list(list_id)["members"]
         resources = []
+        fields = query.get("fields[profile]")
         for profile_id, joined in members.items():
-            resource = self._profile_resource(self.profiles[profile_id])
+            resource = self._profile_resource(self.profiles[profile_id], fields)
             resource["attributes"]["joined_group_at"] = joined
             resources.append(resource)
         return self._page(f"/api/lists/{list_id}/profiles", query, resources)
@@ -467,18 +513,36 @@ class FakeKlaviyo(LocalServer):
         size = int(query.get("page[size]", 20))
         start = int(query.get("page[cursor]", 0) or 0)
         links = {"self": f"{self.base_url}{path}"}
-        if start + size < len(items):
-            links["next"] = f"{self.base_url}{path}?{urlencode({'page[size]': size, 'page[cursor]': start + size})}"
+        if start + size < len(items):  # the next page keeps the filter and fields, as Klaviyo's links do
+            following = {**{k: v for k, v in query.items() if k != "page[cursor]"}, "page[size]": size,
+                         "page[cursor]": start + size}
+            links["next"] = f"{self.base_url}{path}?{urlencode(following)}"
         return 200, {}, {"data": items[start : start + size], "links": links}
 
     def _bulk_import(self, query, doc, *_):
         data = doc["data"]
         list_ids = [item["id"] for item in ((data.get("relationships") or {}).get("lists") or {}).get("data") or []]
         for list_id in list_ids:
-            self._list(list_id)
+            if list_id not in self.lists:
+                raise _refusal(400, [("/data", f"List ID {list_id} does not exist.")], self.error_pointers)
+        resources = data["attributes"]["profiles"]["data"]
+        if len(resources) > BULK_IMPORT_MAX_PROFILES:
+            raise _refusal(400, [("/data/attributes/profiles/data",
+                                  f"At most {BULK_IMPORT_MAX_PROFILES} profiles per job.")], self.error_pointers)
+        problems = []
+        for i, resource in enumerate(resources):
+            email = (resource.get("attributes") or {}).get("email")
+            if len(json.dumps(resource, separators=(",", ":"))) > PROFILE_MAX_BYTES:
+                problems.append((f"/data/attributes/profiles/data/{i}",
+                                 f"The profile is larger than {PROFILE_MAX_BYTES} bytes."))
+            elif email is not None and not _ADDRESS.fullmatch(email):
+                problems.append((f"/data/attributes/profiles/data/{i}/attributes/email",
+                                 f"{email} is not a valid email address."))
+        if problems:
+            raise _refusal(400, problems, self.error_pointers)
         profile_ids = []
-        for resource in data["attributes"]["profiles"]["data"]:
-            profile, _ = self._upsert(resource)
+        for resource in resources:
+            profile, _ = self._upsert(_without_nulls(resource))
             profile_ids.append(profile["id"])
             for list_id in list_ids:
                 self.lists[list_id]["members"].setdefault(profile["id"], _now())
@@ -548,6 +612,18 @@ class FakeKlaviyo(LocalServer):
         return 200, {}, {"data": self._job_resource(self.jobs[job_id])}
 
 
+_BULK_IMPORT = re.compile(r"/api/profile-bulk-import-jobs/?")
+
+
+def _without_nulls(resource: dict[str, Any]) -> dict[str, Any]:
+    """A bulk import profile as Klaviyo applies it: a ``null`` attribute or property changes nothing
+    (Klaviyo's bulk import guide: only non-null values are written; ``meta.patch_properties.unset``
+    removes a property)."""
+    attrs = {k: v for k, v in (resource.get("attributes") or {}).items() if v is not None}
+    if isinstance(attrs.get("properties"), dict):
+        attrs["properties"] = {k: v for k, v in attrs["properties"].items() if v is not None}
+    return {**resource, "attributes": attrs}
+
 _ROUTES = [
     (re.compile(r"/api/profiles/?"), "POST", FakeKlaviyo._create_profile),
     (re.compile(r"/api/profiles/?"), "GET", FakeKlaviyo._get_profiles),
@@ -569,15 +645,26 @@ _ROUTES = [
 ]
 
 
+_QUOTED = r"""(?:"[^"]*"|'[^']*')"""
+
+
 def _filtered(items: list[dict[str, Any]], wanted: str | None, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Klaviyo's ``filter`` as far as the fake understands it: ``equals(<field>,'value')`` or ``equals(<field>,"value")``."""
+    """Klaviyo's ``filter`` as far as the fake understands it: ``equals(<field>,'value')`` (or ``"value"``)
+    and ``any(<field>,["a","b"])`` (the document allows both on every field the fake filters on)."""
     if not wanted:
         return items
     match = re.fullmatch(r"""equals\((\w+),\s*(["'])(.*)\2\)""", wanted)
-    if not match or match.group(1) not in fields:
-        raise _Answer(400, f"the fake understands only equals(<{'|'.join(fields)}>,'value'), not {wanted}")
-    field, _, value = match.groups()
-    return [item for item in items if item.get(field) == value]
+    if match and match.group(1) in fields:
+        field, _, value = match.groups()
+        return [item for item in items if item.get(field) == value]
+    match = re.fullmatch(rf"any\((\w+),\s*\[(\s*{_QUOTED}(?:\s*,\s*{_QUOTED})*\s*)\]\)", wanted)
+    if match and match.group(1) in fields:
+        field, inner = match.groups()
+        values = {value[1:-1] for value in re.findall(_QUOTED, inner)}
+        return [item for item in items if item.get(field) in values]
+    raise _Answer(
+        400, f"the fake understands only equals(<{'|'.join(fields)}>,'value') and any(<field>,['a','b']), not {wanted}"
+    )
 
 
 def _describe(error: Exception) -> str:
@@ -606,6 +693,7 @@ def _code(status: int) -> str:
         404: "not_found",
         405: "method_not_allowed",
         409: "conflict",
+        413: "payload_too_large",
         429: "throttled",
     }.get(status, "error")
 
@@ -615,6 +703,7 @@ def _title(status: int) -> str:
         400: "Invalid input.",
         401: "Authentication credentials were not provided.",
         404: "Not found.",
+        413: "Request entity too large.",
         429: "Request was throttled.",
     }.get(status, "Error.")
 

@@ -83,6 +83,16 @@ def test_bulk_import_applies_profiles_and_properties_and_reports_a_job(fake):
     )
     assert fake.profile_by_email("ann@example.com")["properties"] == {"segment_vip": True, "ltv": 130}
     assert len(fake.snapshot()["profiles"]) == 2
+
+    # null writes nothing in a bulk import; meta.patch_properties.unset removes a property
+    call(fake, "POST", "/api/profile-bulk-import-jobs",
+         bulk_import({"email": "ann@example.com", "first_name": None, "properties": {"ltv": None}}))
+    assert fake.profile_by_email("ann@example.com")["properties"] == {"segment_vip": True, "ltv": 130}
+    assert fake.profile_by_email("ann@example.com")["first_name"] == "Ann"
+    unset = bulk_import({"email": "ann@example.com"})
+    unset["data"]["attributes"]["profiles"]["data"][0]["meta"] = {"patch_properties": {"unset": ["ltv"]}}
+    assert call(fake, "POST", "/api/profile-bulk-import-jobs", unset).status == 202
+    assert fake.profile_by_email("ann@example.com")["properties"] == {"segment_vip": True}
     assert fake.invalid == []
 
 
@@ -431,3 +441,65 @@ def test_concurrent_requests_all_land(fake):
     assert fake.members(segment) == set(emails)
     assert fake.call_count() == 2 * len(emails)
     assert fake.invalid == []
+
+
+def test_any_filter_sparse_fieldsets_and_next_links_that_keep_them(fake):
+    segment = fake.create_list("S")
+    call(fake, "POST", "/api/profile-bulk-import-jobs",
+         bulk_import(*({"email": f"p{i}@example.com", "first_name": "P"} for i in range(5)), lists=(segment,)))
+    query = "filter=any(email,%5B%22p1@example.com%22,'p3@example.com',%22nobody@example.com%22%5D)"
+    found = call(fake, "GET", f"/api/profiles?{query}&fields[profile]=email&page[size]=1")
+    assert found.status == 200
+    first = found.json()
+    assert [p["attributes"] for p in first["data"]] == [{"email": "p1@example.com"}]
+    rest = HTTP.request("GET", first["links"]["next"], headers=fake.headers()).json()
+    assert [p["attributes"] for p in rest["data"]] == [{"email": "p3@example.com"}]
+    assert "next" not in rest["links"]
+    members = call(fake, "GET", f"/api/lists/{segment}/profiles?fields[profile]=email&page[size]=100").json()
+    assert {tuple(sorted(p["attributes"])) for p in members["data"]} == {("email", "joined_group_at")}
+    assert call(fake, "GET", "/api/profiles?filter=any(email,%5Bp1@example.com%5D)").status == 400  # unquoted
+    assert fake.invalid == []
+
+
+def test_bulk_import_refuses_bad_profiles_as_klaviyo_does_and_applies_none(fake):
+    segment = fake.create_list("S")
+    before = fake.snapshot()
+    bad = call(fake, "POST", "/api/profile-bulk-import-jobs", bulk_import(
+        {"email": "ok@example.com"}, {"email": "not an email"}, {"email": "x@nodot"},
+        {"email": "big@example.com", "properties": {"blob": "x" * 100_001}}, lists=(segment,)))
+    assert bad.status == 400
+    assert [e["source"]["pointer"] for e in bad.json()["errors"]] == [
+        "/data/attributes/profiles/data/1/attributes/email",
+        "/data/attributes/profiles/data/2/attributes/email",
+        "/data/attributes/profiles/data/3",
+    ]
+    unknown_list = call(fake, "POST", "/api/profile-bulk-import-jobs", bulk_import({"email": "ok@example.com"},
+                                                                                  lists=("GONE",)))
+    assert unknown_list.status == 400 and unknown_list.json()["errors"][0]["source"] == {"pointer": "/data"}
+    too_many = call(fake, "POST", "/api/profile-bulk-import-jobs",
+                    bulk_import(*({"email": f"p{i}@example.com"} for i in range(10_001))))
+    assert too_many.status == 400
+    too_big = call(fake, "POST", "/api/profile-bulk-import-jobs",
+                   bulk_import(*({"email": f"p{i}@example.com", "properties": {"n": "x" * 3000}} for i in range(1700))))
+    assert too_big.status == 413 and "source" not in too_big.json()["errors"][0]
+    fake.error_pointers = False
+    unpointed = call(fake, "POST", "/api/profile-bulk-import-jobs", bulk_import({"email": "nope"}))
+    assert unpointed.status == 400 and "source" not in unpointed.json()["errors"][0]
+    assert fake.snapshot() == before
+    assert fake.invalid == []  # well-formed requests, refused for their content
+
+
+def test_list_relationship_changes_take_at_most_a_thousand_profiles(fake):
+    segment = fake.create_list("S")
+    answer = call(fake, "DELETE", f"/api/lists/{segment}/relationships/profiles",
+                  relationship(*(f"01P{i}" for i in range(1001))))
+    assert answer.status == 400
+    assert fake.invalid == []
+
+
+def test_calls_keep_their_bodies(fake):
+    body = bulk_import({"email": "a@example.com"})
+    call(fake, "POST", "/api/profile-bulk-import-jobs", body)
+    call(fake, "GET", "/api/profiles")
+    assert json.loads(fake.calls[0].body) == body
+    assert fake.calls[1].body == b""
