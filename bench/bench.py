@@ -429,9 +429,9 @@ def esp_calls() -> None:
 
     first_sight: 1,000 new addresses enter a synced segment (with their properties). steady: 1,000
     changes to addresses synced before: 400 enter a list, 300 leave one, 300 change a trait."""
-    from esp.fake_klaviyo import FakeKlaviyo
-    from esp.fake_mailchimp import FakeMailchimp
     from fakes import InMemoryProfileStore, InMemorySyncStateStore
+    from segctl.espfakes.klaviyo import FakeKlaviyo
+    from segctl.espfakes.mailchimp import FakeMailchimp
     from segmentation.destinations.config import load_destinations
     from segmentation.domain.catalog import load_catalog
     from segmentation.domain.profile import Profile
@@ -491,7 +491,7 @@ def esp_lag() -> None:
     template.yaml's default batching window, against the fake Klaviyo."""
     import tempfile
 
-    from esp.fake_klaviyo import FakeKlaviyo
+    from segctl.espfakes.klaviyo import FakeKlaviyo
     from segctl.runtime import LocalStack
     from segmentation import bootstrap
     from segmentation.domain.profile import Profile

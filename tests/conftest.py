@@ -180,12 +180,13 @@ def compare_calls(monkeypatch) -> list[bool]:
 
 @pytest.fixture
 def fake_klaviyo():
-    """A local Klaviyo (tests/esp/fake_klaviyo.py) checking every request against Klaviyo's OpenAPI document.
+    """A local Klaviyo (tools/segctl/espfakes/klaviyo.py) checking every request against Klaviyo's OpenAPI document.
 
     Point the sync at ``fake_klaviyo.base_url`` with key ``fake_klaviyo.api_key``; read the end state with
     ``snapshot()``, ``members(list_id)`` and ``profile_by_email()``; assert ``fake_klaviyo.invalid == []``.
     """
-    from esp.fake_klaviyo import FakeKlaviyo
+    from segctl.espfakes.klaviyo import FakeKlaviyo
 
     with FakeKlaviyo() as fake:
+        assert fake.validating, "openapi-core (a dev dependency) checks every request: `make install`"
         yield fake

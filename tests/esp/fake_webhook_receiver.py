@@ -1,7 +1,7 @@
 """A local receiver of Standard Webhooks deliveries, checking each with the ``standardwebhooks``
 package's own ``Webhook(secret).verify(body, headers)`` (the reference implementation's contract).
 
-``FakeWebhookReceiver`` is an HTTP server (127.0.0.1, a free port; :class:`esp.local_server.LocalServer`)
+``FakeWebhookReceiver`` is an HTTP server (127.0.0.1, a free port; :class:`segctl.espfakes.local_server.LocalServer`)
 for the webhook destination's tests (issue 12). Each POST to ``path`` is handled in this order:
 
 1. injected faults (``fail_next``, to any delivery or to one ``webhook-id``): answered with the
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from segctl.espfakes.local_server import LocalServer
 from standardwebhooks import Webhook, WebhookVerificationError
-
-from esp.local_server import LocalServer
 
 # 32 random bytes in base64 after "whsec_": what a receiver gives its senders.
 DEFAULT_SECRET = "whsec_RtW1/m8ailVx4idGKCNxOtocwnDQ7s3hJls4FX3+2/s="

@@ -1,4 +1,4 @@
-"""The fake Klaviyo itself (tests/esp/fake_klaviyo.py): state, refusals and injected faults."""
+"""The fake Klaviyo itself (tools/segctl/espfakes/klaviyo.py): state, refusals and injected faults."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import time
 
 import pytest
 import urllib3
-
-from esp.fake_klaviyo import REVISION, FakeKlaviyo, openapi
+from segctl.espfakes.klaviyo import REVISION, FakeKlaviyo, openapi
 
 HTTP = urllib3.PoolManager(retries=False)
 

@@ -1,4 +1,4 @@
-"""The fake Mailchimp itself (tests/esp/fake_mailchimp.py): state, refusals, batches and injected faults."""
+"""The fake Mailchimp itself (tools/segctl/espfakes/mailchimp.py): state, refusals, batches and injected faults."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from esp.fake_mailchimp import DEFAULT_LIST, FakeMailchimp, subscriber_hash
+from segctl.espfakes.mailchimp import DEFAULT_LIST, FakeMailchimp, subscriber_hash
 
 LIST = DEFAULT_LIST
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from segctl.espfakes.klaviyo import FakeKlaviyo
 from segmentation.infra.esp.klaviyo import KlaviyoClient
 from segmentation.service.ports import DestinationUnavailableError, Push
-
-from esp.fake_klaviyo import FakeKlaviyo
 
 BULK = "/api/profile-bulk-import-jobs"
 QUICK = {"attempts": 6, "backoff_factor": 0.01, "backoff_max": 0.05}

@@ -6,10 +6,9 @@ documented shape) and ``fake.consent_violations() == []`` (nothing ever subscrib
 from __future__ import annotations
 
 import pytest
+from segctl.espfakes.mailchimp import DEFAULT_LIST, FakeMailchimp
 from segmentation.infra.esp.mailchimp import MailchimpClient
 from segmentation.service.ports import DestinationUnavailableError, Push
-
-from esp.fake_mailchimp import DEFAULT_LIST, FakeMailchimp
 
 LIST = DEFAULT_LIST
 FAST = {"backoff_factor": 0.01, "backoff_max": 0.05}  # quick retries of 5xx

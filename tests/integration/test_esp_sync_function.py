@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from esp.fake_klaviyo import FakeKlaviyo
-from esp.fake_mailchimp import FakeMailchimp
 from esp.fake_webhook_receiver import FakeWebhookReceiver
+from segctl.espfakes.klaviyo import FakeKlaviyo
+from segctl.espfakes.mailchimp import FakeMailchimp
 from segctl.provision import dev_secret_values
 from segmentation import bootstrap
 from segmentation.infra.esp.factory import EspClients

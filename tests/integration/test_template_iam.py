@@ -243,7 +243,7 @@ def backfill(aws, recorder, monkeypatch, tmp_path) -> None:
 def esp_sync(aws, recorder, monkeypatch, tmp_path):
     """The membership changes queued so far reach a Mailchimp audience (a local fake); then a
     reconcile of it. Later scenarios (erasure) sync too, through the profile function's changes."""
-    from esp.fake_mailchimp import FakeMailchimp
+    from segctl.espfakes.mailchimp import FakeMailchimp
 
     fake = FakeMailchimp(lists={"aud1": []}).start()
     destinations = tmp_path / "destinations.yaml"

@@ -188,7 +188,7 @@ class Reconcile:
                 if pid is None or state is None or push.email in result.failed:
                     continue
                 learned = result.learned_ids.get(push.email)
-                if learned and not state.esp_id:
+                if learned and learned != state.esp_id:
                     state = SyncedState(email=state.email, targets=state.targets, properties=state.properties,
                                         esp_id=learned, version=state.version)
                 remember[pid] = state

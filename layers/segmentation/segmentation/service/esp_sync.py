@@ -205,7 +205,7 @@ class EspSync:
         for pid, (state, email) in plan.after.items():
             if email is not None and email in failed:
                 continue  # refused for good: keep the old memory, so the next change tries again
-            if state is not None and state.esp_id is None and email in learned:
+            if state is not None and email in learned and learned[email] != state.esp_id:  # new, or a refreshed id
                 state = SyncedState(email=state.email, targets=state.targets, properties=state.properties,
                                     esp_id=learned[email], version=state.version)
             remember[pid] = state

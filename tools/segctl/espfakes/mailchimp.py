@@ -61,7 +61,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from esp.local_server import LocalServer
+from .local_server import LocalServer
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef-us21"
 DEFAULT_LIST = "a1b2c3d4e5"
