@@ -3,7 +3,7 @@ destinations of the destinations file, in bulk (docs/destinations.md).
 
 The whole batch is synced at once (that is what makes 1,000 changes cost a handful of API calls),
 so the partial batch response is built here: the records of a destination that failed are
-reported as failures and come back after the visibility timeout; after five receives they go to
+reported as failures and come back after the visibility timeout; after eight receives they go to
 the dead-letter queue (alarmed). Records that are not bus events the sync reads are logged by
 message id and dropped (a retry would not make them readable).
 """

@@ -44,3 +44,24 @@ def test_reset_builds_again_from_the_environment(environment, monkeypatch):
     monkeypatch.setenv("DUE_SHARDS", "7")
     bootstrap.reset()
     assert bootstrap.settings() is not first and bootstrap.settings().due_shards == 7
+
+
+def test_a_destinations_file_makes_the_profile_path_watch_the_synced_traits(environment, monkeypatch, tmp_path):
+    path = tmp_path / "destinations.yaml"
+    path.write_text("version: 1\ndestinations:\n  - id: k\n    type: klaviyo\n"
+                    "    properties: {Cat: preferred_category, Orders: order_count}\n")
+    monkeypatch.setenv("DESTINATIONS_FILE", str(path))
+    bootstrap.reset()
+    assert bootstrap.evaluator().watch == {"preferred_category", "order_count", "email"}
+
+
+def test_a_bad_destinations_file_stops_the_sync_not_the_profiles(environment, monkeypatch, tmp_path):
+    from segmentation.destinations.config import DestinationsError
+
+    path = tmp_path / "destinations.yaml"
+    path.write_text("version: 1\ndestinations:\n  - id: k\n    type: klaviyo\n    properties: {Cat: no_such_trait}\n")
+    monkeypatch.setenv("DESTINATIONS_FILE", str(path))
+    bootstrap.reset()
+    assert bootstrap.evaluator().watch == frozenset()  # profiles still evaluated, nothing watched
+    with pytest.raises(DestinationsError, match="no_such_trait"):
+        bootstrap.destinations()  # the sync's records fail: retried, then dead-lettered and alarmed

@@ -345,3 +345,33 @@ def test_any_interleaving_delivered_in_any_order_with_duplicates_ends_in_the_des
     # event would), which must not change anything either
     for destination_id, esp in (("klaviyo-main", world.klaviyo), ("mailchimp-main", world.mailchimp)):
         assert esp.holdings() == world.desired(destination_id), destination_id
+
+
+def test_an_erasure_reaches_destinations_where_the_person_was_in_no_synced_segment(world):
+    from fakes import RecordingPublisher
+    from segmentation.domain.evaluation import CatalogEvaluator
+    from segmentation.service.profiles import ProfileService
+
+    # at-risk goes to Klaviyo only; Mailchimp holds her merge fields (and the sync remembers them)
+    world.sync.sync(world.put("p1", "ana@example.com", {"at-risk"}, {"preferred_category": "shoes"}))
+    assert set(world.states.get_many("mailchimp-main", ["p1"])) == {"p1"}
+    evaluator = CatalogEvaluator(CATALOG)  # its own: the shared default evaluator watches nothing
+    evaluator.watch = DESTINATIONS.watched()
+    publisher = RecordingPublisher()
+    service = ProfileService(world.store, evaluator, publisher, clock=lambda: NOW + 100)
+    changes = service.erase(["email#ana@example.com"], "erasure:p1")
+    assert ("updated", ("erased",)) in [(c.change, c.fields) for c in changes]
+    world.sync.sync(notices(changes))
+    assert world.states.get_many("mailchimp-main", ["p1"]) == {}
+    assert world.states.get_many("klaviyo-main", ["p1"]) == {}
+    assert world.klaviyo.holdings() == {}
+
+
+def test_without_a_destinations_file_an_erasure_publishes_only_the_exits(world):
+    from fakes import RecordingPublisher
+    from segmentation.domain.evaluation import default_evaluator
+    from segmentation.service.profiles import ProfileService
+
+    world.put("p1", "ana@example.com", {"at-risk"})
+    service = ProfileService(world.store, default_evaluator(), RecordingPublisher(), clock=lambda: NOW + 100)
+    assert [c.change for c in service.erase(["email#ana@example.com"], "erasure:p1")] == ["exited"]

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .errors import SegmentationError
 from .settings import Settings, load_settings
 
 # Each handler imports only the adapters it uses (cold start): imports live in the builders.
@@ -122,11 +123,19 @@ def evaluator() -> SegmentEvaluator:
     if settings().destinations_file:
         # announce changes of what the ESP sync copies (ProfileUpdated); the file is read against
         # the catalog, so it is built here without asking for this evaluator again
+        from aws_lambda_powertools import Logger
+
         from .destinations.config import load_destinations
 
-        with open(settings().destinations_file, encoding="utf-8") as f:
-            synced = load_destinations(f.read(), built.catalog, source_name=settings().destinations_file)
-        built.watch = synced.watched()
+        try:
+            with open(settings().destinations_file, encoding="utf-8") as f:
+                synced = load_destinations(f.read(), built.catalog, source_name=settings().destinations_file)
+        except (OSError, SegmentationError) as e:
+            # a bad destinations file stops the sync (its records fail, then alarm), never the profiles
+            Logger(child=True).error("the destinations file cannot be used: no ProfileUpdated is published",
+                                     extra={"reason": str(e)})
+        else:
+            built.watch = synced.watched()
     return built
 
 

@@ -179,6 +179,11 @@ class ProfileService:
                 self._forget(aliases)
                 return None
             ended = _exits(profile, now, cause)
+            if getattr(self.evaluator, "watch", None):
+                # the ESP sync takes the person out of every destination, including those where they
+                # were in no synced segment (their properties, and its memory of them, go too)
+                ended.append(MembershipChange(profile_id=profile.profile_id, change="updated", at=now, cause=cause,
+                                              version=profile.version + 1, fields=("erased",)))
             self.repository.erase(profile, now)
             return _Written(profile, ended, now)
 
