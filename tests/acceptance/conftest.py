@@ -23,14 +23,21 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def base_url(signing_keys, tmp_path_factory):
     """The URL of a fresh `segctl local start-api` (its own embedded moto) for the test module."""
+    yield from start_api(signing_keys, tmp_path_factory)
+
+
+def start_api(signing_keys, tmp_path_factory, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    """Run `segctl local start-api` (with ``extra_env`` and extra ``args``) until the generator closes;
+    yields its URL. The log (with the embedded endpoint's URL) is ``start-api.log`` beside."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    env.update(SENDGRID_PUBLIC_KEY=signing_keys[1], MAGENTO_PUBLIC_KEY=signing_keys[3])
+    env.update(SENDGRID_PUBLIC_KEY=signing_keys[1], MAGENTO_PUBLIC_KEY=signing_keys[3], **(extra_env or {}))
     # Output to a file, not a pipe nobody reads: a busy run must never block on a full pipe.
     log_path = tmp_path_factory.mktemp("segctl") / "start-api.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "segctl.cli", "local", "start-api", "--port", str(port), "--log-level", "WARNING"],
+            [sys.executable, "-m", "segctl.cli", "local", "start-api", "--port", str(port), "--log-level", "WARNING",
+             *args],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -45,6 +52,7 @@ def base_url(signing_keys, tmp_path_factory):
                 time.sleep(0.1)
         else:
             pytest.fail(f"segctl local start-api never answered /health:\n{log_path.read_text()}")
+        start_api.log_path = log_path
         yield url
     finally:
         proc.terminate()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,14 @@ def cmd_start_api(args) -> int:
     from .runtime import LocalStack
     from .server import LocalApi
 
-    stack = LocalStack(_template(args), log_level=args.log_level).start()
+    template = _template(args)
+    for item in args.parameter_overrides or []:
+        name, sep, value = item.partition("=")
+        if not sep or name not in template.parameters:
+            raise SystemExit(f"segctl: --parameter-overrides {item!r}: give Name=Value with a parameter of "
+                             f"template.yaml ({', '.join(sorted(template.parameters))})")
+        template.parameters[name] = value
+    stack = LocalStack(template, log_level=args.log_level, esp_fakes=True).start()
     try:
         api = LocalApi(stack, host="127.0.0.1", port=args.port)
     except OSError as exc:
@@ -49,6 +57,17 @@ def cmd_start_api(args) -> int:
         auth = "  [AWS_IAM in AWS; not enforced locally]" if route.auth else ""
         print(f"  {route.method:<6} {api.url}{route.path} -> {route.function}{auth}")
     print(f"Swagger UI: {api.url}/docs   (local only)")
+    destinations = os.environ.get("DESTINATIONS_FILE")
+    if destinations:
+        print(f"ESP sync: {destinations}")
+        for kind, variable in (("klaviyo", "KLAVIYO_API_URL"), ("mailchimp", "MAILCHIMP_API_URL")):
+            if kind in stack.esp_fakes:
+                print(f"  {kind}: built-in fake at {os.environ[variable]}  (export {variable}={os.environ[variable]} "
+                      "for `segctl sync reconcile`)")
+            elif os.environ.get(variable):
+                print(f"  {kind}: {os.environ[variable]}")
+    else:
+        print("ESP sync: off (set DESTINATIONS_FILE to a destinations file; docs/destinations.md)")
     print(f"Ready: {api.url}/health   (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -138,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     start = local.add_parser("start-api", help="serve the HTTP API on 127.0.0.1 (Swagger UI at /docs)")
     start.add_argument("--port", type=int, default=3000)
     start.add_argument("--log-level", default=None, help="override the LogLevel parameter (e.g. DEBUG)")
+    start.add_argument("--parameter-overrides", nargs="*", metavar="NAME=VALUE",
+                       help="template parameters, as sam's (e.g. EspSyncBatchingWindow=2)")
     start.set_defaults(func=cmd_start_api)
     invoke = local.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. WebhookFunction")
@@ -187,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
-    import os
-
     args.endpoint_given = bool(os.environ.get("AWS_ENDPOINT_URL"))
     try:
         return args.func(args)

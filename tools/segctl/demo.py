@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -149,11 +150,53 @@ def report(api_url: str, members_shown: int = 5) -> str:
     return "\n".join(lines)
 
 
+#: where the demo's segments go (built-in fake ESPs unless KLAVIYO_API_URL / MAILCHIMP_API_URL are set)
+DEMO_DESTINATIONS = "events/demo/destinations.yaml"
+
+
+def destinations_report(stack: LocalStack, path: str) -> str:
+    """What each built-in fake ESP received: per list/tag, addresses added and removed, members now;
+    the properties or merge fields set."""
+    from segmentation.destinations.config import load_destinations
+    from segmentation.domain.catalog import load_catalog
+
+    destinations = load_destinations(Path(path).read_text(encoding="utf-8"), load_catalog(None), path)
+    lines = [f"What each destination received ({path}):"]
+    for d in destinations.destinations:
+        fake = stack.esp_fakes.get(d.type)
+        if fake is None:
+            lines.append(f"  {d.id}: {d.type}, sent to {d.url if d.type == 'webhook' else 'its API URL'}")
+            continue
+        lines.append(f"  {d.id} (built-in fake {d.type.capitalize()}"
+                     + (f", audience {d.list_id})" if d.type == "mailchimp" else ")"))
+        for segment_id, target in d.segments.items():
+            name = target.list_id if d.type == "klaviyo" else target.tag
+            log = [(e, what) for t, e, what in fake.membership_log if t == name]
+            now = sorted(fake.members(name) if d.type == "klaviyo" else fake.tag_members(d.list_id, name))
+            label = f"list {name}" if d.type == "klaviyo" else f"tag {name!r}"
+            lines.append(f"    {label} <- {segment_id}: +{sum(w == 'added' for _, w in log)} added, "
+                         f"-{sum(w == 'removed' for _, w in log)} removed; now {len(now)}: {', '.join(now) or '-'}")
+        if d.type == "klaviyo":
+            written = {p["email"]: {k: v for k, v in p["properties"].items() if k in d.fields}
+                       for p in fake.profiles.values() if p.get("email")}
+        else:
+            written = {e: {k: v for k, v in m["merge_fields"].items() if k in d.fields}
+                       for e, m in fake.members(d.list_id).items()}
+        written = {e: v for e, v in written.items() if v}
+        what = "properties" if d.type == "klaviyo" else "merge fields"
+        lines.append(f"    {what} {', '.join(d.fields)} set on {len(written)} profiles"
+                     + (f"; e.g. {min(written)}: {json.dumps(written[min(written)], sort_keys=True)}" if written else ""))
+    return "\n".join(lines)
+
+
 def run(template_path: str, streams: list[str]) -> int:
     print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
     ec_key, ec_public, rsa_key, rsa_public = demo_keys()
     secrets = {**dev_secret_values(), "sendgrid": ec_public, "magento": rsa_public}
-    stack = LocalStack(Template(template_path), log_level="WARNING", secret_values=secrets).start()
+    os.environ.setdefault("DESTINATIONS_FILE", DEMO_DESTINATIONS)
+    template = Template(template_path)
+    template.parameters["EspSyncBatchingWindow"] = "1"  # the demo waits for it; AWS gathers for 20 s
+    stack = LocalStack(template, log_level="WARNING", secret_values=secrets, esp_fakes=True).start()
     signing = {**secrets, "_sendgrid_private": ec_key, "_magento_private": rsa_key}
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
@@ -164,9 +207,9 @@ def run(template_path: str, streams: list[str]) -> int:
             for status, n in replay(api.url, Path(stream), signing).items():
                 statuses[status] = statuses.get(status, 0) + n
         print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
-        print("  waiting for the profile queue to drain ...", flush=True)
-        if not stack.drain(60):
-            print("segctl demo: the profile queue did not drain within 60 s", file=sys.stderr)
+        print("  waiting for the profile and ESP sync queues to drain ...", flush=True)
+        if not stack.drain(90):
+            print("segctl demo: the queues did not drain within 90 s", file=sys.stderr)
             return 1
         errors = [e for p in stack.pollers for e in p.errors]
         if errors:
@@ -181,6 +224,8 @@ def run(template_path: str, streams: list[str]) -> int:
                   f"  segments: {', '.join(maya['segments'])}\n"
                   f"  orders {t['order_count']}, open rate {t['email_open_rate_30d']}, preferred category "
                   f"{t['preferred_category']}, engagement {t['engagement_score']}")
+        print()
+        print(destinations_report(stack, os.environ["DESTINATIONS_FILE"]))
         return 0 if set(statuses) == {200} else 1
     finally:
         api.stop()

@@ -21,12 +21,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import yaml
 
-from .provision import dev_secret_values, provision
+from .provision import dev_destination_keys, dev_secret_values, provision
 from .template import ACCOUNT, FunctionSpec, Template
 
 
@@ -64,7 +66,7 @@ class LocalStack:
     """The template's resources on one endpoint, and its functions in this process."""
 
     def __init__(self, template: Template, endpoint: str | None = None, log_level: str | None = None,
-                 secret_values: dict[str, str] | None = None) -> None:
+                 secret_values: dict[str, str] | None = None, esp_fakes: bool = False) -> None:
         self.template = template
         self._moto = None
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
@@ -73,6 +75,10 @@ class LocalStack:
         self._locks: dict[str, threading.Lock] = {}
         self._handlers: dict[str, Any] = {}
         self.pollers: list[SqsPoller] = []
+        #: start built-in fake ESPs for the destinations whose URL is not set (start-api, demo)
+        self.want_esp_fakes = esp_fakes
+        #: the built-in fakes started: "klaviyo" / "mailchimp" -> the fake server
+        self.esp_fakes: dict[str, Any] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -107,6 +113,8 @@ class LocalStack:
         for name in self.template.functions():
             os.environ.update(self.template.environment(name))
         os.environ.update(given)
+        if self.want_esp_fakes:
+            self._start_esp_fakes()
         os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
         # CloudWatch metrics (EMF lines on stdout) mean nothing locally; POWERTOOLS_METRICS_DISABLED=false shows them
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -130,7 +138,40 @@ class LocalStack:
             ticker.start()
             self.pollers.append(ticker)
 
+    def _start_esp_fakes(self) -> None:
+        """A built-in fake Klaviyo / Mailchimp (tools/segctl/espfakes) for each ESP type the
+        destinations file names whose URL is not set, holding the file's lists and audiences and
+        taking the local DestinationSecret's keys; the sync functions are pointed at them."""
+        path = os.environ.get("DESTINATIONS_FILE")
+        if not path:
+            return
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            destinations = [d for d in doc.get("destinations") or [] if isinstance(d, dict)]
+        except (OSError, yaml.YAMLError, AttributeError):
+            return  # the functions report the file's problems when they load it
+        keys = dev_destination_keys()
+        klaviyo_lists = {str(t.get("list")) for d in destinations if d.get("type") == "klaviyo"
+                         for t in (d.get("segments") or {}).values() if isinstance(t, dict) and t.get("list")}
+        audiences = {str(d["list"]) for d in destinations if d.get("type") == "mailchimp" and d.get("list")}
+        if any(d.get("type") == "klaviyo" for d in destinations) and not os.environ.get("KLAVIYO_API_URL"):
+            from .espfakes.klaviyo import FakeKlaviyo
+
+            fake = FakeKlaviyo(api_key=keys["klaviyo"]).start()
+            for list_id in sorted(klaviyo_lists):
+                fake.create_list(f"list {list_id}", list_id)
+            self.esp_fakes["klaviyo"] = fake
+            os.environ["KLAVIYO_API_URL"] = fake.base_url
+        if audiences and not os.environ.get("MAILCHIMP_API_URL"):
+            from .espfakes.mailchimp import FakeMailchimp
+
+            fake = FakeMailchimp(api_key=keys["mailchimp"], lists={a: [] for a in sorted(audiences)}).start()
+            self.esp_fakes["mailchimp"] = fake
+            os.environ["MAILCHIMP_API_URL"] = fake.root_url
+
     def stop(self) -> None:
+        for fake in self.esp_fakes.values():
+            fake.stop()
         for p in self.pollers:
             p.stop()
         if self._moto is not None:

@@ -185,6 +185,8 @@ class FakeKlaviyo(LocalServer):
         # records
         self.calls: list[Call] = []
         self.invalid: list[Refusal] = []
+        #: (list id, email, "added" | "removed") for every membership that really changed
+        self.membership_log: list[tuple[str, str, str]] = []
         self.response_errors: list[str] = []
         self._faults: list[_Fault] = []
 
@@ -209,6 +211,21 @@ class FakeKlaviyo(LocalServer):
             profile = self._find(email=email)
             assert profile is not None, f"no profile with email {email}"
             profile["suppressed"] = suppressed
+
+    def add_profile(self, email: str, lists: tuple[str, ...] = ()) -> str:
+        """A profile as if made in Klaviyo (a sign-up form, an import), in ``lists``; returns its id."""
+        with self._lock:
+            profile, _ = self._upsert({"attributes": {"email": email}})
+            for list_id in lists:
+                self._join(list_id, profile["id"])
+            return profile["id"]
+
+    def remove_from_list(self, list_id: str, email: str) -> None:
+        """Take ``email`` out of a list, as someone editing it in Klaviyo would."""
+        with self._lock:
+            profile = self._find(email=email)
+            if profile is not None:
+                self.lists[list_id]["members"].pop(profile["id"], None)
 
     def create_list(self, name: str, list_id: str | None = None) -> str:
         """A list as if made in Klaviyo's UI; returns its id."""
@@ -507,10 +524,16 @@ class FakeKlaviyo(LocalServer):
             raise _Answer(404, f"profiles not found: {', '.join(missing)}")
         for profile_id in ids:
             if add:
-                members.setdefault(profile_id, _now())
-            else:
-                members.pop(profile_id, None)
+                self._join(list_id, profile_id)
+            elif members.pop(profile_id, None) is not None:
+                self.membership_log.append((list_id, self.profiles[profile_id].get("email") or profile_id, "removed"))
         return 204, {}, None
+
+    def _join(self, list_id: str, profile_id: str) -> None:
+        members = self.lists[list_id]["members"]
+        if profile_id not in members:
+            members[profile_id] = _now()
+            self.membership_log.append((list_id, self.profiles[profile_id].get("email") or profile_id, "added"))
 
     def _add_to_list(self, query, doc, list_id):
         return self._list_members_change(query, doc, list_id, add=True)
@@ -570,7 +593,7 @@ class FakeKlaviyo(LocalServer):
             profile, _ = self._upsert(_without_nulls(resource))
             profile_ids.append(profile["id"])
             for list_id in list_ids:
-                self.lists[list_id]["members"].setdefault(profile["id"], _now())
+                self._join(list_id, profile["id"])
         job_id = _new_id()
         now = _now()
         self.jobs[job_id] = {

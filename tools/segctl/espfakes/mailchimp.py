@@ -194,6 +194,8 @@ class FakeMailchimp(LocalServer):
         self.calls: list[tuple[str, str]] = []
         self.requests: list[Request] = []
         self.invalid: list[Refusal] = []
+        #: (tag, email, "added" | "removed") for every tag that really changed on a member
+        self.membership_log: list[tuple[str, str, str]] = []
         self.statuses_sent: list[tuple[str, str, str, str]] = []  # (list_id, email, field, value)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -569,10 +571,7 @@ class FakeMailchimp(LocalServer):
             seg = self._segment_named(lst, tag["name"], create=tag["status"] == "active")
             if seg is None:
                 continue
-            if tag["status"] == "active":
-                seg.members.add(h)
-            else:
-                seg.members.discard(h)
+            self._tag(lst, seg, h, tag["status"] == "active")
             seg.updated_at = _now()
         return 204, None
 
@@ -664,6 +663,12 @@ class FakeMailchimp(LocalServer):
         seg.members.update(subscriber_hash(e) for e in emails if subscriber_hash(e) in lst.members)
         return 200, self._segment_json(seg, list_id)
 
+    def _tag(self, lst: _List, seg: _Segment, h: str, on: bool) -> None:
+        if on == (h in seg.members):
+            return
+        (seg.members.add if on else seg.members.discard)(h)
+        self.membership_log.append((seg.name, lst.members[h].email_address, "added" if on else "removed"))
+
     def _segment_members(self, lst: _List, list_id: str, seg: _Segment, body: Any) -> tuple[int, Any]:
         body = self._object(body, ("members_to_add", "members_to_remove"))
         lists = {}
@@ -680,14 +685,14 @@ class FakeMailchimp(LocalServer):
             if h not in lst.members:
                 missing.append(email)
                 continue
-            seg.members.add(h)
+            self._tag(lst, seg, h, True)
             added.append(self._member_json(lst, list_id, h))
         for email in lists["members_to_remove"]:
             h = subscriber_hash(email)
             if h not in lst.members:
                 missing.append(email)
                 continue
-            seg.members.discard(h)
+            self._tag(lst, seg, h, False)
             removed.append(self._member_json(lst, list_id, h))
         seg.updated_at = _now()
         errors = [{"email_addresses": missing, "error": "Email addresses are not in this audience."}] if missing else []
