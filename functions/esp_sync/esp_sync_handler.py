@@ -10,6 +10,7 @@ message id and dropped (a retry would not make them readable).
 
 from __future__ import annotations
 
+import os
 import time
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,7 +19,8 @@ from segmentation import bootstrap
 from segmentation.service.esp_sync import parse_messages
 
 logger = Logger()
-metrics = Metrics()
+# template.yaml sets POWERTOOLS_METRICS_NAMESPACE; the default keeps an import without it (tests, tools) working
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Segmentation")
 
 
 @metrics.log_metrics
