@@ -7,6 +7,7 @@
   segctl segments preview FILE                   who would enter/leave the file's changed segments
   segctl destinations validate FILE              check a destinations file (ESP lists, tags, properties)
   segctl sync reconcile --destination ID         push a destination's full desired state [--dry-run]
+  segctl dlq list|replay --queue NAME            what waits in a dead-letter queue; send it back
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl demo                                    replay sample webhooks and print a segment report
@@ -136,6 +137,12 @@ def cmd_sync_reconcile(args) -> int:
     return reconcile(_template(args), args.destination, args.dry_run, args.stack)
 
 
+def cmd_dlq(args) -> int:
+    from .dlq import run
+
+    return run(_template(args), args.dlq_command, args.queue, args.stack)
+
+
 def cmd_sweep(args) -> int:
     from .timecmds import sweep
 
@@ -194,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--dry-run", action="store_true", help="report the differences, send nothing")
     rec.add_argument("--stack", default=None, help="run the deployed EspReconcileFunction of this stack (AWS)")
     rec.set_defaults(func=cmd_sync_reconcile)
+
+    dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="dlq_command", required=True)
+    for action, text in (("list", "what waits in a dead-letter queue (kinds and ids, no payloads)"),
+                         ("replay", "send every message of a dead-letter queue back to its source queue")):
+        cmd = dlq.add_parser(action, help=text)
+        cmd.add_argument("--queue", required=True, help="esp-sync, profile, backfill, or a logical id")
+        cmd.add_argument("--stack", default=None, help="a deployed stack (default: AWS_ENDPOINT_URL, the local runner)")
+        cmd.set_defaults(func=cmd_dlq)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")
