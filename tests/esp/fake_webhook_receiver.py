@@ -21,7 +21,6 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from segctl.espfakes.local_server import LocalServer
@@ -105,6 +104,10 @@ class FakeWebhookReceiver(LocalServer):
 
     # -- request handling -------------------------------------------------------------------------
 
+    def respond(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        status, out = self._handle(method, path, dict(headers.items()), body)
+        return status, out, b""
+
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
         webhook_id = next((v for k, v in headers.items() if k.lower() == "webhook-id"), None)
         status, extra = self._answer(method, path, headers, body, webhook_id)
@@ -144,25 +147,4 @@ class FakeWebhookReceiver(LocalServer):
         return 200, {}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeWebhookReceiver
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, headers = self.fake._handle(self.command, self.path, dict(self.headers.items()), raw)
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-
-FakeWebhookReceiver.handler = _Handler
 FakeWebhookReceiver.name = "fake-webhook-receiver"

@@ -49,12 +49,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .local_server import LocalServer
+from .local_server import LocalServer, Refusal
 
 if TYPE_CHECKING:
     from openapi_core import OpenAPI
@@ -115,14 +114,6 @@ class Call:
     query: str
     status: int
     body: bytes = b""
-
-
-@dataclass(frozen=True)
-class Refusal:
-    method: str
-    path: str
-    status: int
-    reason: str
 
 
 @dataclass
@@ -283,9 +274,8 @@ class FakeKlaviyo(LocalServer):
 
     # -- request handling (called by _Handler) -------------------------------------------------
 
-    def _handle(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def respond(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        headers = dict(headers.items())
         split = urlsplit(target)
         path, query = split.path, split.query
         status, out_headers, payload = self._answer(method, path, query, headers, body)
@@ -756,27 +746,4 @@ def _title(status: int) -> str:
     }.get(status, "Error.")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeKlaviyo
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, headers, data = self.fake._handle(self.command, self.path, dict(self.headers.items()), body)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-
-FakeKlaviyo.handler = _Handler
 FakeKlaviyo.name = "fake-klaviyo"

@@ -1,19 +1,56 @@
 """A fake provider's HTTP server on 127.0.0.1 (a free port), served from a daemon thread.
 
-Subclasses set ``handler`` (a BaseHTTPRequestHandler class; it reaches the fake through its ``fake``
-attribute) and ``name``; ``start()``/``stop()`` or ``with fake:`` run it, ``port`` is where it listens.
+Subclasses implement :meth:`LocalServer.respond` (one request in, status, headers and body bytes out)
+and set ``name``; ``start()``/``stop()`` or ``with fake:`` run it, ``port`` is where it listens.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the fake refused as the provider would not accept it (``fake.invalid``)."""
+
+    method: str
+    path: str
+    status: int
+    reason: str
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: Any  # the LocalServer, set per server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        status, headers, data = self.fake.respond(self.command, self.path, self.headers, raw)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
 
 class LocalServer:
-    handler: ClassVar[type[BaseHTTPRequestHandler]]
+    handler: ClassVar[type[BaseHTTPRequestHandler]] = _Handler
     name: ClassVar[str] = "fake"
+
+    def respond(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One request (``target`` is the path with its query) -> status, headers, body."""
+        raise NotImplementedError
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 

@@ -57,11 +57,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .local_server import LocalServer
+from .local_server import LocalServer, Refusal
 
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef-us21"
 DEFAULT_LIST = "a1b2c3d4e5"
@@ -109,14 +108,6 @@ def subscriber_hash(email: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    method: str
-    path: str
-    status: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -287,6 +278,16 @@ class FakeMailchimp(LocalServer):
             return copy.deepcopy(self._batches[batch_id]["_results"])
 
     # -- request handling -------------------------------------------------------------------------
+
+    def respond(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        status, payload, out = self._handle(method, target, headers, raw)
+        if isinstance(payload, bytes):  # a batch results archive, with its own Content-Type
+            data = payload
+        else:
+            data = b"" if payload is None else json.dumps(payload).encode()
+        if data and "Content-Type" not in out:
+            out = {"Content-Type": "application/problem+json" if status >= 400 else "application/json", **out}
+        return status, out, data
 
     def _handle(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, Any, dict[str, str]]:
         split = urlsplit(target)
@@ -813,33 +814,4 @@ class FakeMailchimp(LocalServer):
         return 200, out.getvalue(), {"Content-Type": "application/x-gzip"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeMailchimp
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, payload, headers = self.fake._handle(self.command, self.path, self.headers, raw)
-        if isinstance(payload, bytes):  # a batch results archive, with its own Content-Type
-            data = payload
-        else:
-            data = b"" if payload is None else json.dumps(payload).encode()
-        self.send_response(status)
-        if data and "Content-Type" not in headers:
-            self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-
-FakeMailchimp.handler = _Handler
 FakeMailchimp.name = "fake-mailchimp"

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
+from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util import Retry
 
@@ -100,18 +101,24 @@ class JsonApi:
             timeout=urllib3.Timeout(connect=5.0, read=timeout),
         )
 
+    def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+             where: str) -> tuple[BaseHTTPResponse, int]:
+        """One request with the retries, as raw bytes; the answer and how many requests it took.
+        Raises DestinationUnavailableError (naming ``where``) when no answer came at all."""
+        try:
+            raw = self.pool.request(method, url, body=body, headers=dict(headers))
+        except MaxRetryError as e:
+            raise DestinationUnavailableError(f"{where} failed after retries: {e.reason}") from None
+        except HTTPError as e:
+            raise DestinationUnavailableError(f"{where} failed: {type(e).__name__}") from None
+        history = raw.retries.history if raw.retries is not None else ()
+        return raw, len(history) + 1
+
     def request(self, method: str, path: str, *, body: Any = None,
                 params: Mapping[str, str] | None = None) -> Response:
         url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        try:
-            raw = self.pool.request(method, url, body=payload, headers=self.headers)
-        except MaxRetryError as e:
-            raise DestinationUnavailableError(f"{self.name}: {method} {path} failed after retries: {e.reason}") from None
-        except HTTPError as e:
-            raise DestinationUnavailableError(f"{self.name}: {method} {path} failed: {type(e).__name__}") from None
-        history = raw.retries.history if raw.retries is not None else ()
-        requests = len(history) + 1
+        raw, requests = self.send(method, url, payload, self.headers, f"{self.name}: {method} {path}")
         if raw.status in RETRIED_STATUSES:
             raise DestinationUnavailableError(
                 f"{self.name}: {method} {path} still answered {raw.status} after {requests} requests")

@@ -43,8 +43,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from urllib3.exceptions import HTTPError, MaxRetryError
-
 from ...service.ports import DestinationUnavailableError
 from .http import RETRIED_STATUSES, JsonApi
 
@@ -142,14 +140,7 @@ class WebhookDestinationClient:
             "webhook-signature": sign(self._key, message_id, timestamp, body),
         }
         where = f"{self.name}: message {message_id} ({delivered} of {total} delivered before it)"
-        try:
-            raw = self._api.pool.request("POST", self.url, body=body, headers=headers)
-        except MaxRetryError as e:
-            raise DestinationUnavailableError(f"{where} failed after retries: {e.reason}") from None
-        except HTTPError as e:
-            raise DestinationUnavailableError(f"{where} failed: {type(e).__name__}") from None
-        history = raw.retries.history if raw.retries is not None else ()
-        requests = len(history) + 1
+        raw, requests = self._api.send("POST", self.url, body, headers, where)
         if 200 <= raw.status < 300:
             return requests
         if raw.status == 410:
