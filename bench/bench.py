@@ -51,22 +51,41 @@ FIRST_USE = {
 
 def cold_imports() -> None:
     """Cold start of each handler in a fresh interpreter: import the module and build what its first
-    invocation builds (boto3 clients, adapters), next to a bare `import boto3; boto3.client("dynamodb")`."""
+    invocation builds (boto3 clients, adapters), next to a bare `import boto3; boto3.client("dynamodb")`.
+
+    Side by side and interleaved: each round times every function right next to its own run of the
+    reference (the order flipped every other round), and the ratio is taken per pair, then the
+    median over the rounds; a machine that slows down for a while slows both sides of a pair."""
     bare = "import time; t=time.perf_counter(); import boto3; boto3.client('dynamodb'); print(time.perf_counter()-t)"
     layer = str(ROOT / "layers" / "segmentation")
+    specs = sorted(TEMPLATE.functions().values(), key=lambda s: s.module)
+    codes = {spec.logical_id: (f"import time; t=time.perf_counter(); import {spec.module}; from segmentation import "
+                               f"bootstrap; {FIRST_USE[spec.module]}; print(time.perf_counter()-t)") for spec in specs}
     # Warm the bytecode caches first: Lambda ships compiled modules too.
     _time_subprocess(bare, [layer])
-    reference = statistics.median(_time_subprocess(bare, [layer]) for _ in range(RUNS))
-    report("cold_import_bare_boto3_client_ms", reference * 1000, "ms")
-    for spec in sorted(TEMPLATE.functions().values(), key=lambda s: s.module):
-        code = (f"import time; t=time.perf_counter(); import {spec.module}; from segmentation import bootstrap; "
-                f"{FIRST_USE[spec.module]}; print(time.perf_counter()-t)")
-        _time_subprocess(code, [spec.code_uri, layer], spec.logical_id)
-        took = statistics.median(_time_subprocess(code, [spec.code_uri, layer], spec.logical_id) for _ in range(RUNS))
-        report(f"cold_start_{spec.module}_ms", took * 1000, "ms")
-        report(f"cold_start_{spec.module}_vs_bare_boto3", took / reference, "ratio")
+    for spec in specs:
+        _time_subprocess(codes[spec.logical_id], [spec.code_uri, layer], spec.logical_id)
+    ratios: dict[str, list[float]] = {s.logical_id: [] for s in specs}
+    times: dict[str, list[float]] = {s.logical_id: [] for s in specs}
+    references: list[float] = []
+    for round_ in range(RUNS):
+        for spec in specs:
+            pair = [lambda: _time_subprocess(bare, [layer]),
+                    lambda s=spec: _time_subprocess(codes[s.logical_id], [s.code_uri, layer], s.logical_id)]
+            if round_ % 2:
+                pair.reverse()
+            first, second = pair[0](), pair[1]()
+            reference, took = (second, first) if round_ % 2 else (first, second)
+            references.append(reference)
+            times[spec.logical_id].append(took)
+            ratios[spec.logical_id].append(took / reference)
+    report("cold_import_bare_boto3_client_ms", statistics.median(references) * 1000, "ms")
+    for spec in specs:
+        ratio = statistics.median(ratios[spec.logical_id])
+        report(f"cold_start_{spec.module}_ms", statistics.median(times[spec.logical_id]) * 1000, "ms")
+        report(f"cold_start_ratio_{spec.logical_id}", ratio, "ratio")
         if spec.logical_id == "EspSyncFunction":
-            report("esp_sync_cold_start_ratio", took / reference, "ratio")
+            report("esp_sync_cold_start_ratio", ratio, "ratio")
 
 
 def requests_per_event() -> None:
