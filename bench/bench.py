@@ -427,6 +427,131 @@ def transition_lag() -> None:
 
 
 
+#: The mix of the write-unit bench (issue 13): per customer and day, the chance of each kind of event.
+#: Browsing dominates, as on a real shop; about one customer in five orders in 30 days.
+COST_MIX = (
+    ("page_viewed", 0.45), ("product_viewed", 0.30), ("category_viewed", 0.08), ("product_added", 0.05),
+    ("checkout", 0.02), ("order", 0.01), ("email_delivered", 0.25), ("email_opened", 0.10),
+    ("email_clicked", 0.03),
+)
+COST_CUSTOMERS = int(os.environ.get("BENCH_COST_CUSTOMERS", "40"))
+COST_DAYS = 30
+
+
+def _cost_events(seed: int = 11):
+    """A time-ordered 30-day stream for COST_CUSTOMERS customers, by COST_MIX (engaged customers
+    browse on most days, others rarely)."""
+    import random
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from segmentation.domain.events import (
+        BrowseProperties,
+        CheckoutProperties,
+        CustomerEvent,
+        EmailProperties,
+        EventType,
+        Identity,
+        LineItem,
+        OrderProperties,
+    )
+
+    rnd = random.Random(seed)
+    start = int(time.time()) - COST_DAYS * 86400
+    cats = [f"category-{i}" for i in range(12)]
+    out = []
+    for c in range(COST_CUSTOMERS):
+        activity = rnd.choice((0.2, 0.5, 1.0, 2.0))  # how active this customer is
+        ident = Identity(email=f"cost{c}@example.com")
+        for day in range(COST_DAYS):
+            for kind, chance in COST_MIX:
+                n = sum(rnd.random() < chance * activity for _ in range(2))
+                for _ in range(n):
+                    t = start + day * 86400 + rnd.randint(0, 86399)
+                    at = datetime.fromtimestamp(t, UTC)
+                    i = len(out)
+                    type_ = EventType(kind)
+                    if kind in ("page_viewed", "product_viewed", "category_viewed", "product_added"):
+                        props = BrowseProperties(category=rnd.choice(cats), price=Decimal("49.90"), url=f"/p/{i % 40}")
+                    elif kind.startswith("email"):
+                        props = EmailProperties(message_id=f"m{c}-{day}")
+                    elif kind == "checkout":
+                        props = CheckoutProperties(checkout_id=f"co-{i}", updated_at=at)
+                    else:
+                        props = OrderProperties(order_id=f"o-{i}", total=Decimal("89.00"), updated_at=at,
+                                                items=[LineItem(category=rnd.choice(cats))])
+                    out.append(CustomerEvent(event_id=f"e{i}", source="bench", type=type_, occurred_at=at,
+                                             identity=ident, properties=props))
+    out.sort(key=lambda e: e.occurred_at)
+    return out
+
+
+def ddb_cost() -> None:
+    """Write units per ingested event, all-in (issue 13): a realistic 30-day, time-ordered mix through
+    the real profile path and an hourly sweep, on moto with template.yaml's tables, billed by
+    DynamoDB's rules on the real item sizes (bench/cost.py); the webhook path's dedupe too."""
+    import boto3
+    from cost import WriteMeter
+    from moto import mock_aws
+    from segctl.provision import create_tables
+    from segmentation.domain.evaluation import default_evaluator
+    from segmentation.infra.idempotency import Deduplicator
+    from segmentation.infra.profile_store import DynamoDBProfileStore
+    from segmentation.service.profiles import ProfileService
+    from segmentation.service.sweep import Sweep
+
+    _moto_profiles_env()
+    events = _cost_events()
+    with mock_aws():
+        client, raw = boto3.client("dynamodb"), boto3.client("dynamodb")
+        create_tables(TEMPLATE, raw)
+        meter = WriteMeter(client, raw)
+        repo = DynamoDBProfileStore(client, TEMPLATE.physical_name("ProfilesTable"),
+                                    TEMPLATE.physical_name("AliasesTable"), TEMPLATE.physical_name("MembershipsTable"),
+                                    due_shards=4, history_table=TEMPLATE.physical_name("HistoryTable"))
+        dedupe = Deduplicator(TEMPLATE.physical_name("IdempotencyTable"), 14 * 86400, client=client)
+
+        class Count:
+            changes = 0
+
+            def publish_changes(self, cs):
+                Count.changes += len([c for c in cs if c.segment_id])
+
+        clock = {"now": 0}
+        evaluator = default_evaluator()
+        service = ProfileService(repo, evaluator, Count(), clock=lambda: clock["now"])
+        sweep = Sweep(repo, evaluator, Count(), repo.due_shards)
+        next_sweep = (int(events[0].occurred_at.timestamp()) // 3600 + 1) * 3600
+        evaluations, wasted = 0, 0
+        for e in events:
+            t = int(e.occurred_at.timestamp())
+            while next_sweep <= t:
+                meter.phase = "sweep"
+                report_ = sweep.run(next_sweep)
+                evaluations += report_.evaluated
+                # an evaluation that changed no membership of its profile was wasted
+                wasted += report_.evaluated - len({c.profile_id for c in report_.changes if c.segment_id})
+                next_sweep += 3600
+            clock["now"] = t + 2
+            meter.phase = "webhook"
+            dedupe.once(f"bench#{e.event_id}", lambda: {"status": "ok"})
+            meter.phase = "event"
+            service.apply(e)
+    n = len(events)
+    report("cost_mix_events", n, "events")
+    report("cost_mix_customers", COST_CUSTOMERS, "customers")
+    for phase in ("event", "sweep", "webhook"):
+        report(f"ddb_wcu_per_event_{phase}", meter.wcu[phase] / n, "WCU")
+    report("ddb_wcu_per_event_all_in", sum(meter.wcu.values()) / n, "WCU")
+    report("ddb_requests_per_webhook", meter.requests["webhook"] / n, "requests")
+    report("ddb_requests_per_event_profile_path", meter.requests["event"] / n, "requests")
+    report("sweep_evaluations_per_event", evaluations / n, "evaluations")
+    report("sweep_wasted_evaluations_share", (wasted / evaluations) if evaluations else 0.0, "ratio")
+    for (phase, table), wcu in sorted(meter.by_table.items()):
+        short = table.rsplit("-", 1)[-1]
+        report(f"ddb_wcu_per_event_{phase}_{short}", wcu / n, "WCU")
+
+
 ESP_DESTINATIONS = """\
 version: 1
 destinations:
@@ -556,6 +681,7 @@ if __name__ == "__main__":
     sweep_reads()
     transition_lag()
     requests_per_event()
+    ddb_cost()
     esp_calls()
     esp_lag()
     cold_imports()

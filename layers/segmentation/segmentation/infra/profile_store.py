@@ -362,10 +362,13 @@ class DynamoDBProfileStore:
 
     # -- the due index and scans -------------------------------------------------------------
     def due_page(self, shard: int, now: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
-        """Profiles of one shard whose next_due_at <= now, oldest first, read from DueIndex.
+        """Profiles of one shard whose next_due_at <= now, oldest first: their keys from DueIndex,
+        then the profiles themselves in one BatchGetItem.
 
-        The index is eventually consistent: a profile may be a little stale, which the version
-        condition on the write catches.
+        The index holds keys only (KEYS_ONLY): a profile write that does not move its due instant
+        does not write the index at all, and one that does writes a ~150-byte entry, not the whole
+        state again (docs/architecture.md, "Cost"). The index is eventually consistent: a profile
+        may since have become due later, which the sweep checks again on the item read.
         """
         kwargs: dict[str, Any] = {
             "TableName": self.profiles, "IndexName": DUE_INDEX,
@@ -376,7 +379,9 @@ class DynamoDBProfileStore:
         if start:
             kwargs["ExclusiveStartKey"] = start
         out = self.client.query(**kwargs)
-        return [self._from_item(i) for i in out["Items"]], out.get("LastEvaluatedKey")
+        ids = [i["profile_id"]["S"] for i in out["Items"]]
+        found = self.get_many(ids) if ids else {}
+        return [found[pid] for pid in ids if pid in found], out.get("LastEvaluatedKey")
 
     def scan_page(self, segment: int, total: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
         """One page of one parallel scan segment over every profile."""
