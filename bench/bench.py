@@ -480,8 +480,10 @@ def _cost_events(seed: int = 11):
                     else:
                         props = OrderProperties(order_id=f"o-{i}", total=Decimal("89.00"), updated_at=at,
                                                 items=[LineItem(category=rnd.choice(cats))])
-                    out.append(CustomerEvent(event_id=f"e{i}", source="bench", type=type_, occurred_at=at,
-                                             identity=ident, properties=props))
+                    # ids as the adapters make them (32 hex characters): they fill the profile's
+                    # recent-events memory, so their size is part of the item's
+                    out.append(CustomerEvent(event_id=CustomerEvent.make_id("bench", c, i), source="bench",
+                                             type=type_, occurred_at=at, identity=ident, properties=props))
     out.sort(key=lambda e: e.occurred_at)
     return out
 
