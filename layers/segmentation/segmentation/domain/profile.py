@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -206,9 +207,47 @@ class MembershipChange(BaseModel):
         }
 
 
+#: How much of an event id's SHA-256 a profile keeps to recognise a redelivery: 16 hex digits (64
+#: bits, whatever the id looks like) tell apart the last RECENT_EVENTS_KEPT events of one profile
+#: with a collision chance near 1e-18, at half the bytes of a whole id in every write of the profile.
+APPLIED_ID_CHARS = 16
+
+
+def applied_key(event_id: str) -> str:
+    return hashlib.sha256(event_id.encode()).hexdigest()[:APPLIED_ID_CHARS]
+
+#: a membership change as a profile remembers it: (segment_id, change, at, version, fields)
+StoredChange = tuple[str, str, int, int, tuple[str, ...]]
+
+
 class AppliedEvent(BaseModel):
+    """An event applied to the profile, kept to recognise its redelivery and publish its changes
+    again: a short hash of its id (:func:`applied_key`), and its changes without the profile id and the cause (the event's
+    own id), which they share. Profiles stored before kept whole ids and whole changes; both read."""
+
     event_id: str
-    changes: list[MembershipChange] = Field(default_factory=list)
+    changes: list[StoredChange] = Field(default_factory=list)
+
+    @field_validator("changes", mode="before")
+    @classmethod
+    def _old_format(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [(c["segment_id"], c["change"], c["at"], c["version"], tuple(c.get("fields") or ()))
+                    if isinstance(c, dict) else c for c in value]
+        return value
+
+    @classmethod
+    def of(cls, event_id: str, changes: list[MembershipChange]) -> AppliedEvent:
+        return cls(event_id=applied_key(event_id),
+                   changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes])
+
+    def matches(self, event_id: str, key: str | None = None) -> bool:
+        return self.event_id == (key or applied_key(event_id)) or self.event_id == event_id
+
+    def membership_changes(self, profile_id: str, cause: str) -> list[MembershipChange]:
+        return [MembershipChange(profile_id=profile_id, segment_id=segment_id, change=change, at=at, cause=cause,
+                                 version=version, fields=fields)
+                for segment_id, change, at, version, fields in self.changes]
 
 
 class Profile(BaseModel):
@@ -256,8 +295,12 @@ class Profile(BaseModel):
     recent_events: list[AppliedEvent] = Field(default_factory=list)
 
     # -- applying events -------------------------------------------------------------
-    def applied(self, event_id: str) -> AppliedEvent | None:
-        return next((e for e in self.recent_events if e.event_id == event_id), None)
+    def applied(self, event_id: str) -> list[MembershipChange] | None:
+        """The membership changes ``event_id`` made when it was applied, or None if it was not
+        among the last RECENT_EVENTS_KEPT events applied."""
+        key = applied_key(event_id)
+        done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
+        return None if done is None else done.membership_changes(self.profile_id, event_id)
 
     def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first."""
@@ -471,7 +514,7 @@ class Profile(BaseModel):
         if catalog_version is not None:
             self.catalog_version = catalog_version
         if cause != "time":
-            self.recent_events.append(AppliedEvent(event_id=cause, changes=changes))
+            self.recent_events.append(AppliedEvent.of(cause, changes))
             del self.recent_events[:-RECENT_EVENTS_KEPT]
         return changes
 

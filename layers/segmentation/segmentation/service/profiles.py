@@ -98,7 +98,7 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
-                return _Written(profile, done.changes, redelivery=True)
+                return _Written(profile, done, redelivery=True)
             for other in absorbed:
                 identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
