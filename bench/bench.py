@@ -524,7 +524,7 @@ def ddb_cost() -> None:
         service = ProfileService(repo, evaluator, Count(), clock=lambda: clock["now"])
         sweep = Sweep(repo, evaluator, Count(), repo.due_shards)
         next_sweep = (int(events[0].occurred_at.timestamp()) // 3600 + 1) * 3600
-        evaluations, wasted = 0, 0
+        evaluations, wasted, own_cpu = 0, 0, 0.0
         for e in events:
             t = int(e.occurred_at.timestamp())
             while next_sweep <= t:
@@ -538,7 +538,9 @@ def ddb_cost() -> None:
             meter.phase = "webhook"
             dedupe.once(f"bench#{e.event_id}", lambda: {"status": "ok"})
             meter.phase = "event"
+            aws_before, started = meter.aws_seconds, time.perf_counter()
             service.apply(e)
+            own_cpu += (time.perf_counter() - started) - (meter.aws_seconds - aws_before)
     n = len(events)
     report("cost_mix_events", n, "events")
     report("cost_mix_customers", COST_CUSTOMERS, "customers")
@@ -552,6 +554,44 @@ def ddb_cost() -> None:
     for (phase, table), wcu in sorted(meter.by_table.items()):
         short = table.rsplit("-", 1)[-1]
         report(f"ddb_wcu_per_event_{phase}_{short}", wcu / n, "WCU")
+    report("ddb_rru_per_event_all_in", sum(meter.rru.values()) / n, "RRU")
+    report("own_cpu_us_per_event_profile_path", own_cpu / n * 1e6, "us")
+    usd = cost_model(wcu=sum(meter.wcu.values()) / n, rru=sum(meter.rru.values()) / n,
+                     changes=Count.changes / n, profile_cpu_s=own_cpu / n)
+    for part, value in usd.items():
+        report(f"usd_per_million_events_{part}", value, "USD")
+    report("usd_per_million_events", sum(usd.values()), "USD")
+
+
+#: AWS list prices used by the cost model: us-east-1, on-demand, as published in November 2026
+#: (DynamoDB after its November 2024 on-demand price cut). Per million unless said.
+PRICES = {
+    "dynamodb_write_unit": 0.625, "dynamodb_read_unit": 0.125,
+    "lambda_request": 0.20, "lambda_arm_gb_second": 0.0000133334 * 1e6,
+    "eventbridge_event": 1.00, "sqs_request": 0.40, "http_api_request": 1.00,
+    "logs_gb": 0.50,  # per GB ingested
+}
+
+
+def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float) -> dict[str, float]:
+    """US dollars per million ingested events, by service. What each event costs besides DynamoDB
+    (the bench's measured write and read units): one HTTP API request; a WebhookFunction invocation
+    (512 MB, ~60 ms with its calls); one CustomerEvent on the bus and ``changes`` membership events;
+    SQS: the bus's send, then receive and delete in batches of 10 (ProfileQueue) for the event and
+    of ~100 for the changes (EspSyncQueue); a tenth of a ProfileFunction invocation per event (batches
+    of 10) lasting its own CPU plus ~3 DynamoDB round trips of 8 ms; ~1.5 KB of logs."""
+    gb = 512 / 1024
+    webhook_s, profile_s = 0.060, profile_cpu_s + 3 * 0.008
+    per_event = {
+        "dynamodb": (wcu * PRICES["dynamodb_write_unit"] + rru * PRICES["dynamodb_read_unit"]),
+        "lambda": (1 + 0.1 + changes / 100) * PRICES["lambda_request"]
+                  + (webhook_s + profile_s) * gb * PRICES["lambda_arm_gb_second"],
+        "eventbridge": (1 + changes) * PRICES["eventbridge_event"],
+        "sqs": (1 + 0.2 + changes * 1.02) * PRICES["sqs_request"],
+        "http_api": PRICES["http_api_request"],
+        "logs": 1.5 / (1024 * 1024) * 1e6 * PRICES["logs_gb"],
+    }
+    return {k: round(v, 4) for k, v in per_event.items()}
 
 
 ESP_DESTINATIONS = """\

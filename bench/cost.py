@@ -18,6 +18,7 @@ per index entry).
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,11 @@ class WriteMeter:
         self.wcu: dict[str, float] = defaultdict(float)
         self.requests: dict[str, int] = defaultdict(int)
         self.by_table: dict[tuple[str, str], float] = defaultdict(float)
+        self.rru: dict[str, float] = defaultdict(float)
+        self.aws_seconds = 0.0  # time inside DynamoDB calls (moto here), to tell our own CPU apart
         self._pending: list[tuple[str, dict, dict | None, int]] = []
+        self._started = 0.0
+        self._consistent = False
         client.meta.events.register("before-parameter-build.dynamodb.*", self._before)
         client.meta.events.register("after-call.dynamodb.*", self._after)
 
@@ -139,10 +144,35 @@ class WriteMeter:
         return []
 
     def _before(self, model, params, **_):
+        self._started = time.perf_counter()  # from here to the end of _after: the call and this metering
         self.requests[self.phase] += 1
+        self._consistent = bool(params.get("ConsistentRead")) or any(
+            r.get("ConsistentRead") for r in (params.get("RequestItems") or {}).values() if isinstance(r, dict))
         self._pending = [(t, k, self._get(t, k), m) for t, k, m in self._writes(model.name, params)]
 
+    def _reads(self, operation: str, parsed: dict) -> None:
+        """Read units: 4 KB per unit, strongly consistent reads twice eventually consistent ones;
+        GetItem/BatchGetItem per item, Query per page (its items summed)."""
+        per = 1.0 if self._consistent else 0.5
+        if operation == "GetItem":
+            self.rru[self.phase] += per * max(1, math.ceil(item_size(parsed.get("Item")) / (4 * KB)))
+        elif operation == "BatchGetItem":
+            for items in (parsed.get("Responses") or {}).values():
+                for item in items:
+                    self.rru[self.phase] += per * max(1, math.ceil(item_size(item) / (4 * KB)))
+        elif operation in ("Query", "Scan"):
+            size = sum(item_size(i) for i in parsed.get("Items") or [])
+            self.rru[self.phase] += per * max(1, math.ceil(size / (4 * KB)))
+
     def _after(self, model, http_response, parsed, **_):
+        try:
+            self._bill(model, http_response, parsed)
+        finally:
+            self.aws_seconds += time.perf_counter() - self._started
+
+    def _bill(self, model, http_response, parsed) -> None:
+        if http_response.status_code < 300:
+            self._reads(model.name, parsed)
         if http_response.status_code >= 300 or not self._pending:
             self._pending = []
             return
