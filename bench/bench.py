@@ -563,6 +563,49 @@ def ddb_cost() -> None:
     report("usd_per_million_events", sum(usd.values()), "USD")
 
 
+def local_load(clients: int = 32, webhooks: int = 320) -> None:
+    """What the local runner sustains: ``clients`` concurrent clients post ``webhooks`` signed Shopify
+    orders to `segctl local start-api`'s server (in this process, embedded moto); webhooks answered
+    per second, and profile events applied per second (until the profile queue has drained)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from segctl.demo import http
+    from segctl.provision import dev_secret_values
+    from segctl.runtime import LocalStack
+    from segctl.server import LocalApi
+    from segctl.signing import shopify_headers
+
+    for name in ("AWS_ENDPOINT_URL", "DESTINATIONS_FILE"):
+        os.environ.pop(name, None)
+    stack = LocalStack(Template(ROOT / "template.yaml"), log_level="ERROR").start()
+    api = LocalApi(stack, port=0).start()
+    stack.start_pollers()
+    secret = dev_secret_values({})["shopify"]
+    created = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def post(n: int) -> int:
+        body = (f'{{"id":{90000 + n},"email":"load{n % 100}@example.com","created_at":"{created}",'
+                f'"total_price":"10.00"}}').encode()
+        headers = shopify_headers(secret, body, "orders/create", f"evt-bench-{n}", "load.myshopify.com")
+        return http("POST", f"{api.url}/webhooks/shopify", body, headers)[0]
+
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            statuses = list(pool.map(post, range(webhooks)))
+        answered = time.perf_counter() - start
+        drained = stack.drain(300)
+        applied = time.perf_counter() - start
+    finally:
+        api.stop()
+        stack.stop()
+    assert drained and statuses.count(200) == webhooks, statuses
+    report("local_webhooks_per_s", webhooks / answered, "webhooks/s")
+    report("local_profile_events_per_s", webhooks / applied, "events/s")
+    report("local_concurrent_clients", clients, "clients")
+
+
 #: AWS list prices used by the cost model: us-east-1, on-demand, as published in November 2026
 #: (DynamoDB after its November 2024 on-demand price cut). Per million unless said.
 PRICES = {
@@ -726,4 +769,5 @@ if __name__ == "__main__":
     ddb_cost()
     esp_calls()
     esp_lag()
+    local_load()
     cold_imports()

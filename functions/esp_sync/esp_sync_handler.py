@@ -23,7 +23,6 @@ logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Segmentation")
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> dict:
     records = [(r["messageId"], r["body"]) for r in event.get("Records", [])]
@@ -43,4 +42,5 @@ def lambda_handler(event: dict, context) -> dict:
         metrics.add_metric(name="EspSyncDestinationFailures", unit=MetricUnit.Count, value=int(bool(report.failed)))
         logger.info("synced", extra={"destination": destination_id, "pushes": report.pushes, "calls": report.calls,
                                      "refused": report.refused, "failed": report.failed})
+    metrics.flush_metrics()  # only batches that synced something have metrics to publish
     return {"batchItemFailures": [{"itemIdentifier": m} for m in sorted(outcome.failed_messages)]}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -50,11 +51,23 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def load_handler(spec: FunctionSpec) -> Callable:
-    """Import ``Handler`` from ``CodeUri``, as the Lambda runtime does."""
+def load_handler(spec: FunctionSpec, environment: int = 0) -> Callable:
+    """Import ``Handler`` from ``CodeUri``, as the Lambda runtime does. ``environment`` > 0 loads a
+    separate copy of the handler's module (its own module-level state, such as Powertools' resolver
+    and its current event), as a second Lambda execution environment would have; the layer's
+    modules are shared, as boto3 clients may be."""
     if spec.code_uri not in sys.path:
         sys.path.insert(0, spec.code_uri)
-    return getattr(importlib.import_module(spec.module), spec.attr)
+    if not environment:
+        return getattr(importlib.import_module(spec.module), spec.attr)
+    name = f"{spec.module}__environment_{environment}"
+    if name not in sys.modules:
+        source = Path(spec.code_uri) / f"{spec.module}.py"
+        module_spec = importlib.util.spec_from_file_location(name, source)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    return getattr(sys.modules[name], spec.attr)
 
 
 def context_for(template: Template, function: str) -> LambdaContext:
@@ -72,8 +85,9 @@ class LocalStack:
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
         self.log_level = log_level
         self.secret_values = secret_values
-        self._locks: dict[str, threading.Lock] = {}
-        self._handlers: dict[str, Any] = {}
+        #: per function, its execution environments: (handler, lock), one invocation at a time each
+        self._environments: dict[str, list[tuple[Any, threading.Lock]]] = {}
+        self._pool_lock = threading.Lock()
         self.pollers: list[SqsPoller] = []
         #: start built-in fake ESPs for the destinations whose URL is not set (start-api, demo)
         self.want_esp_fakes = esp_fakes
@@ -182,20 +196,39 @@ class LocalStack:
         return self.session.client(service)
 
     # -- invoking -----------------------------------------------------------------------------
+    #: how many invocations of one function run at once (Lambda scales out; this machine has 2 cores)
+    MAX_ENVIRONMENTS = 4
+
     def handler(self, function: str):
-        if function not in self._handlers:
-            spec = self.template.functions().get(function)
-            if spec is None:
-                known = ", ".join(self.template.functions())
-                raise KeyError(f"no function {function!r} in {self.template.path}; functions: {known}")
-            self._handlers[function] = load_handler(spec)
-            self._locks[function] = threading.Lock()
-        return self._handlers[function]
+        return self._environment(function, 0)[0]
+
+    def _environment(self, function: str, index: int) -> tuple[Any, threading.Lock]:
+        with self._pool_lock:
+            pool = self._environments.setdefault(function, [])
+            while len(pool) <= index:
+                spec = self.template.functions().get(function)
+                if spec is None:
+                    known = ", ".join(self.template.functions())
+                    raise KeyError(f"no function {function!r} in {self.template.path}; functions: {known}")
+                pool.append((load_handler(spec, len(pool)), threading.Lock()))
+            return pool[index]
 
     def invoke(self, function: str, event: dict) -> Any:
-        handler = self.handler(function)
-        with self._locks[function]:
+        """Run one invocation in a free execution environment of the function (a new one, up to
+        MAX_ENVIRONMENTS, when all are busy; else wait for the first to be free)."""
+        handler, lock = self._environment(function, 0)
+        if not lock.acquire(blocking=False):
+            for index in range(1, self.MAX_ENVIRONMENTS):
+                handler, lock = self._environment(function, index)
+                if lock.acquire(blocking=False):
+                    break
+            else:
+                handler, lock = self._environment(function, 0)
+                lock.acquire()
+        try:
             return handler(event, context_for(self.template, function))
+        finally:
+            lock.release()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every polled queue is empty and no batch is in flight."""

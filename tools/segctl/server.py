@@ -108,6 +108,12 @@ def request_event(router: Router, method: str, url_path: str, body: bytes = b"",
     return route.function, api_event(route, params, method.upper(), path, parts.query, lowered, body)
 
 
+class _Server(ThreadingHTTPServer):
+    #: the listen backlog: http.server's 5 resets connections as soon as a few dozen clients connect at once
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LocalApi:
     def __init__(self, stack: LocalStack, host: str = "127.0.0.1", port: int = 3000) -> None:
         self.stack = stack
@@ -131,7 +137,7 @@ class LocalApi:
                     return self._serve
                 raise AttributeError(name)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
