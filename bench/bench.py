@@ -554,6 +554,7 @@ def ddb_cost() -> None:
     for (phase, table), wcu in sorted(meter.by_table.items()):
         short = table.rsplit("-", 1)[-1]
         report(f"ddb_wcu_per_event_{phase}_{short}", wcu / n, "WCU")
+    report("ddb_wcu_per_event_index_entries", sum(meter.index_wcu.values()) / n, "WCU")
     report("ddb_rru_per_event_all_in", sum(meter.rru.values()) / n, "RRU")
     report("own_cpu_us_per_event_profile_path", own_cpu / n * 1e6, "us")
     usd = cost_model(wcu=sum(meter.wcu.values()) / n, rru=sum(meter.rru.values()) / n,

@@ -96,6 +96,7 @@ class WriteMeter:
         self.requests: dict[str, int] = defaultdict(int)
         self.by_table: dict[tuple[str, str], float] = defaultdict(float)
         self.rru: dict[str, float] = defaultdict(float)
+        self.index_wcu: dict[str, float] = defaultdict(float)  # the part of ``wcu`` spent on index entries
         self.aws_seconds = 0.0  # time inside DynamoDB calls (moto here), to tell our own CPU apart
         self._pending: list[tuple[str, dict, dict | None, int]] = []
         self._started = 0.0
@@ -185,10 +186,13 @@ class WriteMeter:
                 if before is None and after is None:
                     continue
                 moved = before is not None and after is not None and any(before[k] != after[k] for k in index.keys)
+                index_cost = 0
                 if after is not None and before != after:
-                    cost += units(item_size(after) + 100)
+                    index_cost += units(item_size(after) + 100)
                 if before is not None and (after is None or moved):
-                    cost += units(item_size(before) + 100)
+                    index_cost += units(item_size(before) + 100)
+                cost += index_cost
+                self.index_wcu[self.phase] += index_cost
             self.wcu[self.phase] += cost
             self.by_table[(self.phase, table)] += cost
         self._pending = []

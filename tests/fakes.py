@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segmentation.domain.events import CustomerEvent, Identity, LineItem
-from segmentation.domain.profile import MembershipChange, Profile
+from segmentation.domain.profile import MembershipChange, Profile, due_entry
 from segmentation.service.ports import (
     ConcurrentUpdateError,
     DeliveryInProgressError,
@@ -111,6 +111,7 @@ class InMemoryProfileStore:
     def _profile(stored: _Stored) -> Profile:
         profile = Profile.model_validate_json(stored.state)
         profile.version = stored.version
+        profile._indexed_due = stored.due_at
         return profile
 
     def find(self, alias_key: str) -> Profile | None:
@@ -121,10 +122,8 @@ class InMemoryProfileStore:
     # -- writes -----------------------------------------------------------------------------
     @staticmethod
     def _due_at(profile: Profile) -> int | None:
-        due = profile.next_due_at
-        if profile.outbox:  # changes not yet published: due at once, so that the next sweep publishes them
-            due = min(due if due is not None else profile.evaluated_at or 0, profile.evaluated_at or 0)
-        return due
+        # at once with parked changes; an entry still ahead and not later than the due stays (due_entry)
+        return due_entry(profile, profile._indexed_due)
 
     def _check_version(self, profile: Profile) -> None:
         stored = self._profiles.get(profile.profile_id)
@@ -180,10 +179,11 @@ class InMemoryProfileStore:
                 counter.last_change_at = at  # set, not max: as the DynamoDB counter's SET
             for c in [*changes, *ended]:
                 self._history.setdefault(c.profile_id, {})[f"{c.at:010d}#{c.version:010d}#{c.segment_id}"] = c
+            due = self._due_at(profile)
             self._profiles[me] = _Stored(profile.version + 1,
-                                         profile.model_dump_json(exclude={"version"}, exclude_none=True),
-                                         self._due_at(profile))
+                                         profile.model_dump_json(exclude={"version"}, exclude_none=True), due)
             profile.version += 1
+            profile._indexed_due = due
 
     @staticmethod
     def _add_size(sizes: dict, segment_id: str, profile_id: str, delta: int, at: int) -> None:
@@ -266,6 +266,14 @@ class InMemoryProfileStore:
             return set(self._members.get(segment_id, ()))
 
     # -- the due index and scans -------------------------------------------------------------
+    def move_due(self, profile: Profile) -> None:
+        with self._lock:
+            stored = self._profiles.get(profile.profile_id)
+            if stored is None or stored.version != profile.version:
+                return  # written meanwhile: that write placed the entry
+            stored.due_at = due_entry(profile, None)
+            profile._indexed_due = stored.due_at
+
     def due_page(self, shard: int, now: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
         with self._lock:
             due = sorted((s.due_at, pid) for pid, s in self._profiles.items()

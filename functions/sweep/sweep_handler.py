@@ -20,6 +20,6 @@ def lambda_handler(event: dict, context) -> dict:
     now = int(datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp())
     report = bootstrap.sweep().run(now, time_left=lambda: (context.get_remaining_time_in_millis() - MARGIN_MS) / 1000)
     summary = {"at": event["time"], "due_read": report.due_read, "evaluated": report.evaluated,
-               "changes": len(report.changes), "finished": report.finished}
+               "moved": report.moved, "changes": len(report.changes), "finished": report.finished}
     logger.info("sweep", extra=summary)
     return summary

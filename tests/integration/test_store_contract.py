@@ -258,6 +258,25 @@ def test_a_profile_with_parked_changes_is_due_at_once_and_leaves_the_index_when_
     assert due_ids(store, NOW + 10**6) == []
 
 
+def test_a_later_due_instant_leaves_the_entry_where_it_was_until_it_is_moved(store):
+    ana = new(store, "p-ana", "email#ana@example.com", due=NOW + 7 * DAY)
+    evaluated(ana, set(), at=NOW + DAY, due=NOW + 8 * DAY)  # an event a day later pushes the due by a day
+    store.save(ana, [], [])
+    assert due_ids(store, NOW + 7 * DAY) == ["p-ana"]  # still found at the earlier instant (no index write)
+    [early] = [p for shard in range(32) for p in store.due_page(shard, NOW + 7 * DAY, 10, None)[0]]
+    assert early.next_due_at == NOW + 8 * DAY  # the profile itself knows its real due instant
+    store.move_due(early)
+    assert due_ids(store, NOW + 7 * DAY) == [] and due_ids(store, NOW + 8 * DAY) == ["p-ana"]
+    # an earlier due instant always moves the entry
+    fresh = store.get("p-ana")
+    evaluated(fresh, set(), at=NOW + 2 * DAY, due=NOW + 3 * DAY)
+    store.save(fresh, [], [])
+    assert due_ids(store, NOW + 3 * DAY) == ["p-ana"]
+    # a move by a reader whose copy is out of date does nothing: the newer write placed the entry
+    store.move_due(early)
+    assert due_ids(store, NOW + 3 * DAY) == ["p-ana"]
+
+
 def test_due_pages_go_oldest_first_and_add_up(store):
     for n in range(40):
         new(store, f"p{n:02d}", f"email#{n}@example.com", due=NOW + 1000 - n)

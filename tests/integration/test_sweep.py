@@ -90,6 +90,21 @@ def test_cart_abandoner_one_hour_after_an_unfinished_checkout(sweep_at):
     assert "cart-abandoners" in segments()
 
 
+def test_a_due_instant_pushed_later_is_found_early_moved_once_and_applied_at_its_boundary(sweep_at, fake_outbox):
+    service = bootstrap.profile_service()
+    service.apply(view("ana@example.com", 2 * DAY, type_=EventType.PAGE_VIEWED))  # recent-browsers until +5 days
+    service.apply(view("ana@example.com", 0, type_=EventType.PAGE_VIEWED, n=1))  # ...now until +7 days
+    fake_outbox.drain()
+    early = sweep_at(first_tick_after(NOW + timedelta(days=5)))
+    assert (early["due_read"], early["evaluated"], early["moved"], early["changes"]) == (1, 0, 1, 0)
+    assert "recent-browsers" in segments() and fake_outbox.drain() == []
+    assert sweep_at(first_tick_after(NOW + timedelta(days=6)))["due_read"] == 0  # moved: not read again
+    sweep_at(first_tick_after(NOW + timedelta(days=7)) - timedelta(seconds=TICK))
+    assert "recent-browsers" in segments()
+    sweep_at(first_tick_after(NOW + timedelta(days=7)))
+    assert "recent-browsers" not in segments()
+
+
 def test_views_age_out_of_recent_and_high_intent_browsers(sweep_at):
     service = bootstrap.profile_service()
     for i, ago in enumerate((3 * DAY, 2 * DAY, 0)):

@@ -24,6 +24,7 @@ from segctl.runtime import context_for, load_handler, scheduled_event
 from segctl.template import Template
 from segmentation import bootstrap
 from segmentation.domain.catalog import load_catalog
+from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
 from segmentation.infra.esp.mailchimp import MailchimpClient
 from segmentation.service.ports import Push
 from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, signed_shopify
@@ -206,6 +207,16 @@ def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
 
 def sweep(aws, recorder) -> None:
     handler = load_handler(aws.functions()["InactivitySweepFunction"])
+    # A due instant pushed later by a second page view: the sweep finds the entry early and moves it.
+    service = bootstrap.profile_service()
+    for n, ago in enumerate((2, 0)):
+        service.apply(CustomerEvent(event_id=f"view-{n}", source="test", type=EventType.PAGE_VIEWED,
+                                    occurred_at=NOW - timedelta(days=ago), identity=Identity(email="lag@example.com"),
+                                    properties=BrowseProperties(url="/")))
+    with recorder.running("InactivitySweepFunction"):
+        report = handler(scheduled_event(NOW + timedelta(days=5, minutes=1), "arn:aws:events:us-east-1:123456789012:rule/s"),
+                         context_for(aws, "InactivitySweepFunction"))
+    assert report["moved"] == 1
     for days in (31, 61):  # at-risk entered, then left for inactive: memberships and history written
         with recorder.running("InactivitySweepFunction"):
             report = handler(scheduled_event(NOW + timedelta(days=days), "arn:aws:events:us-east-1:123456789012:rule/s"),

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator
 
 from .events import (
     BrowseProperties,
@@ -259,6 +259,9 @@ class Profile(BaseModel):
     version: int = 0
     email: str | None = None
     emails: list[str] = Field(default_factory=list)
+    #: the instant under which the store's due index holds this profile (not part of the state: the
+    #: store sets it when it reads the profile); see :func:`due_entry`
+    _indexed_due: int | None = PrivateAttr(default=None)
     phone: str | None = None
     aliases: list[str] = Field(default_factory=list)
     #: ids of the profiles merged into this one (their membership history is still under them)
@@ -527,3 +530,24 @@ class Profile(BaseModel):
     def clear_parked(self) -> None:
         """The parked changes have been published: forget them (on the profile's next write)."""
         self.outbox = []
+
+
+def due_entry(profile: Profile, indexed: int | None) -> int | None:
+    """The instant under which the due index should hold ``profile`` after this write: its next due
+    instant (at once, with changes parked in its outbox), or None (in no index entry).
+
+    Most events push the due instant later (a page view moves the Recent Browsers exit by a week).
+    Moving the index entry each time costs an index delete and put per event; so an entry already
+    indexed that is still ahead of this evaluation and not later than the due instant stays where
+    it is (``indexed``): the sweep then finds the profile a little early, sees it is not due yet,
+    and moves the entry once (:meth:`ProfileStore.move_due`). An entry is never later than the due
+    instant, so time-based changes still happen at their exact boundary."""
+    due = profile.next_due_at
+    if profile.outbox:
+        at = profile.evaluated_at or 0
+        due = min(due if due is not None else at, at)
+    if due is None:
+        return None
+    if indexed is not None and (profile.evaluated_at or 0) < indexed <= due:
+        return indexed
+    return due

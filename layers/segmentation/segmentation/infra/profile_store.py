@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..domain.profile import MembershipChange, Profile
+from ..domain.profile import MembershipChange, Profile, due_entry
 from ..service.ports import (
     ConcurrentUpdateError,
     HistoryPage,
@@ -131,6 +131,7 @@ class DynamoDBProfileStore:
     def _from_item(item: dict) -> Profile:
         profile = decode_state(item["state"]["B"])
         profile.version = int(item["version"]["N"])
+        profile._indexed_due = int(item["next_due_at"]["N"]) if "next_due_at" in item else None
         return profile
 
     def find(self, alias_key: str) -> Profile | None:
@@ -147,10 +148,7 @@ class DynamoDBProfileStore:
         }
         if profile.email:
             item["email"] = {"S": profile.email}
-        due = profile.next_due_at
-        if profile.outbox:
-            # Changes not yet published: due at once, so that the next sweep publishes them.
-            due = min(due if due is not None else profile.evaluated_at or 0, profile.evaluated_at or 0)
+        due = due_entry(profile, profile._indexed_due)  # parked changes: at once; a later due may keep the entry
         if due is not None:
             # Only due profiles are in DueIndex (sparse), spread over shards.
             item["next_due_at"] = {"N": str(due)}
@@ -271,6 +269,7 @@ class DynamoDBProfileStore:
             if not inline:
                 self._batch_write(self.history, [{"PutRequest": {"Item": h["Put"]["Item"]}} for h in history])
         profile.version += 1
+        profile._indexed_due = due_entry(profile, profile._indexed_due)
 
     def erase(self, profile: Profile, at: int) -> None:
         # History first: if anything later fails, a retry still finds the profile and erases again.
@@ -382,6 +381,25 @@ class DynamoDBProfileStore:
         ids = [i["profile_id"]["S"] for i in out["Items"]]
         found = self.get_many(ids) if ids else {}
         return [found[pid] for pid in ids if pid in found], out.get("LastEvaluatedKey")
+
+    def move_due(self, profile: Profile) -> None:
+        due = due_entry(profile, None)
+        update: dict[str, Any] = {
+            "TableName": self.profiles, "Key": {"profile_id": {"S": profile.profile_id}},
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(profile.version)}},
+        }
+        if due is None:
+            update["UpdateExpression"] = "REMOVE next_due_at, due_shard"
+        else:
+            update["UpdateExpression"] = "SET next_due_at = :d, due_shard = :s"
+            update["ExpressionAttributeValues"].update({":d": {"N": str(due)},
+                                                        ":s": {"S": self.due_shard(profile.profile_id)}})
+        try:
+            self.client.update_item(**update)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return  # written meanwhile: that write placed the entry
+        profile._indexed_due = due
 
     def scan_page(self, segment: int, total: int, limit: int, start: dict | None) -> tuple[list[Profile], dict | None]:
         """One page of one parallel scan segment over every profile."""

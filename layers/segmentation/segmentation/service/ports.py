@@ -158,6 +158,11 @@ class ProfileStore(Protocol):
         the next write catches that."""
         ...
 
+    def move_due(self, profile: Profile) -> None:
+        """Put ``profile``'s due index entry at its due instant, if no one wrote it since it was
+        read (the entry was left earlier than the due instant; see ``domain.profile.due_entry``)."""
+        ...
+
     def scan_page(self, segment: int, total: int, limit: int,
                   start: PageKey | None) -> tuple[list[Profile], PageKey | None]:
         """One page of scan segment ``segment`` of ``total`` over every profile (the segments

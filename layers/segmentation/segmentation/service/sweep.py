@@ -23,6 +23,7 @@ class SweepReport:
     at: int
     due_read: int = 0  # index items read
     evaluated: int = 0
+    moved: int = 0  # entries moved to the profile's due instant without an evaluation
     changes: list[MembershipChange] = field(default_factory=list)
     finished: bool = True  # False: stopped for time, the rest waits for the next run
 
@@ -50,6 +51,12 @@ class Sweep:
                     if time_left() <= 0:
                         report.finished = False
                         return report
+                    if not profile.outbox and (profile.next_due_at is None or profile.next_due_at > now):
+                        # its entry was left early (due_entry) or an event re-evaluated it since the
+                        # index was read: nothing to evaluate, the entry goes to the due instant
+                        self.repository.move_due(profile)
+                        report.moved += 1
+                        continue
                     changes = reevaluate(
                         profile, now, repository=self.repository, evaluator=self.evaluator, publisher=self.publisher,
                         cause="time", touched=frozenset(),
