@@ -18,6 +18,7 @@ from segmentation.destinations.config import load_destinations
 from segmentation.destinations.desired import desired_state
 from segmentation.domain.catalog import load_catalog
 from segmentation.domain.profile import MembershipChange, Profile
+from segmentation.service.esp_reconcile import Reconcile
 from segmentation.service.esp_sync import EspSync, Notice, parse_messages, webhook_messages
 from segmentation.service.ports import DestinationUnavailableError
 
@@ -375,3 +376,59 @@ def test_without_a_destinations_file_an_erasure_publishes_only_the_exits(world):
     world.put("p1", "ana@example.com", {"at-risk"})
     service = ProfileService(world.store, default_evaluator(), RecordingPublisher(), clock=lambda: NOW + 100)
     assert [c.change for c in service.erase(["email#ana@example.com"], "erasure:p1")] == ["exited"]
+
+
+# -- reconcile -------------------------------------------------------------------------------------
+
+
+def reconciler(world, chunk: int = 1000) -> Reconcile:
+    return Reconcile(DESTINATIONS, world.store, world.states, world.client, CATALOG, chunk=chunk)
+
+
+def test_a_reconcile_repairs_what_the_esp_holds_and_its_dry_run_sends_nothing(world):
+    for n in range(5):
+        world.sync.sync(world.put(f"p{n}", f"c{n}@example.com", {"recent-buyers"}))
+    # drift: someone removes two people by hand and adds a stranger; one update never reached the ESP
+    world.klaviyo.members_of["L-RB"] -= {"c0@example.com", "c1@example.com"}
+    world.klaviyo.members_of["L-RB"].add("stray@example.com")
+    world.klaviyo.members_of.setdefault("L-AR", set()).add("c2@example.com")
+    before = {t: set(m) for t, m in world.klaviyo.members_of.items()}
+    dry = reconciler(world).run("klaviyo-main", dry_run=True)
+    assert dry.targets["L-RB"].added == 2 and dry.targets["L-RB"].removed == 1 and dry.targets["L-AR"].removed == 1
+    assert dry.strays == 1 and world.klaviyo.members_of == before  # nothing sent
+    done = reconciler(world).run("klaviyo-main")
+    assert world.klaviyo.holdings() == world.desired("klaviyo-main")
+    assert done.pushes == dry.pushes
+    again = reconciler(world).run("klaviyo-main")
+    assert again.pushes == 0  # nothing left to repair
+
+
+def test_a_reconcile_cut_off_midway_resumes_with_what_is_left(world):
+    for n in range(6):
+        world.put(f"p{n}", f"c{n}@example.com", {"recent-buyers"})  # never synced: a new destination
+    calls = {"n": 0}
+    real_push = world.klaviyo.push
+
+    def push_then_fail(pushes):  # the destination goes down after the first chunk
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise DestinationUnavailableError("klaviyo: down")
+        return real_push(pushes)
+
+    world.klaviyo.push = push_then_fail
+    with pytest.raises(DestinationUnavailableError):
+        reconciler(world, chunk=2).run("klaviyo-main")
+    assert len(world.klaviyo.holdings()) == 2  # the first chunk was applied
+    world.klaviyo.push = real_push
+    rest = reconciler(world, chunk=2).run("klaviyo-main")
+    assert rest.pushes == 4  # only what was left
+    assert world.klaviyo.holdings() == world.desired("klaviyo-main")
+
+
+def test_a_webhook_or_unknown_destination_cannot_be_reconciled(world):
+    from segmentation.errors import InvalidInputError, NotFoundError
+
+    with pytest.raises(InvalidInputError, match="webhook"):
+        reconciler(world).run("hooks")
+    with pytest.raises(NotFoundError, match="klaviyo-main, mailchimp-main, hooks"):
+        reconciler(world).run("nope")
