@@ -432,3 +432,49 @@ def test_a_webhook_or_unknown_destination_cannot_be_reconciled(world):
         reconciler(world).run("hooks")
     with pytest.raises(NotFoundError, match="klaviyo-main, mailchimp-main, hooks"):
         reconciler(world).run("nope")
+
+
+def test_the_profile_path_announces_a_changed_email_and_changed_synced_traits_only():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from fakes import RecordingPublisher
+    from segmentation.domain.evaluation import CatalogEvaluator
+    from segmentation.domain.events import (
+        CustomerEvent,
+        CustomerProperties,
+        EventType,
+        Identity,
+        LineItem,
+        OrderProperties,
+    )
+    from segmentation.service.profiles import ProfileService
+
+    store, publisher = InMemoryProfileStore(due_shards=4), RecordingPublisher()
+    evaluator = CatalogEvaluator(CATALOG)
+    evaluator.watch = DESTINATIONS.watched()  # preferred_category, order_count, email
+    clock = itertools.count(NOW)
+    service = ProfileService(store, evaluator, publisher, clock=lambda: next(clock))
+
+    def order(n: int, email: str, category: str) -> CustomerEvent:
+        at = datetime.fromtimestamp(NOW - 3600 + n, UTC)
+        return CustomerEvent(event_id=f"o{n}", source="shopify", shop="s.myshopify.com", type=EventType.ORDER,
+                             occurred_at=at, identity=Identity(email=email, customer_ids={"shopify": "77"}),
+                             properties=OrderProperties(order_id=f"o{n}", total=Decimal("10"), updated_at=at,
+                                                        items=[LineItem(category=category)]))
+
+    def updated(changes) -> list[tuple[str, ...]]:
+        return [c.fields for c in changes if c.change == "updated"]
+
+    assert updated(service.apply(order(1, "ana@example.com", "shoes"))) == [("order_count", "preferred_category")]
+    assert updated(service.apply(order(2, "ana@example.com", "shoes"))) == [("order_count",)]
+    # the customer record now shows another address: the email alias moves, the ESPs must follow
+    at = datetime.fromtimestamp(NOW - 60, UTC)
+    moved = service.apply(CustomerEvent(
+        event_id="c1", source="shopify", shop="s.myshopify.com", type=EventType.CUSTOMER, occurred_at=at,
+        identity=Identity(email="ana.new@example.com", customer_ids={"shopify": "77"}),
+        properties=CustomerProperties()))
+    assert store.get(moved[0].profile_id).email == "ana.new@example.com"
+    assert updated(moved) == [("email",)]
+    last = publisher.drain()[-1]
+    assert (last["detail-type"], last["detail"]["fields"]) == ("ProfileUpdated", ["email"])  # on the bus

@@ -129,6 +129,11 @@ class LocalStack:
         os.environ.update(given)
         if self.want_esp_fakes:
             self._start_esp_fakes()
+        # Components built for another endpoint earlier in this process (another stack, a test) must
+        # not serve this one: the handlers build their clients again, from this environment.
+        from segmentation import bootstrap
+
+        bootstrap.reset()
         os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
         # CloudWatch metrics (EMF lines on stdout) mean nothing locally; POWERTOOLS_METRICS_DISABLED=false shows them
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -188,6 +193,9 @@ class LocalStack:
             fake.stop()
         for p in self.pollers:
             p.stop()
+        for p in self.pollers:  # a poller mid-receive must not take a message it will never deliver
+            if p.is_alive() and p is not threading.current_thread():
+                p.join(timeout=5)
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -274,15 +282,15 @@ class Scheduler(threading.Thread):
     def __init__(self, stack: LocalStack, function: str, seconds: int, arn: str) -> None:
         super().__init__(daemon=True, name=f"schedule-{function}")
         self.stack, self.function, self.seconds, self.arn = stack, function, seconds, arn
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.errors: list[str] = []
         self.in_flight = False
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.seconds - time.time() % self.seconds):
+        while not self._stopping.wait(self.seconds - time.time() % self.seconds):
             try:
                 self.stack.invoke(self.function, scheduled_event(datetime.now(UTC).replace(second=0, microsecond=0), self.arn))
             except Exception as exc:
@@ -304,22 +312,22 @@ class SqsPoller(threading.Thread):
         self.window_s = window_s
         self.queue_arn = queue_arn
         self.in_flight = False
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.errors: list[str] = []
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         sqs = self.stack.client("sqs")
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 out = sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=min(self.batch_size, 10),
                     WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"],
                 )
             except Exception as exc:  # endpoint going away at shutdown
-                if self._stop.is_set():
+                if self._stopping.is_set():
                     return
                 self.errors.append(repr(exc))
                 time.sleep(0.5)
@@ -329,7 +337,7 @@ class SqsPoller(threading.Thread):
                 continue
             self.in_flight = True
             deadline = time.monotonic() + self.window_s
-            while len(messages) < self.batch_size and time.monotonic() < deadline and not self._stop.is_set():
+            while len(messages) < self.batch_size and time.monotonic() < deadline and not self._stopping.is_set():
                 more = sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=min(self.batch_size - len(messages), 10),
                     WaitTimeSeconds=0, AttributeNames=["All"], MessageAttributeNames=["All"],
