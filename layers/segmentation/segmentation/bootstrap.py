@@ -24,6 +24,7 @@ from .settings import Settings, load_settings
 # Each handler imports only the adapters it uses (cold start): imports live in the builders.
 if TYPE_CHECKING:
     from .destinations.config import Destinations
+    from .domain.catalog import Catalog
     from .domain.segments import SegmentEvaluator
     from .service.backfill import Backfill
     from .service.esp_reconcile import Reconcile
@@ -115,27 +116,28 @@ def settings() -> Settings:
 
 
 @_component
-def evaluator() -> SegmentEvaluator:
+def catalog() -> Catalog:
+    """The segment catalog (``CATALOG_FILE``, else the shipped one)."""
     from .domain.catalog import load_catalog
+
+    return load_catalog(settings().catalog_file)
+
+
+@_component
+def evaluator() -> SegmentEvaluator:
     from .domain.evaluation import CatalogEvaluator
 
-    built = CatalogEvaluator(load_catalog(settings().catalog_file))
+    built = CatalogEvaluator(catalog())
     if settings().destinations_file:
-        # announce changes of what the ESP sync copies (ProfileUpdated); the file is read against
-        # the catalog, so it is built here without asking for this evaluator again
-        from aws_lambda_powertools import Logger
-
-        from .destinations.config import load_destinations
-
+        # announce changes of what the ESP sync copies (ProfileUpdated)
         try:
-            with open(settings().destinations_file, encoding="utf-8") as f:
-                synced = load_destinations(f.read(), built.catalog, source_name=settings().destinations_file)
+            built.watch = destinations().watched()
         except (OSError, SegmentationError) as e:
             # a bad destinations file stops the sync (its records fail, then alarm), never the profiles
+            from aws_lambda_powertools import Logger
+
             Logger(child=True).error("the destinations file cannot be used: no ProfileUpdated is published",
                                      extra={"reason": str(e)})
-        else:
-            built.watch = synced.watched()
     return built
 
 
@@ -228,7 +230,7 @@ def destinations() -> Destinations:
     if not path:
         return Destinations(version=1)
     with open(path, encoding="utf-8") as f:
-        return load_destinations(f.read(), evaluator().catalog, source_name=path)
+        return load_destinations(f.read(), catalog(), source_name=path)
 
 
 @_component
@@ -257,12 +259,12 @@ def esp_clients() -> Callable[[Any], Any]:
 def esp_sync() -> EspSync:
     from .service.esp_sync import EspSync
 
-    return EspSync(destinations(), repository(), sync_states(), esp_clients(), catalog=evaluator().catalog)
+    return EspSync(destinations(), repository(), sync_states(), esp_clients(), catalog=catalog())
 
 
 def esp_reconcile(progress: Callable[[str], None] = lambda line: None) -> Reconcile:
     """A reconcile of the destinations on the components in use (``progress`` gets a line per step)."""
     from .service.esp_reconcile import Reconcile
 
-    return Reconcile(destinations(), repository(), sync_states(), esp_clients(), catalog=evaluator().catalog,
+    return Reconcile(destinations(), repository(), sync_states(), esp_clients(), catalog=catalog(),
                      progress=progress)
