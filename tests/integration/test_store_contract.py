@@ -368,3 +368,33 @@ def test_forgetting_a_shop_leaves_the_others(shops):
     assert shops.categories("one.myshopify.com", ["10"]) == {} and shops.cart("one.myshopify.com", "t1") is None
     assert shops.categories("two.myshopify.com", ["10"]) == {"10": "shirts"}
     assert shops.cart_owner("two.myshopify.com", "t1") == Identity(email="ana@example.com")
+
+
+def test_a_family_value_is_registered_once_per_execution_environment_and_every_environment_lists_it(aws):
+    """Cost (issue 13): the registration that lets the API list a family's values is written by the
+    first entry of a value in an execution environment, not by every entry; another environment
+    still lists it, and registers a value of its own."""
+    first, second = bootstrap.repository(), DynamoDBProfileStore(**_same_tables(bootstrap.repository()))
+    registrations: list[str] = []
+
+    def count(params, **_):
+        for write in params.get("TransactItems", []):
+            item = write.get("Put", {}).get("Item", {})
+            if item.get("segment_id", {}).get("S", "").startswith("#family#"):
+                registrations.append(item["profile_id"]["S"])
+
+    first.client.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", count)
+    for n in range(3):
+        new(first, f"p{n}", f"email#{n}@example.com", segments={"category-browsers:shoes"}, at=NOW + n)
+    assert registrations == ["shoes"]
+    assert second.family_values("category-browsers") == ["shoes"]
+    new(second, "p9", "email#9@example.com", segments={"category-browsers:boots", "category-browsers:shoes"})
+    assert registrations == ["shoes", "boots"]  # (one client: both environments' writes are seen here)
+    assert sorted(first.family_values("category-browsers")) == ["boots", "shoes"]
+    new(first, "p10", "email#10@example.com", segments={"category-browsers:boots"})  # listed above: known
+    assert registrations == ["shoes", "boots"]
+
+
+def _same_tables(store: DynamoDBProfileStore) -> dict:
+    return {"client": store.client, "profiles_table": store.profiles, "aliases_table": store.aliases,
+            "memberships_table": store.memberships, "due_shards": store.due_shards, "history_table": store.history}

@@ -80,6 +80,9 @@ class DynamoDBProfileStore:
         self.due_shards = due_shards
         self.history = history_table
         self.history_retention_s = history_retention_s
+        #: family values this store has registered (or seen registered): registrations are never
+        #: removed, so one per value and execution environment is enough (docs/architecture.md, "Cost")
+        self._families_known: set[str] = set()
 
     def due_shard(self, profile_id: str) -> str:
         return str(zlib.crc32(profile_id.encode()) % self.due_shards)
@@ -172,7 +175,9 @@ class DynamoDBProfileStore:
             if c.change == "entered":
                 writes.append({"Put": {"TableName": self.memberships, "Item": {
                     **key, "entered_at": {"N": str(c.at)}, "version": {"N": str(c.version)}}}})
-                if ":" in c.segment_id:  # a family instance: register its value so the API can list it
+                if ":" in c.segment_id and c.segment_id not in self._families_known:
+                    # a family instance: register its value so the API can list it (once per value and
+                    # execution environment: the put is idempotent and a registration is never removed)
                     family, value = c.segment_id.split(":", 1)
                     writes.append({"Put": {"TableName": self.memberships, "Item": {
                         "segment_id": {"S": FAMILY_PREFIX + family}, "profile_id": {"S": value}}}})
@@ -266,6 +271,7 @@ class DynamoDBProfileStore:
                 self.client.transact_write_items(TransactItems=writes + history if inline else writes)
             except cc.TransactionCanceledException:
                 raise ConcurrentUpdateError(profile.profile_id) from None
+            self._families_known.update(c.segment_id for c in changes if c.change == "entered" and ":" in c.segment_id)
             if not inline:
                 self._batch_write(self.history, [{"PutRequest": {"Item": h["Put"]["Item"]}} for h in history])
         profile.version += 1
@@ -471,6 +477,7 @@ class DynamoDBProfileStore:
             out = self.client.query(**kwargs)
             values += [i["profile_id"]["S"] for i in out["Items"]]
             if "LastEvaluatedKey" not in out:
+                self._families_known.update(f"{family}:{v}" for v in values)
                 return values
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
