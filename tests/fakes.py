@@ -14,7 +14,7 @@ import binascii
 import json
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,6 @@ from segmentation.domain.events import CustomerEvent, Identity, LineItem
 from segmentation.domain.profile import MembershipChange, Profile, due_entry
 from segmentation.service.ports import (
     ConcurrentUpdateError,
-    DeliveryInProgressError,
     DestinationUnavailableError,
     HistoryPage,
     InvalidCursorError,
@@ -409,33 +408,6 @@ class RecordingPublisher:
             taken = [m for m in self.published if m["detail-type"] == "CustomerEvent"]
             self.published = [m for m in self.published if m["detail-type"] != "CustomerEvent"]
             return taken
-
-
-class InMemoryDeduplicator:
-    """The WebhookDeduplicator port: each key's action runs once; its result is answered again."""
-
-    def __init__(self) -> None:
-        self.done: dict[str, dict] = {}
-        self.running: set[str] = set()
-
-    def once(self, key: str, action: Callable[[], dict]) -> dict:
-        if key in self.done:
-            return self.done[key]
-        if key in self.running:
-            raise DeliveryInProgressError(key)
-        self.running.add(key)
-        try:
-            self.done[key] = action()
-        finally:
-            self.running.discard(key)
-        return self.done[key]
-
-    def register_lambda_context(self, context: Any) -> None:
-        pass
-
-    def claims(self) -> set[str]:
-        """Every key held, completed or in progress: what IdempotencyTable would hold items for."""
-        return set(self.done) | self.running
 
 
 @dataclass

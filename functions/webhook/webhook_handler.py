@@ -1,4 +1,4 @@
-"""POST|GET|HEAD /webhooks/{source}: verify, normalise, dedupe, publish (design.md §3.2)."""
+"""POST|GET|HEAD /webhooks/{source}: verify, normalise, publish (docs/webhooks.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from segmentation import bootstrap
-from segmentation.service.ports import DeliveryInProgressError
 from segmentation.sources.request import WebhookRequest
 
 logger = Logger()
@@ -37,12 +36,10 @@ def webhook(source: str) -> Response:
         headers={k.lower(): v for k, v in (event.headers or {}).items()},
         query=event.query_string_parameters or {},
     )
-    try:
-        reply = bootstrap.webhook_ingest().handle(request)
-    except DeliveryInProgressError:
-        return _json(409, {"error": "DeliveryInProgress", "reason": "the same delivery is being processed; retry"})
+    reply = bootstrap.webhook_ingest().handle(request)
     # Logs name the source and outcome, never the body or headers (PII, signatures).
-    logger.info("webhook", extra={"source": source, "status": reply.status, "body_bytes": len(body)})
+    logger.info("webhook", extra={"source": source, "status": reply.status, "body_bytes": len(body),
+                                  "delivery": reply.delivery})
     if isinstance(reply.body, str):  # a handshake answered as the provider expects
         return Response(reply.status, content_type=reply.content_type, body=reply.body)
     return _json(reply.status, reply.body)
@@ -69,7 +66,6 @@ def fault(exc: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict, context) -> dict:
     ingest = bootstrap.webhook_ingest()
-    ingest.dedupe.register_lambda_context(context)
     if str(event.get("source", "")).startswith("aws.partner/shopify.com"):
         result = ingest.handle_shopify_eventbridge(event)
         logger.info("shopify eventbridge", extra={k: v for k, v in result.items() if k != "reason"})

@@ -330,7 +330,7 @@ def _post_shopify(api, payload: dict, topic: str, event_id: str):
 
 
 def _the_person_everywhere(api) -> str:
-    """Zoltana arrives through Shopify webhooks (so dedupe records and a cart owner exist), a merged
+    """Zoltana arrives through Shopify webhooks (so a cart owner exists), a merged
     anonymous profile, and enough events for history."""
     created = (NOW - timedelta(hours=2)).isoformat()
     customer = {"id": CUSTOMER, "email": EMAIL, "phone": PHONE, "first_name": FIRST, "last_name": "Quist",
@@ -376,7 +376,7 @@ def test_erasure_leaves_nothing_but_hashed_tombstones(aws, api, outbox):
     before = table_items(aws)
     seen = {name for name in identifiers if any(name in _readable(i) for items in before.values() for i in items)}
     assert seen == set(identifiers)  # the scan below can see each of them
-    assert before["CatalogTable"] and before["IdempotencyTable"] and before["HistoryTable"]
+    assert before["CatalogTable"] and before["HistoryTable"]
     outbox.drain()
 
     resp = api("DELETE", f"/profiles/{pid}")

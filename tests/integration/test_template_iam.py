@@ -30,8 +30,7 @@ from segmentation.service.ports import Push
 from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW
 
-TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "IdempotencyTable",
-          "EspSyncTable")
+TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable")
 #: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
 #: template going back to one of them is measured as what it really grants
 SAM_DYNAMODB = {
@@ -44,8 +43,6 @@ SAM_DYNAMODB = {
 #: Granted but not reached by the scenario below (each a rare path; keep this list short and explained).
 #: (function, action, table[/index]) -> why
 RARE = {
-    ("WebhookFunction", "GetItem", "IdempotencyTable"):
-        "dedupe: reads the claim when a condition failure returns no item (ALL_OLD always does in AWS)",
     ("ApiFunction", "BatchWriteItem", "AliasesTable"):
         "erasure of a profile that another request erased meanwhile: tombstones only",
     ("InactivitySweepFunction", "GetItem", "ProfilesTable"):
@@ -196,7 +193,7 @@ def webhooks_and_profiles(aws, api, recorder, monkeypatch) -> None:
             _shopify(api, payload, topic, "evt-dup" if n in (4, 5) else f"evt-{n}")
         with recorder.running("ProfileFunction"):
             deliver_to_profile_function(aws)
-    # A bus failure: the dedupe claim is released, so the retry is processed.
+    # A bus failure: the webhook answers 503 (the provider retries) and has written nothing.
     monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")
     bootstrap.reset()
     with recorder.running("WebhookFunction"):
@@ -360,16 +357,13 @@ def _on(grants: set[tuple[str, str]], table: str) -> set[str]:
 
 def test_least_privilege_boundaries():
     grants = granted(Template(TEMPLATE))
-    # The management API never touches webhook dedupe, and writes no profile, only deletes it (erasure).
-    assert _on(grants["ApiFunction"], "IdempotencyTable") == set()
+    # The management API writes no profile, only deletes it (erasure).
     assert _on(grants["ApiFunction"], "ProfilesTable") & WRITES == {"DeleteItem"}
     assert _on(grants["ApiFunction"], "HistoryTable") & WRITES == {"BatchWriteItem"}  # erasure's deletes
     # Webhooks see no profile data at all.
     for table in ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable"):
         assert _on(grants["WebhookFunction"], table) == set(), table
-    # Only webhooks claim deliveries; the sweep and the backfill neither read identities nor carts.
-    for function in ("ProfileFunction", "InactivitySweepFunction", "BackfillFunction"):
-        assert _on(grants[function], "IdempotencyTable") == set(), function
+    # The sweep and the backfill neither read identities nor carts.
     for function in ("InactivitySweepFunction", "BackfillFunction"):
         assert _on(grants[function], "AliasesTable") == set(), function
         assert _on(grants[function], "CatalogTable") == set(), function
@@ -383,7 +377,7 @@ def test_least_privilege_boundaries():
     for function in ("EspSyncFunction", "EspReconcileFunction"):
         written = {r for a, r in grants[function] if a in WRITES}
         assert written == {"EspSyncTable"}, function
-        assert _on(grants[function], "IdempotencyTable") == set() and _on(grants[function], "HistoryTable") == set()
+        assert _on(grants[function], "HistoryTable") == set()
     # The due index is queried by the sweep only.
     assert {f for f, pairs in grants.items() for a, r in pairs if "/index/" in r} == {"InactivitySweepFunction"}
 

@@ -13,7 +13,7 @@ import json
 import boto3
 import pytest
 from segmentation import bootstrap
-from support import signed_shopify
+from support import ROOT, signed_shopify
 
 ORDER = {
     "id": 5551234567890, "email": "Ana.Lopez@Example.com", "created_at": "2024-05-14T10:22:31-04:00",
@@ -50,11 +50,30 @@ def test_signed_order_is_published_as_one_customer_event(api, aws):
     assert detail["occurred_at"].startswith("2024-05-14T14:22:31")
 
 
-def test_the_same_delivery_twice_is_published_once(fake_api, fakes):
-    body, headers = signed_shopify(ORDER, event_id="evt-dup")
-    assert fake_api("POST", "/webhooks/shopify", body, headers).status == 200
-    assert fake_api("POST", "/webhooks/shopify", body, headers).status == 200
-    assert len(fakes.queued()) == 1
+def test_a_redelivery_is_published_again_with_the_same_event_ids_and_the_profile_counts_it_once(fake_api, fakes):
+    """No dedupe table (issue 13): a provider's retry is accepted and published again, with the event
+    ids the adapters derive from the signed content, and the profile path applies it once. A page
+    view is the case that matters: orders, checkouts and email events are also keyed by their own ids
+    inside the profile, browsing is not."""
+    from datetime import UTC, datetime
+
+    from segctl.signing import segment_headers
+
+    view = json.loads((ROOT / "events/segment/product-viewed.json").read_text())
+    view["timestamp"] = datetime.now(UTC).isoformat()
+    view["context"]["traits"] = {"email": ORDER["customer"]["email"]}
+    body = json.dumps(view).encode()
+    headers = segment_headers(fakes.secrets.values["segment"], body)
+    order, order_headers = signed_shopify(ORDER, event_id="evt-dup")
+    for _ in range(2):
+        assert fake_api("POST", "/webhooks/segment", body, headers).status == 200
+        assert fake_api("POST", "/webhooks/shopify", order, order_headers).status == 200
+    queued = fakes.queued()
+    assert len(queued) == 4 and len({m["detail"]["event_id"] for m in queued}) == 2
+    fakes.deliver()
+    profile = fakes.store.find(f"email#{ORDER['customer']['email']}")
+    assert len(profile.orders) == 1
+    assert profile.totals["product_viewed"].n == 1 and len(profile.browse["product_viewed"].t) == 1
 
 
 def test_base64_encoded_body_from_api_gateway_verifies(fake_api, fakes):
@@ -147,7 +166,7 @@ def test_rotated_secret_both_values_verify(fake_api, fakes):
     assert fake_api("POST", "/webhooks/shopify", body, headers).status == 401
 
 
-def test_shopify_through_eventbridge_is_normalised_and_deduplicated_like_https(fakes):
+def test_shopify_through_eventbridge_is_normalised_and_published_like_https(fakes):
     from segctl.runtime import context_for, load_handler
 
     template = fakes.template
@@ -160,12 +179,13 @@ def test_shopify_through_eventbridge_is_normalised_and_deduplicated_like_https(f
                                      "X-Shopify-Event-Id": "evt-eb-1"},
                         "payload": ORDER}}
     assert handler(event, context_for(template, "WebhookFunction"))["accepted"] == 1
-    assert handler(event, context_for(template, "WebhookFunction"))["status"] == "accepted"  # duplicate
-    [message] = fakes.queued()
+    assert handler(event, context_for(template, "WebhookFunction"))["status"] == "accepted"  # a retry
+    message, again = fakes.queued()  # published again, with the same event id (the profile path dedupes)
+    assert message["detail"]["event_id"] == again["detail"]["event_id"]
     assert message["detail"]["identity"]["email"] == "ana.lopez@example.com"
     bad = {**event, "detail": {"metadata": {}, "payload": ORDER}, "detail-type": ""}
     assert handler(bad, context_for(template, "WebhookFunction"))["status"] == "rejected"
-    assert len(fakes.queued()) == 1
+    assert len(fakes.queued()) == 2
 
 
 def test_the_partner_rule_exists_only_when_a_source_is_configured():

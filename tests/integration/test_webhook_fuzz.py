@@ -34,8 +34,8 @@ def stored(template) -> bool:
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=template.physical_name("ProfileQueue"))["QueueUrl"]
     queued = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    dedupe = boto3.client("dynamodb").scan(TableName=template.physical_name("IdempotencyTable"))["Items"]
-    return int(queued["Attributes"]["ApproximateNumberOfMessages"]) > 0 or bool(dedupe)
+    learnt = boto3.client("dynamodb").scan(TableName=template.physical_name("CatalogTable"))["Items"]
+    return int(queued["Attributes"]["ApproximateNumberOfMessages"]) > 0 or bool(learnt)
 
 
 def test_every_documented_source_has_a_parser():

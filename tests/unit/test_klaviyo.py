@@ -127,7 +127,7 @@ def test_vector_end_to_end_is_accepted_but_names_nobody():
     result = parse(request(VECTOR_BODY, signature=VECTOR_SIGNATURE))
     assert result.events == []
     assert "no profile" in result.ignored_reason
-    assert result.dedupe_key == "klaviyo#01HXEXAMPLE00000000000001"
+    assert result.delivery_key == "klaviyo#01HXEXAMPLE00000000000001"
 
 
 def test_vector_click_with_a_profile_is_normalised():
@@ -385,7 +385,7 @@ def test_empty_batch_is_acknowledged():
     result = parse(request(batch()))
     assert result.events == []
     assert result.ignored_reason == "empty batch"
-    assert result.dedupe_key.startswith("klaviyo#")
+    assert result.delivery_key.startswith("klaviyo#")
 
 
 # -- dedupe ----------------------------------------------------------------------------------------
@@ -395,21 +395,21 @@ def test_same_delivery_twice_gives_the_same_key_and_event_ids():
     body = batch(entry("event:klaviyo.opened_email", "01HEV1", props=MESSAGE_PROPS),
                  entry("event:klaviyo.clicked_email", "01HEV2", props=MESSAGE_PROPS))
     first, second = parse(request(body)), parse(request(body))
-    assert first.dedupe_key == second.dedupe_key
+    assert first.delivery_key == second.delivery_key
     assert [e.event_id for e in first.events] == [e.event_id for e in second.events]
 
 
-def test_dedupe_key_comes_from_the_external_ids():
+def test_delivery_key_comes_from_the_external_ids():
     one = parse(request(batch(entry("event:klaviyo.opened_email", "01HEV1"))))
-    assert one.dedupe_key == "klaviyo#01HEV1"
+    assert one.delivery_key == "klaviyo#01HEV1"
     a = entry("event:klaviyo.opened_email", "01HEV1")
     b = entry("event:klaviyo.clicked_email", "01HEV2")
     ab, ba = parse(request(batch(a, b))), parse(request(batch(b, a)))
-    assert ab.dedupe_key == ba.dedupe_key
-    assert ab.dedupe_key != one.dedupe_key
+    assert ab.delivery_key == ba.delivery_key
+    assert ab.delivery_key != one.delivery_key
     # a re-signed retry with a new delivery timestamp is still the same delivery
     retry = request(batch(a, b), timestamp="Tue, 14 May 2024 14:24:00 GMT")
-    assert parse(retry, now=VECTOR_NOW + 90).dedupe_key == ab.dedupe_key
+    assert parse(retry, now=VECTOR_NOW + 90).delivery_key == ab.delivery_key
 
 
 def test_the_same_event_in_another_batch_keeps_its_event_id():
@@ -417,7 +417,7 @@ def test_the_same_event_in_another_batch_keeps_its_event_id():
     alone = only_event(parse(request(batch(a))))
     together = parse(request(batch(a, entry("event:klaviyo.clicked_email", "01HEV2"))))
     assert together.events[0].event_id == alone.event_id
-    assert together.dedupe_key != "klaviyo#01HEV1"
+    assert together.delivery_key != "klaviyo#01HEV1"
 
 
 def test_an_event_repeated_inside_a_batch_is_emitted_once():
@@ -529,7 +529,7 @@ def parse_or_error(req: WebhookRequest, now: int = VECTOR_NOW) -> Normalised | W
         assert exc.reason
         return exc
     assert isinstance(result, Normalised)
-    assert result.dedupe_key.startswith("klaviyo#")
+    assert result.delivery_key.startswith("klaviyo#")
     for event in result.events:
         assert not event.identity.is_empty()
         assert event.occurred_at.utcoffset().total_seconds() == 0

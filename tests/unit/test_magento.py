@@ -399,24 +399,24 @@ def test_runtime_action_wrapped_event_is_understood():
 # -- dedupe ----------------------------------------------------------------------------------------------
 
 
-def test_retry_of_the_same_event_has_the_same_dedupe_key_and_event_id():
+def test_retry_of_the_same_event_has_the_same_delivery_key_and_event_id():
     first = parse(request(BODY, **{"x-adobe-retry-count": "0"}))
     retry = parse(request(BODY, sig1="", sig2=rsa_sign(BODY, KEY2), **{"x-adobe-retry-count": "3"}))
-    assert first.dedupe_key == retry.dedupe_key == "magento#e501d499-cfc8-450d-bc42-8637bbf12601"
+    assert first.delivery_key == retry.delivery_key == "magento#e501d499-cfc8-450d-bc42-8637bbf12601"
     assert only_event(first).event_id == only_event(retry).event_id
 
 
-def test_dedupe_key_prefers_the_signed_event_id_over_the_header():
+def test_delivery_key_prefers_the_signed_event_id_over_the_header():
     a = parse(request(BODY, **{"x-adobe-event-id": "forged-1"}))
     b = parse(request(BODY, **{"x-adobe-event-id": "forged-2"}))
-    assert a.dedupe_key == b.dedupe_key
+    assert a.delivery_key == b.delivery_key
 
 
-def test_dedupe_key_falls_back_to_the_header_then_the_body():
+def test_delivery_key_falls_back_to_the_header_then_the_body():
     body = {k: v for k, v in envelope(ORDER_TYPE, ORDER).items() if k not in ("event_id", "id")}
-    assert parse(request(body, **{"x-adobe-event-id": "hdr-1"})).dedupe_key == "magento#hdr-1"
+    assert parse(request(body, **{"x-adobe-event-id": "hdr-1"})).delivery_key == "magento#hdr-1"
     no_header = parse(request(body, **{"x-adobe-event-id": None}))
-    assert no_header.dedupe_key.startswith("magento#sha256:")
+    assert no_header.delivery_key.startswith("magento#sha256:")
 
 
 def test_two_saves_of_one_order_are_two_versions_of_the_same_order():
@@ -442,9 +442,9 @@ def test_batch_gives_every_event_and_an_order_independent_key():
     result = parse(request(events, content_type="application/cloudevents-batch+json"))
     assert [e.type for e in result.events] == [EventType.ORDER, EventType.CUSTOMER]
     reordered = parse(request(list(reversed(events))))
-    assert result.dedupe_key == reordered.dedupe_key
-    assert result.dedupe_key.startswith("magento#batch:")
-    assert parse(request(events[:2])).dedupe_key != result.dedupe_key
+    assert result.delivery_key == reordered.delivery_key
+    assert result.delivery_key.startswith("magento#batch:")
+    assert parse(request(events[:2])).delivery_key != result.delivery_key
 
 
 # -- customers and newsletter ------------------------------------------------------------------------------
@@ -659,8 +659,8 @@ def outcome(req: WebhookRequest, secrets=None):
         return exc
     assert isinstance(result, Normalised | Handshake)
     if isinstance(result, Normalised):
-        assert result.dedupe_key.startswith("magento#")
-        result.dedupe_key.encode("utf-8")  # storable as a DynamoDB key
+        assert result.delivery_key.startswith("magento#")
+        result.delivery_key.encode("utf-8")  # storable as a DynamoDB key
         for event in result.events:
             event.model_dump_json()  # publishable on the bus
             assert event.source == "magento"
@@ -727,10 +727,10 @@ def test_wrong_signature_is_never_normalised(event, data):
         magento.parse(req, secrets_for(), 0)
 
 
-def test_lone_surrogates_are_malformed_and_never_reach_the_dedupe_key():
+def test_lone_surrogates_are_malformed_and_never_reach_the_delivery_key():
     with pytest.raises(MalformedPayloadError) as exc:
         parse(request(body_with(dict(ORDER, customer_firstname="\ud800"))))
     assert "Unicode" in exc.value.reason
     odd_id = json.dumps(envelope("com.adobe.commerce.observer.catalog_product_save_after", {}, event_id="\udfff"))
     result = parse(request(odd_id.encode(), **{"x-adobe-event-id": None}))
-    assert result.dedupe_key.startswith("magento#sha256:")
+    assert result.delivery_key.startswith("magento#sha256:")

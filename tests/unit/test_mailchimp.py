@@ -291,7 +291,7 @@ def test_campaign_event_is_acknowledged_with_no_events():
     result = parse(request(CAMPAIGN))
     assert result.events == []
     assert "campaign" in result.ignored_reason
-    assert result.dedupe_key.startswith("mailchimp#")
+    assert result.delivery_key.startswith("mailchimp#")
 
 
 def test_unknown_type_is_acknowledged_with_no_events():
@@ -335,17 +335,17 @@ def test_percent_encoded_unicode_is_decoded():
 # -- dedupe -------------------------------------------------------------------------------------
 
 
-def test_same_delivery_twice_has_the_same_dedupe_key_and_event_id():
+def test_same_delivery_twice_has_the_same_delivery_key_and_event_id():
     a, b = parse(request(SUBSCRIBE)), parse(request(SUBSCRIBE))
-    assert a.dedupe_key == b.dedupe_key
+    assert a.delivery_key == b.delivery_key
     assert only_event(a).event_id == only_event(b).event_id
-    assert a.dedupe_key.startswith("mailchimp#")
+    assert a.delivery_key.startswith("mailchimp#")
 
 
 def test_a_retry_with_fields_in_another_order_is_the_same_delivery():
     a = parse(request(SUBSCRIBE))
     b = parse(request(list(reversed(SUBSCRIBE))))
-    assert a.dedupe_key == b.dedupe_key
+    assert a.delivery_key == b.delivery_key
     assert only_event(a).event_id == only_event(b).event_id
 
 
@@ -353,29 +353,29 @@ def test_a_retry_with_fields_in_another_order_is_the_same_delivery():
     {"fired_at": "2024-05-14 14:22:32"}, {"type": "profile"}, {"data_list_id": "other_list"},
     {"data_id": "ffffffffff"},
 ])
-def test_a_different_fact_has_a_different_dedupe_key_and_event_id(change):
+def test_a_different_fact_has_a_different_delivery_key_and_event_id(change):
     a, b = parse(request(SUBSCRIBE)), parse(request(form(SUBSCRIBE, **change)))
-    assert a.dedupe_key != b.dedupe_key
+    assert a.delivery_key != b.delivery_key
     assert only_event(a).event_id != only_event(b).event_id
 
 
 def test_without_member_id_the_email_identifies_the_delivery():
     a = parse(request(CLEANED))
     b = parse(request(form(CLEANED, data_email="other@example.org")))
-    assert a.dedupe_key != b.dedupe_key
+    assert a.delivery_key != b.delivery_key
 
 
 def test_email_changes_to_different_addresses_are_different_deliveries():
     a = parse(request(UPEMAIL))
     b = parse(request(form(UPEMAIL, data_new_email="third@example.com", data_new_id="0000000001")))
-    assert a.dedupe_key != b.dedupe_key
+    assert a.delivery_key != b.delivery_key
 
 
-def test_the_token_is_not_part_of_the_dedupe_key():
+def test_the_token_is_not_part_of_the_delivery_key():
     result = parse(request(SUBSCRIBE))
-    assert TOKEN not in result.dedupe_key
+    assert TOKEN not in result.delivery_key
     rotated = parse(request(SUBSCRIBE, token="mc_new"), [b"mc_new"])
-    assert rotated.dedupe_key == result.dedupe_key
+    assert rotated.delivery_key == result.delivery_key
 
 
 # -- malformed (token valid) --------------------------------------------------------------------
@@ -472,7 +472,7 @@ def outcome(req: WebhookRequest):
         return exc
     assert isinstance(result, Normalised | Handshake)
     if isinstance(result, Normalised):
-        assert result.dedupe_key.startswith("mailchimp#")
+        assert result.delivery_key.startswith("mailchimp#")
         for event in result.events:
             assert event.source == "mailchimp" and not event.identity.is_empty()
             assert event.occurred_at.utcoffset().total_seconds() == 0 and event.occurred_at.microsecond == 0

@@ -274,17 +274,17 @@ def test_batch_of_many_recipients():
 def test_same_delivery_twice_gives_the_same_key_and_event_ids():
     batch = [message_event("open"), message_event("click", url="https://a.example/")]
     first, second = deliver(batch), deliver(batch)
-    assert first.dedupe_key == second.dedupe_key
-    assert first.dedupe_key.startswith("mandrill#")
+    assert first.delivery_key == second.delivery_key
+    assert first.delivery_key.startswith("mandrill#")
     assert [e.event_id for e in first.events] == [e.event_id for e in second.events]
 
 
-def test_dedupe_key_ignores_serialisation_and_order_but_not_content():
+def test_delivery_key_ignores_serialisation_and_order_but_not_content():
     a, b = message_event("open"), message_event("click", url="https://a.example/")
     base = deliver([a, b])
-    assert deliver(json.dumps([b, a], indent=2)).dedupe_key == base.dedupe_key
-    assert deliver([a, dict(b, ts=b["ts"] + 1)]).dedupe_key != base.dedupe_key
-    assert deliver([a]).dedupe_key != base.dedupe_key
+    assert deliver(json.dumps([b, a], indent=2)).delivery_key == base.delivery_key
+    assert deliver([a, dict(b, ts=b["ts"] + 1)]).delivery_key != base.delivery_key
+    assert deliver([a]).delivery_key != base.delivery_key
 
 
 def test_two_clicks_on_different_links_are_two_events():

@@ -215,7 +215,7 @@ def test_json_content_type_variants_are_accepted(content_type):
 def test_vector_product_added_end_to_end():
     result = parse(request(VECTOR_BODY, signature=VECTOR_SIGNATURE))
     event = only_event(result)
-    assert result.dedupe_key == "segment#ajs-next-1715696551000-7c1e"
+    assert result.delivery_key == "segment#ajs-next-1715696551000-7c1e"
     assert event.type == EventType.PRODUCT_ADDED
     assert event.source == "segment"
     assert event.occurred_at == T0
@@ -441,7 +441,7 @@ def test_message_without_any_identity_is_acknowledged_without_events():
 def test_unused_messages_are_acknowledged_without_events(m):
     result = parse(request(m))
     assert result.events == [] and result.ignored_reason
-    assert result.dedupe_key == "segment#m-1"
+    assert result.delivery_key == "segment#m-1"
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -472,16 +472,16 @@ def test_occurred_at_never_comes_from_the_clock():
 def test_same_delivery_twice_gives_same_key_and_event_id():
     a = parse(request(VECTOR_BODY, signature=VECTOR_SIGNATURE))
     b = parse(request(VECTOR_BODY, signature=VECTOR_SIGNATURE, method="PUT"))
-    assert a.dedupe_key == b.dedupe_key
+    assert a.delivery_key == b.delivery_key
     assert only_event(a).event_id == only_event(b).event_id
 
 
-def test_dedupe_key_is_the_message_id_whatever_else_changes():
+def test_delivery_key_is_the_message_id_whatever_else_changes():
     a = parse(request(msg(event="Product Viewed", properties={"price": 1})))
     b = parse(request(msg(event="Product Viewed", properties={"price": 2}, sentAt="2024-05-14T14:23:00Z")))
     c = parse(request(msg(event="Product Viewed", messageId="m-2")))
-    assert a.dedupe_key == b.dedupe_key == "segment#m-1"
-    assert c.dedupe_key == "segment#m-2"
+    assert a.delivery_key == b.delivery_key == "segment#m-1"
+    assert c.delivery_key == "segment#m-2"
     assert only_event(a).event_id != only_event(c).event_id
 
 
@@ -489,13 +489,13 @@ def test_without_message_id_the_verified_body_is_the_key():
     m = msg(event="Product Viewed", messageId=None)
     a, b = parse(request(m)), parse(request(m))
     other = parse(request(dict(m, timestamp="2024-05-14T14:22:32Z")))
-    assert a.dedupe_key == b.dedupe_key != other.dedupe_key
+    assert a.delivery_key == b.delivery_key != other.delivery_key
     assert only_event(a).event_id == only_event(b).event_id
 
 
 def test_odd_message_ids_are_hashed_into_a_safe_key():
     for mid in ("x" * 500, "a#b", "m-\ud800", "m-é"):
-        key = parse(request(msg(event="Coupon Applied", messageId=mid))).dedupe_key
+        key = parse(request(msg(event="Coupon Applied", messageId=mid))).delivery_key
         assert key.startswith("segment#sha256:") and key.isascii()
 
 
@@ -517,13 +517,13 @@ def test_batch_gives_one_event_per_message():
     assert len({e.event_id for e in result.events}) == 3
 
 
-def test_batch_dedupe_key_is_a_hash_of_its_message_ids():
+def test_batch_delivery_key_is_a_hash_of_its_message_ids():
     a, b = parse(request(batch())), parse(request(batch()))
-    assert a.dedupe_key == b.dedupe_key and a.dedupe_key.startswith("segment#batch:")
+    assert a.delivery_key == b.delivery_key and a.delivery_key.startswith("segment#batch:")
     assert [e.event_id for e in a.events] == [e.event_id for e in b.events]
     changed = batch()
     changed[1]["messageId"] = "b-9"
-    assert parse(request(changed)).dedupe_key != a.dedupe_key
+    assert parse(request(changed)).delivery_key != a.delivery_key
 
 
 def test_a_message_has_the_same_event_id_alone_or_in_a_batch():
@@ -705,8 +705,8 @@ def outcome(req: WebhookRequest):
         assert exc.reason
         return exc
     assert isinstance(result, Normalised)
-    assert result.dedupe_key.startswith("segment#")
-    result.dedupe_key.encode("utf-8")  # storable
+    assert result.delivery_key.startswith("segment#")
+    result.delivery_key.encode("utf-8")  # storable
     for event in result.events:
         assert event.source == "segment" and not event.identity.is_empty()
         assert event.occurred_at.utcoffset().total_seconds() == 0 and event.occurred_at.microsecond == 0

@@ -261,15 +261,15 @@ def test_empty_batch_is_acknowledged():
 def test_same_delivery_twice_gives_the_same_key_and_event_ids():
     batch = [sg_event("delivered"), sg_event("open")]
     first, second = parse(request(batch)), parse(request(batch, timestamp=str(NOW + 60)), now=NOW + 60)
-    assert first.dedupe_key == second.dedupe_key
-    assert first.dedupe_key.startswith("sendgrid#")
+    assert first.delivery_key == second.delivery_key
+    assert first.delivery_key.startswith("sendgrid#")
     assert [e.event_id for e in first.events] == [e.event_id for e in second.events]
 
 
-def test_dedupe_key_is_the_set_of_sg_event_ids():
+def test_delivery_key_is_the_set_of_sg_event_ids():
     a, b = sg_event("delivered"), sg_event("open")
-    assert parse(request([a, b])).dedupe_key == parse(request([b, a])).dedupe_key
-    assert parse(request([a])).dedupe_key != parse(request([a, b])).dedupe_key
+    assert parse(request([a, b])).delivery_key == parse(request([b, a])).delivery_key
+    assert parse(request([a])).delivery_key != parse(request([a, b])).delivery_key
     # an event keeps its id whatever batch it is retried in
     assert parse(request([b])).events[0].event_id == parse(request([a, b])).events[1].event_id
 

@@ -196,33 +196,33 @@ def test_occurred_at_comes_from_the_payload_not_the_delivery_headers():
     assert only_event(parse(req)).occurred_at == datetime(2024, 5, 14, 14, 22, 31, tzinfo=UTC)
 
 
-def test_same_delivery_twice_gives_same_event_id_and_dedupe_key():
+def test_same_delivery_twice_gives_same_event_id_and_delivery_key():
     first, second = parse(request(VECTOR_BODY)), parse(request(VECTOR_BODY))
-    assert first.dedupe_key == second.dedupe_key
+    assert first.delivery_key == second.delivery_key
     assert only_event(first).event_id == only_event(second).event_id
 
 
-def test_dedupe_key_uses_event_id_across_deliveries():
+def test_delivery_key_uses_event_id_across_deliveries():
     a = parse(request(VECTOR_BODY, event_id="evt-1", webhook_id="wh-1"))
     b = parse(request(VECTOR_BODY, event_id="evt-1", webhook_id="wh-2"))
     c = parse(request(VECTOR_BODY, event_id="evt-2", webhook_id="wh-1"))
-    assert "evt-1" in a.dedupe_key
-    assert a.dedupe_key == b.dedupe_key
-    assert a.dedupe_key != c.dedupe_key
+    assert "evt-1" in a.delivery_key
+    assert a.delivery_key == b.delivery_key
+    assert a.delivery_key != c.delivery_key
 
 
-def test_dedupe_key_falls_back_to_webhook_id():
+def test_delivery_key_falls_back_to_webhook_id():
     a = parse(request(VECTOR_BODY, event_id=None, webhook_id="wh-1"))
     b = parse(request(VECTOR_BODY, event_id=None, webhook_id="wh-2"))
-    assert "wh-1" in a.dedupe_key
-    assert a.dedupe_key != b.dedupe_key
+    assert "wh-1" in a.delivery_key
+    assert a.delivery_key != b.delivery_key
 
 
-def test_dedupe_key_separates_shops_and_topics():
+def test_delivery_key_separates_shops_and_topics():
     base = parse(request(VECTOR_BODY))
     other_shop = parse(request(VECTOR_BODY, **{"x-shopify-shop-domain": "other.myshopify.com"}))
     other_topic = parse(request(VECTOR_BODY, topic="orders/updated"))
-    assert len({base.dedupe_key, other_shop.dedupe_key, other_topic.dedupe_key}) == 3
+    assert len({base.delivery_key, other_shop.delivery_key, other_topic.delivery_key}) == 3
 
 
 def test_new_version_of_an_order_gets_a_new_event_id():
@@ -335,7 +335,7 @@ def test_unknown_topic_is_acknowledged_with_no_events(topic):
     result = parse(request(VECTOR_BODY, topic=topic))
     assert result.events == []
     assert result.ignored_reason
-    assert topic in result.dedupe_key
+    assert topic in result.delivery_key
 
 
 # -- parse: rejections --------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def parse_or_webhook_error(req: WebhookRequest) -> Normalised | WebhookError:
         assert exc.reason
         return exc
     assert isinstance(result, Normalised)
-    assert result.dedupe_key
+    assert result.delivery_key
     for event in result.events:
         assert event.source == "shopify"
         assert not event.identity.is_empty()

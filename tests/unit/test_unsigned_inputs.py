@@ -266,7 +266,7 @@ def test_a_forged_delivery_id_cannot_claim_a_genuine_delivery():
     """The delivery id is unsigned: a replayed body sent with the id of a genuine delivery to come must not
     share its dedupe key (else the genuine one would be dropped as a duplicate). Same bytes, same key."""
     order = SHOPIFY_BODIES["orders/create"]  # every delivery below carries X-Shopify-Event-Id: evt-1
-    genuine = shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).dedupe_key
+    genuine = shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).delivery_key
     forged = shopify_delivery("orders/create", {**order, "id": 1999})
-    assert shopify.parse(forged, lookup(SECRETS), NOW).dedupe_key != genuine
-    assert shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).dedupe_key == genuine
+    assert shopify.parse(forged, lookup(SECRETS), NOW).delivery_key != genuine
+    assert shopify.parse(shopify_delivery("orders/create", order), lookup(SECRETS), NOW).delivery_key == genuine

@@ -201,10 +201,6 @@ def test_ingest_checks_times_against_its_own_clock():
         def for_source(self, name):
             return [b"s3cret"]
 
-    class Dedupe:
-        def once(self, key, action):
-            return action()
-
     published = []
 
     class Publisher:
@@ -212,7 +208,7 @@ def test_ingest_checks_times_against_its_own_clock():
             published.extend(events)
 
     arrival = int(datetime(2090, 6, 1, tzinfo=UTC).timestamp())
-    ingest = WebhookIngest(Secrets(), Dedupe(), Publisher(), 65536, clock=lambda: arrival)
+    ingest = WebhookIngest(Secrets(), Publisher(), 65536, clock=lambda: arrival)
 
     def deliver(when: str):
         body = json.dumps({"type": "page", "userId": "u1", "messageId": when, "timestamp": when}).encode()

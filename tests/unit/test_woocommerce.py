@@ -392,19 +392,19 @@ def test_order_restored_is_normalised_like_an_update():
 # -- dedupe -----------------------------------------------------------------------------------------
 
 
-def test_same_delivery_twice_gives_same_dedupe_key_and_event_id():
+def test_same_delivery_twice_gives_same_delivery_key_and_event_id():
     first = parse(request(VECTOR_BODY, **{"x-wc-webhook-delivery-id": "aaa"}))
     second = parse(request(VECTOR_BODY, **{"x-wc-webhook-delivery-id": "bbb"}))  # regenerated per attempt
-    assert first.dedupe_key == second.dedupe_key
-    assert first.dedupe_key.startswith("woocommerce#")
+    assert first.delivery_key == second.delivery_key
+    assert first.delivery_key.startswith("woocommerce#")
     assert only_event(first).event_id == only_event(second).event_id
 
 
-def test_dedupe_key_separates_sites_webhooks_and_bodies():
-    base = parse(request(ORDER)).dedupe_key
-    other_site = parse(request(ORDER, **{"x-wc-webhook-source": "https://other.example.com/"})).dedupe_key
-    other_hook = parse(request(ORDER, **{"x-wc-webhook-id": "18"})).dedupe_key
-    other_body = parse(request(dict(ORDER, date_modified_gmt="2024-05-15T10:00:00"))).dedupe_key
+def test_delivery_key_separates_sites_webhooks_and_bodies():
+    base = parse(request(ORDER)).delivery_key
+    other_site = parse(request(ORDER, **{"x-wc-webhook-source": "https://other.example.com/"})).delivery_key
+    other_hook = parse(request(ORDER, **{"x-wc-webhook-id": "18"})).delivery_key
+    other_body = parse(request(dict(ORDER, date_modified_gmt="2024-05-15T10:00:00"))).delivery_key
     assert len({base, other_site, other_hook, other_body}) == 4
 
 
@@ -421,9 +421,9 @@ def test_created_and_updated_deliveries_of_the_same_state_share_the_event_id():
     assert created.event_id == updated.event_id
 
 
-def test_oversized_unsigned_headers_are_cut_in_the_dedupe_key():
+def test_oversized_unsigned_headers_are_cut_in_the_delivery_key():
     result = parse(request(ORDER, **{"x-wc-webhook-source": "https://x.example/" + "a" * 5000}))
-    assert len(result.dedupe_key) < 600
+    assert len(result.delivery_key) < 600
     assert len(only_event(result).shop) <= 200
 
 
@@ -670,8 +670,8 @@ def outcome(req: WebhookRequest):
         return exc
     assert isinstance(result, Normalised | Handshake)
     if isinstance(result, Normalised):
-        assert result.dedupe_key.startswith("woocommerce#")
-        result.dedupe_key.encode("utf-8")  # storable as a DynamoDB key
+        assert result.delivery_key.startswith("woocommerce#")
+        result.delivery_key.encode("utf-8")  # storable as a DynamoDB key
         for event in result.events:
             event.model_dump_json()  # publishable on the bus
             assert event.source == "woocommerce"

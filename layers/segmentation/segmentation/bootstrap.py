@@ -35,7 +35,6 @@ if TYPE_CHECKING:
         ProfileStore,
         ShopStore,
         SyncStateStore,
-        WebhookDeduplicator,
         WebhookSecretStore,
         WorkQueue,
     )
@@ -173,14 +172,6 @@ def secrets() -> WebhookSecretStore:
 
 
 @_component
-def deduplicator() -> WebhookDeduplicator:
-    from .infra.idempotency import Deduplicator
-
-    s = settings()
-    return Deduplicator(s.idempotency_table, s.dedupe_ttl_days * 86400, client=_client("dynamodb"))
-
-
-@_component
 def backfill_queue() -> WorkQueue | None:
     """The backfill's queue; None where BACKFILL_QUEUE_URL is not set (``segctl backfill`` works locally)."""
     from .infra.queue import SqsWorkQueue
@@ -193,8 +184,8 @@ def backfill_queue() -> WorkQueue | None:
 def webhook_ingest() -> WebhookIngest:
     from .service.ingest import WebhookIngest
 
-    return WebhookIngest(secrets=secrets(), dedupe=deduplicator(), publisher=publisher(),
-                         max_body_bytes=settings().max_body_bytes, shops=shop_store())
+    return WebhookIngest(secrets=secrets(), publisher=publisher(), max_body_bytes=settings().max_body_bytes,
+                         shops=shop_store())
 
 
 @_component

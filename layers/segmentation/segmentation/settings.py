@@ -22,7 +22,6 @@ class Settings(BaseModel):
     profiles_table: str = Field(alias="PROFILES_TABLE")
     aliases_table: str = Field(alias="ALIASES_TABLE")
     memberships_table: str = Field(alias="MEMBERSHIPS_TABLE")
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     catalog_table: str = Field(alias="CATALOG_TABLE")
     history_table: str = Field(alias="HISTORY_TABLE")
     #: membership history older than this is not shown, and DynamoDB's TTL deletes it
@@ -30,7 +29,6 @@ class Settings(BaseModel):
     event_bus_name: str = Field(alias="EVENT_BUS_NAME")
     webhook_secret_id: str = Field(alias="WEBHOOK_SECRET_ARN")
     max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=1_048_576, gt=0)
-    dedupe_ttl_days: int = Field(alias="DEDUPE_TTL_DAYS", default=14, gt=0)
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
     due_shards: int = Field(alias="DUE_SHARDS", default=32, ge=1, le=1000)
     backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)

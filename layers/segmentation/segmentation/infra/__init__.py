@@ -2,6 +2,6 @@
 
 :mod:`.profile_store` (profiles, aliases, memberships, history), :mod:`.shop_store` (what the
 webhook path learns about a shop: products, carts), :mod:`.publisher` (EventBridge),
-:mod:`.idempotency` (webhook delivery dedupe), :mod:`.secrets` (webhook secrets), :mod:`.queue`
+:mod:`.secrets` (webhook secrets), :mod:`.queue`
 (SQS work queues). Each implements a port of :mod:`segmentation.service.ports`.
 """

@@ -1,4 +1,10 @@
-"""Webhook ingestion: verify, normalise, dedupe, publish. Returns what to answer the sender."""
+"""Webhook ingestion: verify, normalise, publish. Returns what to answer the sender.
+
+There is no delivery dedupe here: a provider's retry (or a replay of a signed body) is published
+again with the same event ids, which the adapters derive from the signed content, and the profile
+path recognises it (docs/architecture.md, "Delivery guarantees"). Consumers of ``CustomerEvent``
+dedupe on ``event_id``, as EventBridge's at-least-once delivery requires of them anyway.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from ..sources import MODULES, shopify
 from ..sources.errors import PayloadTooLargeError, WebhookError
 from ..sources.fields import receiving_at
 from ..sources.request import Handshake, Normalised, SecretLookup, WebhookRequest
-from .ports import CustomerEventPublisher, ShopStore, WebhookDeduplicator, WebhookSecretStore
+from .ports import CustomerEventPublisher, ShopStore, WebhookSecretStore
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 #: the sources with an adapter module ``segmentation.sources.<module>`` exposing ``parse``; a module is
@@ -32,16 +38,15 @@ class Reply:
     status: int
     body: dict | str = field(default_factory=dict)  # a str is sent as is (handshakes)
     content_type: str = "application/json"
+    delivery: str | None = None  # the accepted delivery's key (for the log line)
 
 
 class WebhookIngest:
-    def __init__(self, secrets: WebhookSecretStore, dedupe: WebhookDeduplicator, publisher: CustomerEventPublisher,
-                 max_body_bytes: int, clock: Callable[[], int] = lambda: int(time.time()),
+    def __init__(self, secrets: WebhookSecretStore, publisher: CustomerEventPublisher, max_body_bytes: int, clock: Callable[[], int] = lambda: int(time.time()),
                  shops: ShopStore | None = None):
         """``shops``: where product categories and carts are learnt; without it events go out as sent."""
         self.shops = shops
         self.secrets = secrets
-        self.dedupe = dedupe
         self.publisher = publisher
         self.max_body_bytes = max_body_bytes
         self.clock = clock
@@ -68,20 +73,17 @@ class WebhookIngest:
         except ValueError:
             return Reply(400, {"error": "MalformedPayloadError", "reason": "the body holds text that is not valid Unicode"})
 
-        return Reply(200, self._accept(normalised))
+        return Reply(200, self._accept(normalised), delivery=normalised.delivery_key)
 
     def _accept(self, normalised: Normalised) -> dict:
-        def publish() -> dict:
-            events = list(normalised.events)
-            if self.shops is not None:
-                for product in normalised.products:
-                    self.shops.put_product(product.shop, product.product_id, product.category)
-                events = self._with_categories(events + self._cart_additions(normalised))
-            if events:
-                self.publisher.publish_events(events)
-            return {"accepted": len(events)}
-
-        body = {"status": "accepted", **self.dedupe.once(normalised.dedupe_key, publish)}
+        events = list(normalised.events)
+        if self.shops is not None:
+            for product in normalised.products:
+                self.shops.put_product(product.shop, product.product_id, product.category)
+            events = self._with_categories(events + self._cart_additions(normalised))
+        if events:
+            self.publisher.publish_events(events)
+        body: dict = {"status": "accepted", "accepted": len(events)}
         if normalised.ignored_reason:
             body["ignored"] = normalised.ignored_reason
         return body
@@ -133,7 +135,7 @@ class WebhookIngest:
         return out
 
     def handle_shopify_eventbridge(self, event: dict) -> dict:
-        """Shopify through its EventBridge partner source: the same normalising, dedupe and publish.
+        """Shopify through its EventBridge partner source: the same normalising and publish.
         Bad input is reported and dropped (a retry cannot fix it); faults raise, so EventBridge retries."""
         try:
             now = self.clock()

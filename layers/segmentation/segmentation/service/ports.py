@@ -11,7 +11,7 @@ from :mod:`segmentation.infra`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,10 +30,6 @@ class ConcurrentUpdateError(ConflictError):
 
 class InvalidCursorError(InvalidInputError):
     """A pagination cursor that this API did not issue."""
-
-
-class DeliveryInProgressError(ConflictError):
-    """The same delivery is being processed right now by another invocation."""
 
 
 @dataclass
@@ -237,18 +233,6 @@ class CustomerEventPublisher(Protocol):
     """Puts canonical events on the bus (the webhook path)."""
 
     def publish_events(self, events: Iterable[CustomerEvent]) -> None: ...
-
-
-class WebhookDeduplicator(Protocol):
-    def once(self, key: str, action: Callable[[], dict]) -> dict:
-        """Run ``action`` once per delivery ``key`` and return its result; a delivery completed
-        before returns the stored result without running it. Raises
-        :class:`DeliveryInProgressError` while another invocation holds the same key."""
-        ...
-
-    def register_lambda_context(self, context: Any) -> None:
-        """Lets a claim expire with the invocation if the function times out."""
-        ...
 
 
 class WebhookSecretStore(Protocol):

@@ -25,8 +25,8 @@ Choices where Klaviyo's documentation is silent (UNCONFIRMED):
   counts as hard.
 * ``occurred_at`` is ``attributes.datetime`` (falls back to ``attributes.timestamp``, epoch
   seconds); ``meta.timestamp`` and the header are delivery times and never used for it.
-* Dedupe key: the batch's ``external_id`` values (one: the id itself; several: a hash of the sorted
-  ids). Retries of the same batch give the same key, and every event's id is stable on its own.
+* Delivery key (logged): the batch's ``external_id`` values (one: the id itself; several: a hash of
+  the sorted ids). Every event's id is stable on its own, so a retried event counts once.
 """
 
 from __future__ import annotations
@@ -169,13 +169,13 @@ def normalise(payload: dict, body: bytes) -> Normalised:
 
     event_list, ignored, keys = collect_batch(data, one, label=lambda i: f"data[{i}]")
     if not keys:
-        dedupe = "empty:" + hashlib.sha256(body).hexdigest()[:40]
+        delivery = "empty:" + hashlib.sha256(body).hexdigest()[:40]
     elif len(keys) == 1:
-        dedupe = keys[0]
+        delivery = keys[0]
     else:
-        dedupe = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:40]
+        delivery = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:40]
     reason = batch_reason(len(data), ignored)
-    return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#{delivery}", list(event_list), ignored_reason=reason)
 
 
 

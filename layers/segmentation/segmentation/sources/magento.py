@@ -189,7 +189,7 @@ def normalise(payload: Any, body: bytes, header_event_id: str | None = None,
         delivery = "batch:" + hashlib.sha256("\x1f".join(sorted(ids)).encode()).hexdigest()
     else:
         delivery = "sha256:" + hashlib.sha256(body).hexdigest()
-    dedupe_key = f"{SOURCE}#{delivery}"
+    delivery_key = f"{SOURCE}#{delivery}"
     events: list[CustomerEvent] = []
     reasons: list[str] = []
     for envelope in envelopes:
@@ -201,8 +201,8 @@ def normalise(payload: Any, body: bytes, header_event_id: str | None = None,
             reasons.append(reason)
     reason = "; ".join(dict.fromkeys(reasons))[:300] or None
     if not events:
-        return Normalised(dedupe_key, [], ignored_reason=reason or "nothing to use")
-    return Normalised(dedupe_key, events, ignored_reason=reason)
+        return Normalised(delivery_key, [], ignored_reason=reason or "nothing to use")
+    return Normalised(delivery_key, events, ignored_reason=reason)
 
 
 def _envelope(item: Any) -> dict:

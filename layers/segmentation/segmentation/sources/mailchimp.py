@@ -13,7 +13,7 @@ reason or logged.
   ``cleaned`` become one ``CUSTOMER`` event each; ``campaign`` (and any unknown type) is
   acknowledged without events.
 
-Mailchimp sends no delivery id, so the dedupe key is a hash of what identifies the fact:
+Mailchimp sends no delivery id, so the delivery key (logged) is a hash of what identifies the fact:
 type, ``fired_at``, list id, member id (or email) and, for email changes, the new email.
 """
 
@@ -144,14 +144,14 @@ def normalise(form: dict[str, Any]) -> Normalised:
         digest = hashlib.sha256(
             "|".join([kind, fired_raw, list_id or "", member_key, new_email.strip().lower()]).encode()
         ).hexdigest()
-        dedupe_key = f"{SOURCE}#{digest}"
+        delivery_key = f"{SOURCE}#{digest}"
         if kind not in MEMBER_TYPES:
             what = "campaign events are not used" if kind == "campaign" else f"event type {kind[:40]!r} is not used"
-            return Normalised(dedupe_key, [], ignored_reason=what)
+            return Normalised(delivery_key, [], ignored_reason=what)
         event = _member_event(kind, fired_at, list_id, member_id, email, data)
     if event is None:
-        return Normalised(dedupe_key, [], ignored_reason="no member email or id in the payload")
-    return Normalised(dedupe_key, [event])
+        return Normalised(delivery_key, [], ignored_reason="no member email or id in the payload")
+    return Normalised(delivery_key, [event])
 
 
 # -- field helpers -------------------------------------------------------------------------

@@ -7,8 +7,8 @@ See shared/webhooks.md §5.3 and §9.3.
   the secret key ``mandrill_url`` (never rebuilt from the request: API Gateway changes host, stage
   and encoding); webhook keys from the secret key ``mandrill``. A parameter that repeats counts
   with its last value (as django-anymail does); Mandrill sends exactly one, ``mandrill_events``.
-* The signature covers no timestamp: there is no replay window; duplicates are caught by the
-  dedupe key and the stable event ids.
+* The signature covers no timestamp: there is no replay window; a duplicate carries the same
+  stable event ids, and counts once.
 * Handshakes (never write): ``HEAD`` -> 200; the empty test batch ``mandrill_events=[]`` that
   Mandrill signs with the generic key ``test-webhook`` when it adds a URL -> 200, no events.
 * ``mandrill_events`` is a JSON array (up to 1,000 events). Message events:
@@ -20,7 +20,7 @@ See shared/webhooks.md §5.3 and §9.3.
   and inbound events.
 * ``occurred_at`` = ``ts`` (epoch seconds); identity = ``msg.email``; message id = ``_id``;
   campaign = the message's tags (Mandrill has no campaigns).
-* Dedupe key: a hash of the sorted per-event keys ``_id|event|ts|url`` of the batch.
+* Delivery key (logged): a hash of the sorted per-event keys ``_id|event|ts|url`` of the batch.
 """
 
 from __future__ import annotations
@@ -154,16 +154,16 @@ def _is_empty_batch(params: dict[str, str]) -> bool:
 
 def normalise(batch: list) -> Normalised:
     event_list, ignored, keys = collect_batch(batch, _item)
-    dedupe = hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    delivery = hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     reason = None
     if ignored:
         detail = ", ".join(f"{kind} ({n})" for kind, n in sorted(ignored.items()))
         reason = f"ignored {sum(ignored.values())} of {len(batch)} events: {detail}"
-    return Normalised(f"{SOURCE}#batch:{dedupe}", list(event_list), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#batch:{delivery}", list(event_list), ignored_reason=reason)
 
 
 def _item(item: Any) -> tuple[str, str, CustomerEvent | None]:
-    """(dedupe key part, kind, event) for one entry; event None when ignored."""
+    """(delivery key part, kind, event) for one entry; event None when ignored."""
     if not isinstance(item, dict):
         raise ValueError("each event must be an object")
     kind = item.get("event")

@@ -60,12 +60,13 @@ class CartInfo:
 class Normalised:
     """The result of an accepted delivery.
 
-    ``dedupe_key`` identifies the delivery across retries; ``events`` may be empty
+    ``delivery_key`` identifies the delivery across retries (the webhook function logs it, to trace a
+    provider's delivery; nothing is deduplicated on it: see ``service.ingest``); ``events`` may be empty
     (a topic we acknowledge but do not use). ``products`` and ``cart`` are facts about the
     shop rather than about a customer.
     """
 
-    dedupe_key: str
+    delivery_key: str
     events: list[CustomerEvent]
     ignored_reason: str | None = None
     products: list[ProductInfo] = field(default_factory=list)

@@ -4,7 +4,8 @@ See shared/webhooks.md §6 and §9.4. With a Shared Secret set, Segment sends
 ``X-Signature`` = lowercase hex HMAC-SHA1(secret, body), the body being
 ``JSON.stringify`` of the mapped ``data`` (by default the whole message). It is verified
 over the raw body bytes before anything is parsed. No timestamp is signed, so there is no
-replay window: retries are absorbed by the dedupe key, the message's ``messageId``.
+replay window: a retry carries the same event id, derived from the message's ``messageId``,
+and the profile path counts it once.
 
 A body is one message (a JSON object) or a batch (a JSON array of messages). A batch is
 verified over its whole raw body. Segment's batching is documented to sign only the first
@@ -130,9 +131,9 @@ def _batch(messages: list, body_hash: str) -> Normalised:
     ids = [_message_key(m) for m in messages]
     if all(ids):
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
-        dedupe_key = f"{SOURCE}#batch:sha256:{digest}"
+        delivery_key = f"{SOURCE}#batch:sha256:{digest}"
     else:  # without every messageId the verified body itself identifies the delivery
-        dedupe_key = f"{SOURCE}#batch:{body_hash}"
+        delivery_key = f"{SOURCE}#batch:{body_hash}"
     events: list[CustomerEvent] = []
     reasons: dict[str, int] = {}
     for i, (message, key) in enumerate(zip(messages, ids, strict=True)):
@@ -151,7 +152,7 @@ def _batch(messages: list, body_hash: str) -> Normalised:
         skipped = sum(reasons.values())
         detail = "; ".join(f"{r} (x{n})" for r, n in list(reasons.items())[:3])
         ignored = f"{skipped} of {len(messages)} messages not used: {detail}"
-    return Normalised(dedupe_key, events, ignored_reason=ignored)
+    return Normalised(delivery_key, events, ignored_reason=ignored)
 
 
 def _message_key(message: dict) -> str | None:

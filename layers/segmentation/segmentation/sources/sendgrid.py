@@ -20,7 +20,7 @@ See shared/webhooks.md §5.4.
   they cannot count once per message.
 * ``occurred_at`` = ``timestamp``; identity = ``email``; campaign = ``marketing_campaign_name`` or
   ``category``.
-* Dedupe: a hash of the batch's sorted ``sg_event_id`` values; each event's id is derived from its
+* Delivery key (logged): a hash of the batch's sorted ``sg_event_id`` values; each event's id is derived from its
   ``sg_event_id``, so a retried event is the same event whatever batch it arrives in.
 """
 
@@ -137,11 +137,11 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
 def normalise(batch: list, body: bytes) -> Normalised:
     event_list, ignored, keys = collect_batch(batch, _item)
     if keys:
-        dedupe = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+        delivery = "batch:" + hashlib.sha256("\n".join(sorted(keys)).encode("utf-8", "surrogatepass")).hexdigest()[:40]
     else:
-        dedupe = "empty:" + hashlib.sha256(body).hexdigest()[:40]
+        delivery = "empty:" + hashlib.sha256(body).hexdigest()[:40]
     reason = batch_reason(len(batch), ignored)
-    return Normalised(f"{SOURCE}#{dedupe}", list(event_list), ignored_reason=reason)
+    return Normalised(f"{SOURCE}#{delivery}", list(event_list), ignored_reason=reason)
 
 
 def message_id(sg_message_id: str) -> str:
@@ -150,7 +150,7 @@ def message_id(sg_message_id: str) -> str:
 
 
 def _item(item: Any) -> tuple[str, str, CustomerEvent | None]:
-    """(dedupe key part, kind, event) for one entry; event None when ignored."""
+    """(delivery key part, kind, event) for one entry; event None when ignored."""
     if not isinstance(item, dict):
         raise ValueError("each event must be an object")
     sg_event_id = item.get("sg_event_id")

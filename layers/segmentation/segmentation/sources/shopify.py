@@ -10,8 +10,8 @@ Only the body is signed; topic, shop domain and ids travel in unsigned headers
 * the shop: with a secret per shop (key ``shopify:<shop>.myshopify.com``) the secret that verifies
   the body names the shop, so a body re-sent with another shop's header is a 401; where the body
   names its shop (the privacy topics' ``shop_domain``), it must match the header;
-* the delivery ids only dedupe, and the dedupe key includes a hash of the body, so a forged id
-  cannot pre-empt a genuine delivery.
+* the delivery ids only name the delivery in the log (with a hash of the body); event ids come
+  from the body, so a forged id changes nothing.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
     # The ids are unsigned: the body's hash in the key keeps a forged id from claiming a real delivery.
-    dedupe_key = f"{SOURCE}#{shop}#{topic}#{delivery_id[:128]}#{hashlib.sha256(request.body).hexdigest()[:32]}"
-    return normalise(topic, shop, payload, dedupe_key, now)
+    delivery_key = f"{SOURCE}#{shop}#{topic}#{delivery_id[:128]}#{hashlib.sha256(request.body).hexdigest()[:32]}"
+    return normalise(topic, shop, payload, delivery_key, now)
 
 
 def shop_secrets(secrets: SecretLookup, shop: str) -> list[bytes]:
@@ -169,7 +169,7 @@ def shop_secrets(secrets: SecretLookup, shop: str) -> list[bytes]:
         return secrets(SOURCE)
 
 
-def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0) -> Normalised:
+def normalise(topic: str, shop: str, payload: Any, delivery_key: str, now: int = 0) -> Normalised:
     """Turn a Shopify payload (from HTTPS or EventBridge) into canonical events."""
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body must be a JSON object")
@@ -182,9 +182,9 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
         elif topic in CUSTOMER_TOPICS:
             event = _customer(shop, payload)
         elif topic in PRODUCT_TOPICS:
-            return Normalised(dedupe_key, [], products=[_product(shop, payload)])
+            return Normalised(delivery_key, [], products=[_product(shop, payload)])
         elif topic in CART_TOPICS:
-            return Normalised(dedupe_key, [], cart=_cart(shop, payload, now))
+            return Normalised(delivery_key, [], cart=_cart(shop, payload, now))
         elif topic == CONSENT_TOPIC:
             event = _consent_update(shop, payload, now)
         elif topic == REDACT_TOPIC:
@@ -199,12 +199,12 @@ def normalise(topic: str, shop: str, payload: Any, dedupe_key: str, now: int = 0
                 type=EventType.SHOP_ERASURE, occurred_at=datetime.fromtimestamp(now, UTC), shop=shop,
                 identity=Identity(), properties=ErasureProperties(reason="shopify shop/redact"))
         elif topic in IGNORED:
-            return Normalised(dedupe_key, [], ignored_reason=IGNORED[topic])
+            return Normalised(delivery_key, [], ignored_reason=IGNORED[topic])
         else:
-            return Normalised(dedupe_key, [], ignored_reason=f"topic {topic} is not used")
+            return Normalised(delivery_key, [], ignored_reason=f"topic {topic} is not used")
     if event is None:
-        return Normalised(dedupe_key, [], ignored_reason="no customer email or id in the payload")
-    return Normalised(dedupe_key, [event])
+        return Normalised(delivery_key, [], ignored_reason="no customer email or id in the payload")
+    return Normalised(delivery_key, [event])
 
 
 # -- field helpers -------------------------------------------------------------------------

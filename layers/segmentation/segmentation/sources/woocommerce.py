@@ -74,7 +74,7 @@ PING = re.compile(rb"webhook_id=[0-9]{1,20}")
 DIGESTS = {32: hashlib.sha256, 64: hashlib.sha512, 48: hashlib.sha384, 20: hashlib.sha1}
 #: Line items kept per order in the canonical event (keeps it far below EventBridge's 256 KB).
 MAX_ITEMS = 100
-#: Unsigned header values are cut to this length before they reach a dedupe key or ``shop``.
+#: Unsigned header values are cut to this length before they reach the delivery key or ``shop``.
 MAX_HEADER = 200
 #: topic kind -> (keys of which the body needs at least one, keys it never has)
 SHAPES = {
@@ -162,12 +162,12 @@ def parse(request: WebhookRequest, secrets: SecretLookup, now: int) -> Normalise
     webhook_id = _header(request, "x-wc-webhook-id") or "-"
     # No header identifies an event (the delivery id changes per attempt), and the payload is built
     # at delivery time: the same bytes from the same webhook are the same delivery.
-    dedupe_key = f"{SOURCE}#{shop or '-'}#{webhook_id}#{hashlib.sha256(request.body).hexdigest()}"
+    delivery_key = f"{SOURCE}#{shop or '-'}#{webhook_id}#{hashlib.sha256(request.body).hexdigest()}"
     try:
         payload = json.loads(request.body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedPayloadError("body is not valid JSON (or nested too deeply)") from None
-    return normalise(topic.lower(), shop, payload, dedupe_key)
+    return normalise(topic.lower(), shop, payload, delivery_key)
 
 
 def site_host(url: str | None) -> str | None:
@@ -208,22 +208,22 @@ def check_shape(topic: str, shop: str | None, payload: dict) -> None:
             raise MalformedPayloadError("the body names another site than X-WC-Webhook-Source")
 
 
-def normalise(topic: str, shop: str | None, payload: Any, dedupe_key: str) -> Normalised:
+def normalise(topic: str, shop: str | None, payload: Any, delivery_key: str) -> Normalised:
     """Turn a WooCommerce REST payload into canonical events."""
     if not isinstance(payload, dict):
         raise MalformedPayloadError("body must be a JSON object")
     check_shape(topic, shop, payload)
     with reading():
         if topic in ORDER_TOPICS:
-            return _order(shop, payload, dedupe_key)
+            return _order(shop, payload, delivery_key)
         if topic in CUSTOMER_TOPICS:
             event = _customer(shop, payload)
             if event is None:
-                return Normalised(dedupe_key, [], ignored_reason="no customer email or id in the payload")
-            return Normalised(dedupe_key, [event])
+                return Normalised(delivery_key, [], ignored_reason="no customer email or id in the payload")
+            return Normalised(delivery_key, [event])
         if topic.endswith(".deleted"):
-            return Normalised(dedupe_key, [], ignored_reason=f"topic {topic} carries only an id")
-        return Normalised(dedupe_key, [], ignored_reason=f"topic {topic[:60]} is not used")
+            return Normalised(delivery_key, [], ignored_reason=f"topic {topic} carries only an id")
+        return Normalised(delivery_key, [], ignored_reason=f"topic {topic[:60]} is not used")
 
 
 # -- field helpers -------------------------------------------------------------------------
@@ -329,14 +329,14 @@ def _refunded(p: dict) -> Decimal:
 # -- topics ----------------------------------------------------------------------------------
 
 
-def _order(shop: str | None, p: dict, dedupe_key: str) -> Normalised:
+def _order(shop: str | None, p: dict, delivery_key: str) -> Normalised:
     order_id = _id(_require(p, "id"), "id")
     created = _created(p)
     updated = _modified(p, created)
     status = _status(p)
     identity = _identity(p, p.get("customer_id"))
     if identity.is_empty():
-        return Normalised(dedupe_key, [], ignored_reason="no customer email, phone or id in the order")
+        return Normalised(delivery_key, [], ignored_reason="no customer email, phone or id in the order")
     first, last = _names(p)
     if status is None:
         # Pending / on hold: not a purchase (yet), but it tells who the customer is.
@@ -345,7 +345,7 @@ def _order(shop: str | None, p: dict, dedupe_key: str) -> Normalised:
             source=SOURCE, type=EventType.CUSTOMER, occurred_at=created, shop=shop, identity=identity,
             properties=CustomerProperties(first_name=first, last_name=last, attributes=_attributes(p)),
         )
-        return Normalised(dedupe_key, [event], ignored_reason="order is not paid yet: identity only, not a purchase")
+        return Normalised(delivery_key, [event], ignored_reason="order is not paid yet: identity only, not a purchase")
     gross = _money(p.get("total"), "total")
     refunded = _refunded(p)
     total = max(gross - refunded, Decimal("0"))
@@ -359,7 +359,7 @@ def _order(shop: str | None, p: dict, dedupe_key: str) -> Normalised:
         event_id=CustomerEvent.make_id(SOURCE, shop, "order", order_id, updated.isoformat(), status),
         source=SOURCE, type=EventType.ORDER, occurred_at=created, shop=shop, identity=identity, properties=props,
     )
-    return Normalised(dedupe_key, [event])
+    return Normalised(delivery_key, [event])
 
 
 def _customer(shop: str | None, p: dict) -> CustomerEvent | None:
