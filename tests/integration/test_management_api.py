@@ -21,7 +21,7 @@ from segmentation import bootstrap
 from segmentation.domain.catalog import DEFAULT_CATALOG
 from segmentation.domain.events import BrowseProperties, CustomerEvent, CustomerProperties, EventType, Identity
 from segmentation.domain.profile import MembershipChange, Profile, iso
-from segmentation.infra.profile_store import DynamoDBProfileStore
+from segmentation.infra.profile_store import DynamoDBProfileStore, inflate_state
 from segmentation.service.profiles import ProfileService
 from support import deliver_to_profile_function, signed_shopify
 from test_profile_function import NOW, order_event
@@ -358,8 +358,8 @@ def _readable(item: dict) -> str:
         if "B" in value:
             data = value["B"]
             try:
-                data = zlib.decompress(data)
-            except zlib.error:
+                data = inflate_state(data)
+            except (zlib.error, ValueError):
                 pass
             parts.append(data.decode("utf-8", "replace"))
         else:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..domain.events import CustomerEvent, Identity, LineItem
-from ..domain.profile import MembershipChange, Profile
+if TYPE_CHECKING:  # annotations only: the webhook function, which never holds a profile, skips their import
+    from ..domain.events import CustomerEvent, Identity, LineItem
+    from ..domain.profile import MembershipChange, Profile
 from ..errors import ConflictError, InvalidInputError, SegmentationError
 
 #: A position in a paginated read (the due index, a scan segment): opaque to the caller, given back
