@@ -10,6 +10,7 @@
   segctl dlq list|replay --queue NAME            what waits in a dead-letter queue; send it back
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
+  segctl import csv --orders F --customers F     import a shop's history (resumable; --quiet: no events)
   segctl demo                                    replay sample webhooks and print a segment report
 """
 
@@ -155,6 +156,12 @@ def cmd_backfill(args) -> int:
     return backfill(_template(args), args.segments)
 
 
+def cmd_import_csv(args) -> int:
+    from .imports import import_csv
+
+    return import_csv(_template(args), args.orders, args.customers, args.platform, args.shop, args.quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", default="template.yaml", help="SAM template (default: ./template.yaml)")
@@ -216,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     bf = sub.add_parser("backfill", help="re-evaluate every profile with the current catalog")
     bf.add_argument("--segments", type=int, default=4, help="parallel scan segments")
     bf.set_defaults(func=cmd_backfill)
+    imp = sub.add_parser("import", help="import a shop's history").add_subparsers(dest="import_command", required=True)
+    icsv = imp.add_parser("csv", help="CSV files of orders and customers (columns: docs/import.md)")
+    icsv.add_argument("--orders", action="append", default=[], metavar="FILE", help="an orders CSV (repeatable)")
+    icsv.add_argument("--customers", action="append", default=[], metavar="FILE", help="a customers CSV (repeatable)")
+    icsv.add_argument("--platform", default="csv", choices=["csv", "shopify", "woocommerce", "magento"],
+                      help="where the records come from, so that live webhooks of the same orders count once")
+    icsv.add_argument("--shop", default=None, help="the shop (x.myshopify.com, shop.example.com) for --platform")
+    icsv.add_argument("--quiet", action="store_true",
+                      help="publish no membership events (then run `segctl sync reconcile` for each ESP)")
+    icsv.set_defaults(func=cmd_import_csv)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],

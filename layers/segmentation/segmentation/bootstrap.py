@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .service.backfill import Backfill
     from .service.esp_reconcile import Reconcile
     from .service.esp_sync import EspSync
+    from .service.history_import import HistoryImport
     from .service.ingest import WebhookIngest
     from .service.ports import (
         ProfilePublisher,
@@ -259,3 +260,13 @@ def esp_reconcile(progress: Callable[[str], None] = lambda line: None) -> Reconc
 
     return Reconcile(destinations(), repository(), sync_states(), esp_clients(), catalog=catalog(),
                      progress=progress)
+
+
+# -- history import (issue 14) ---------------------------------------------------------------------
+
+
+def history_import(progress: Callable[[int, int], None] | None = None) -> HistoryImport:
+    """An import of history on the components in use (``progress(done, total)`` per person)."""
+    from .service.history_import import HistoryImport
+
+    return HistoryImport(profile_service(), repository(), progress=progress)
