@@ -46,6 +46,7 @@ FIRST_USE = {
     "esp_sync_handler": ("bootstrap.esp_sync(); import segmentation.infra.esp.klaviyo, "
                          "segmentation.infra.esp.mailchimp, segmentation.infra.esp.webhook"),
     "reconcile_handler": "bootstrap.esp_reconcile()",
+    "import_handler": "bootstrap.import_jobs()",
 }
 
 
@@ -772,6 +773,81 @@ def esp_lag() -> None:
     report("esp_sync_lag_s", lag, "s")
 
 
+IMPORT_CUSTOMERS = int(os.environ.get("BENCH_IMPORT_CUSTOMERS", "400"))
+
+
+def history_import() -> None:
+    """Importing a shop's history (issue 14): a generated orders CSV and customers CSV (IMPORT_CUSTOMERS
+    customers; orders per customer skewed as in shops: most buy once or twice, a few up to 40 times,
+    over two years; one customer in ten unsubscribed) through `segctl import csv`'s code path, on moto
+    with template.yaml's tables, billed by bench/cost.py. Profiles per second is this machine running
+    moto in-process (not DynamoDB's latency)."""
+    import io
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+    from cost import WriteMeter
+    from moto import mock_aws
+    from segctl.provision import create_tables
+    from segmentation.domain.evaluation import default_evaluator
+    from segmentation.history.csv_files import read_customers, read_orders
+    from segmentation.infra.profile_store import DynamoDBProfileStore
+    from segmentation.service.history_import import HistoryImport
+    from segmentation.service.profiles import ProfileService
+
+    rnd = random.Random(14)
+    now = datetime.now(UTC).replace(microsecond=0)
+    orders = ["order_id,email,created_at,total,status,categories"]
+    customers = ["email,first_name,email_consent,created_at"]
+    n_orders = 0
+    for c in range(IMPORT_CUSTOMERS):
+        count = min(40, max(1, int(rnd.paretovariate(1.3))))
+        first = now - timedelta(days=rnd.randint(1, 730))
+        customers.append(f"c{c}@example.com,C{c},{'unsubscribed' if c % 10 == 0 else 'subscribed'},{first.isoformat()}")
+        for _ in range(count):
+            at = first + timedelta(seconds=rnd.randint(0, int((now - first).total_seconds())))
+            status = "cancelled" if rnd.random() < 0.05 else "placed"
+            orders.append(f"{n_orders},c{c}@example.com,{at.isoformat()},{rnd.randint(10, 300)}.00,{status},"
+                          f"{rnd.choice(['shoes', 'bags', 'shirts'])}")
+            n_orders += 1
+
+    class Quiet:
+        def publish_changes(self, changes):
+            pass
+
+    _moto_profiles_env()
+
+    def run(metered: bool):
+        with mock_aws():
+            client, raw = boto3.client("dynamodb"), boto3.client("dynamodb")
+            create_tables(TEMPLATE, raw)
+            meter = WriteMeter(client, raw) if metered else None
+            store = DynamoDBProfileStore(client, TEMPLATE.physical_name("ProfilesTable"),
+                                         TEMPLATE.physical_name("AliasesTable"),
+                                         TEMPLATE.physical_name("MembershipsTable"),
+                                         due_shards=4, history_table=TEMPLATE.physical_name("HistoryTable"))
+            service = ProfileService(store, default_evaluator(), Quiet(), clock=lambda: int(now.timestamp()))
+            job = HistoryImport(service, store, checkpoint_every=100)
+            records = [*read_customers(io.StringIO("\n".join(customers))),
+                       *read_orders(io.StringIO("\n".join(orders)), now=now)]
+            started = time.perf_counter()
+            outcome = job.run(records, "import#bench", quiet=True)
+            took = time.perf_counter() - started
+        assert outcome.written == IMPORT_CUSTOMERS and outcome.rejected == 0, outcome
+        return meter, took
+
+    meter, _ = run(metered=True)  # the bill (the meter reads every item it bills: not timed)
+    _, took = run(metered=False)
+    profile_writes = sum(n for (_, table), n in meter.write_requests.items() if table.endswith("ProfilesTable"))
+    report("import_customers", IMPORT_CUSTOMERS, "customers")
+    report("import_orders", n_orders, "orders")
+    report("import_profiles_per_s", IMPORT_CUSTOMERS / took, "profiles/s")
+    report("import_ddb_writes_per_profile", profile_writes / IMPORT_CUSTOMERS, "writes")
+    report("import_ddb_requests_per_profile", meter.requests["event"] / IMPORT_CUSTOMERS, "requests")
+    report("import_ddb_wcu_per_order", sum(meter.wcu.values()) / n_orders, "WCU")
+
+
 if __name__ == "__main__":
     segment_eval()
     preview_throughput()
@@ -781,6 +857,7 @@ if __name__ == "__main__":
     transition_lag()
     requests_per_event()
     ddb_cost()
+    history_import()
     esp_calls()
     esp_lag()
     local_load()

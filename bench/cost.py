@@ -95,6 +95,8 @@ class WriteMeter:
         self.wcu: dict[str, float] = defaultdict(float)
         self.requests: dict[str, int] = defaultdict(int)
         self.by_table: dict[tuple[str, str], float] = defaultdict(float)
+        #: write requests per (phase, table) that wrote an item of that table (a transaction counts once per table)
+        self.write_requests: dict[tuple[str, str], int] = defaultdict(int)
         self.rru: dict[str, float] = defaultdict(float)
         self.index_wcu: dict[str, float] = defaultdict(float)  # the part of ``wcu`` spent on index entries
         self.aws_seconds = 0.0  # time inside DynamoDB calls (moto here), to tell our own CPU apart
@@ -177,6 +179,8 @@ class WriteMeter:
         if http_response.status_code >= 300 or not self._pending:
             self._pending = []
             return
+        for table in {t for t, _, _, _ in self._pending}:
+            self.write_requests[(self.phase, table)] += 1
         for table, key, old, multiplier in self._pending:
             new = self._get(table, key)
             cost = units(max(item_size(old), item_size(new))) * multiplier

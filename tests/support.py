@@ -148,3 +148,36 @@ def deliver_to_esp_sync(template: Template, batch: int = 1000, visibility: int =
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         if failed:
             return answers  # the rest come back after the visibility timeout, as in AWS
+
+
+def s3_event(template: Template, key: str) -> dict:
+    """The EventBridge event S3 sends when ``key`` is put in ImportBucket (detail as documented)."""
+    return {"version": "0", "id": "s3-put", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
+            "resources": [template.arn("ImportBucket")],
+            "detail": {"version": "0", "bucket": {"name": template.physical_name("ImportBucket")},
+                       "object": {"key": key, "size": 1}, "reason": "PutObject"}}
+
+
+def import_file(template: Template, key: str, body: bytes | None = None, metadata: dict | None = None,
+                invoke=None) -> dict:
+    """Put ``body`` at ``key`` in ImportBucket (moto) and run ImportStateMachine's definition from
+    template.yaml on the S3 event, through its rule's InputPath, as EventBridge and Step Functions
+    would (tools/segctl/stepfunctions.py); returns the state machine's output. ``invoke(function,
+    payload)`` replaces running the function (to inject faults)."""
+    from segctl.runtime import context_for, load_handler
+    from segctl.stepfunctions import StateMachine
+
+    s3 = boto3.client("s3")
+    bucket = template.physical_name("ImportBucket")
+    if body is not None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {})
+
+    def run(function: str, payload: dict):
+        return load_handler(template.functions()[function])(payload, context_for(template, function))
+
+    machine = StateMachine(template, "ImportStateMachine", invoke=invoke or run,
+                           list_objects=lambda b, p: s3.list_objects_v2(Bucket=b, Prefix=p).get("Contents", []))
+    rule = template.resources["ImportStateMachine"]["Properties"]["Events"]["FilePut"]["Properties"]
+    assert rule["InputPath"] == "$.detail"
+    return machine.run(s3_event(template, key)["detail"])

@@ -58,3 +58,20 @@ def test_import_refuses_missing_files_and_says_what_to_give(files, tmp_path):
         main(["import", "csv", "--orders", str(tmp_path / "nope.csv")])
     with pytest.raises(SystemExit, match="give --orders FILE and/or --customers FILE"):
         main(["import", "csv"])
+
+
+def test_the_demo_history_imports_with_its_dates_moved_to_today(aws, tmp_path, capsys):
+    """`make demo` imports events/demo/history/ first: its dates move with today, so the same people
+    are recent, lapsed and repeat buyers whenever it runs; its one bad line is reported."""
+    from segctl.demo import DEMO_HISTORY, import_history
+    from support import ROOT
+
+    assert import_history(ROOT / DEMO_HISTORY, NOW, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "records: 27 read, 26 imported, 0 skipped (nothing to import), 1 rejected" in out
+    assert "customers: 8 in the history, 8 written" in out
+    store = bootstrap.repository()
+    olga = store.find("email#olga.ivanova@example.com")
+    assert {"high-value", "recent-buyers", "repeat-buyers"} <= set(olga.segments)
+    assert "inactive" in store.find("email#umar.farouk@example.com").segments
+    assert "suppressed" in store.find("email#quinn.baker@example.com").segments

@@ -27,7 +27,7 @@ from segmentation.domain.catalog import load_catalog
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
 from segmentation.infra.esp.mailchimp import MailchimpClient
 from segmentation.service.ports import Push
-from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, signed_shopify
+from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, import_file, signed_shopify
 from test_profile_function import NOW
 
 TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable")
@@ -55,6 +55,8 @@ RARE = {
         "re-reads a profile another writer changed meanwhile (conditional write failed)",
     ("BackfillFunction", "BatchWriteItem", "HistoryTable"):
         "history of an evaluation with more changes than one transaction holds",
+    ("ImportFunction", "BatchWriteItem", "HistoryTable"):
+        "history of a person whose import has more changes than one transaction holds",
 }
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                     "ConditionCheck": "ConditionCheckItem"}
@@ -319,9 +321,32 @@ def privacy_webhooks(aws, api, recorder) -> None:
             deliver_to_profile_function(aws)
 
 
+def history_import(aws, recorder, monkeypatch) -> None:
+    """History files put in ImportBucket, imported by ImportStateMachine's steps: a subscriber and a
+    buyer; then a record naming the buyer's email and the subscriber's customer id (one person: a
+    merge); then the same customer under a new address (an email change)."""
+    from segmentation.service import history_jobs
+
+    monkeypatch.setattr(history_jobs, "PART_PEOPLE", 1)
+    at = [(NOW - timedelta(hours=3) + timedelta(minutes=n)).isoformat() for n in range(4)]
+    shop = "imports/shopify/example-shop.myshopify.com/"
+    files = [
+        (shop + "customers-1.csv", f"email,customer_id,email_consent,created_at\nx@example.com,55,subscribed,{at[0]}\n"),
+        (shop + "orders.csv", f"order_id,email,created_at,total\n7002,y@example.com,{at[1]},60.00\n"),
+        (shop + "customers-2.csv", f"email,customer_id,updated_at\ny@example.com,55,{at[2]}\n"),
+        (shop + "customers-3.csv", f"email,customer_id,updated_at\nz@example.com,55,{at[3]}\n"),
+    ]
+    with recorder.running("ImportFunction"):
+        for key, body in files:
+            import_file(aws, key, body.encode())
+    person = bootstrap.repository().find("cust#shopify#example-shop.myshopify.com#55")
+    assert person.email == "z@example.com" and person.traits["order_count"] == 1  # one person, merged
+
+
 def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_performs(
         aws, api, recorder, monkeypatch, tmp_path):
     webhooks_and_profiles(aws, api, recorder, monkeypatch)
+    history_import(aws, recorder, monkeypatch)
     backfill(aws, recorder, monkeypatch, tmp_path)
     sweep(aws, recorder)
     fake = esp_sync(aws, recorder, monkeypatch, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,35 @@ def report(api_url: str, members_shown: int = 5) -> str:
 
 #: where the demo's segments go (built-in fake ESPs unless KLAVIYO_API_URL / MAILCHIMP_API_URL are set)
 DEMO_DESTINATIONS = "events/demo/destinations.yaml"
+#: the shop's history the demo imports first (docs/import.md); its dates are as of HISTORY_AS_OF and
+#: are moved forward to today, so the same customers are recent, lapsed or repeat buyers any day
+DEMO_HISTORY = Path("events/demo/history")
+HISTORY_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+HISTORY_TIMES = ("created_at", "updated_at", "consent_updated_at")
+
+
+def import_history(directory: Path, now: datetime, workdir: Path) -> int:
+    """`segctl import csv` of the demo shop's history, its dates moved to ``now``."""
+    import csv
+
+    from .imports import run_import
+
+    shift = timedelta(days=(now - HISTORY_AS_OF).days)
+    files = []
+    for kind in ("customers", "orders"):
+        rows = list(csv.DictReader((directory / f"{kind}.csv").open(newline="")))
+        for row in rows:
+            for column in HISTORY_TIMES:
+                if row.get(column):
+                    moved = datetime.fromisoformat(row[column].replace("Z", "+00:00")) + shift
+                    row[column] = moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+        path = workdir / f"{kind}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        files.append((path, kind))
+    return run_import(files, "shopify", "demo-shop.myshopify.com", quiet=False)
 
 
 def destinations_report(stack: LocalStack, path: str) -> str:
@@ -202,6 +232,11 @@ def run(template_path: str, streams: list[str]) -> int:
     stack.start_pollers()
     try:
         print(f"  local API on {api.url}; AWS endpoint {stack.endpoint}")
+        print(f"  the shop's history first ({DEMO_HISTORY}/), as `segctl import csv` imports it:")
+        with tempfile.TemporaryDirectory() as workdir:
+            if import_history(DEMO_HISTORY, datetime.now(UTC), Path(workdir)) != 0:
+                return 1
+        print("  then the live webhooks:")
         statuses: dict[int, int] = {}
         for stream in streams:
             for status, n in replay(api.url, Path(stream), signing).items():

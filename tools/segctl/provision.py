@@ -128,6 +128,15 @@ def create_event_buses(template: Template, events: Any) -> None:
         )
 
 
+def create_buckets(template: Template, s3: Any) -> None:
+    """Create every ``AWS::S3::Bucket`` of the template that is missing (the history import's)."""
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for lid in template.of_type("AWS::S3::Bucket"):
+        name = template.physical_name(lid)
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
+
+
 def create_secrets(template: Template, secretsmanager: Any, values: dict[str, str],
                    destination_keys: dict[str, str] | None = None) -> dict[str, str]:
     """Create (or update) the webhook secret with ``values`` and the destination secret with
@@ -154,4 +163,5 @@ def provision(template: Template, session: Any, secret_values: dict[str, str] | 
     create_tables(template, session.client("dynamodb"))
     create_queues(template, session.client("sqs"))
     create_event_buses(template, session.client("events"))
+    create_buckets(template, session.client("s3"))
     create_secrets(template, session.client("secretsmanager"), secret_values or dev_secret_values())

@@ -142,6 +142,8 @@ class Template:
             return self.resolve(props["QueueName"])
         if t == "AWS::SecretsManager::Secret":
             return self.resolve(props.get("Name", f"{self.stack_name}/{logical_id}"))
+        if t == "AWS::S3::Bucket":  # bucket names are lower case
+            return f"{self.stack_name}-{logical_id}".lower()
         return f"{self.stack_name}-{logical_id}"
 
     def arn(self, logical_id: str) -> str:
@@ -153,6 +155,7 @@ class Template:
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{r}:{a}:table/{name}",
             "AWS::Events::EventBus": f"arn:aws:events:{r}:{a}:event-bus/{name}",
             "AWS::Events::Rule": f"arn:aws:events:{r}:{a}:rule/{name}",
+            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
         }.get(t, f"arn:aws:local:{r}:{a}:{name}")
 
     def queue_url(self, logical_id: str, endpoint: str) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .service.esp_reconcile import Reconcile
     from .service.esp_sync import EspSync
     from .service.history_import import HistoryImport
+    from .service.history_jobs import ImportJobs
     from .service.ingest import WebhookIngest
     from .service.ports import (
         ProfilePublisher,
@@ -270,3 +271,15 @@ def history_import(progress: Callable[[int, int], None] | None = None) -> Histor
     from .service.history_import import HistoryImport
 
     return HistoryImport(profile_service(), repository(), progress=progress)
+
+
+@_component
+def import_jobs() -> ImportJobs:
+    """The history import's steps in AWS, on the import bucket (``IMPORT_BUCKET``)."""
+    from .infra.object_store import S3ObjectStore
+    from .service.history_jobs import ImportJobs
+
+    bucket = settings().import_bucket
+    if not bucket:
+        raise SegmentationError("IMPORT_BUCKET is not set: only ImportFunction runs the import's steps")
+    return ImportJobs(S3ObjectStore(_client("s3"), bucket), history=history_import, clock=lambda: int(time.time()))

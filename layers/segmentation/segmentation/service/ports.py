@@ -249,6 +249,24 @@ class WorkQueue(Protocol):
     def send(self, message: dict) -> None: ...
 
 
+class ObjectStore(Protocol):
+    """A bucket of objects (S3): the history import's input files, its work parts and its reports."""
+
+    def lines(self, key: str) -> Iterable[str]:
+        """The object's text, line by line (streamed; UTF-8, a byte-order mark dropped)."""
+        ...
+
+    def put(self, key: str, body: bytes, content_type: str = "application/json") -> None: ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, in key order."""
+        ...
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (``x-amz-meta-*``) and its ``etag``."""
+        ...
+
+
 # -- the ESP sync (issue 12) ---------------------------------------------------------------------
 
 
