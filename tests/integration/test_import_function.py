@@ -106,3 +106,17 @@ def test_the_template_wires_the_bucket_events_to_the_state_machine():
     mapping = t.resources["ImportStateMachine"]["Properties"]["Definition"]["States"]["ImportParts"]
     assert mapping["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert t.functions()["ImportFunction"].timeout == 900
+
+
+def test_a_shopify_bulk_export_put_under_its_shop_is_imported_and_elsewhere_refused(aws):
+    from support import ROOT
+
+    export = (ROOT / "tests/fixtures/shopify/bulk-export.jsonl").read_bytes()
+    key = "imports/shopify/north-wind.myshopify.com/bulk-export.jsonl"
+    import_file(aws, key, export)
+    report = report_of(aws, key)
+    assert report["written"] >= 2 and report["rejected"] >= 9 and "error" not in report
+    assert bootstrap.repository().find("cust#shopify#north-wind.myshopify.com#7301234560001") is not None
+    import_file(aws, "imports/export.jsonl", export)
+    assert report_of(aws, "imports/export.jsonl")["reasons"] == [
+        "export.jsonl line 1: a .jsonl file is a Shopify bulk export: put it under imports/shopify/<shop>/"]

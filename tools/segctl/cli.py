@@ -11,6 +11,7 @@
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl import csv --orders F --customers F     import a shop's history (resumable; --quiet: no events)
+  segctl import shopify --shop S [--file F]      import a Shopify store's customers and orders (Admin API)
   segctl demo                                    replay sample webhooks and print a segment report
 """
 
@@ -156,6 +157,12 @@ def cmd_backfill(args) -> int:
     return backfill(_template(args), args.segments)
 
 
+def cmd_import_shopify(args) -> int:
+    from .import_shopify import import_shopify
+
+    return import_shopify(_template(args), args.shop, args.file, args.quiet)
+
+
 def cmd_import_csv(args) -> int:
     from .imports import import_csv
 
@@ -233,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     icsv.add_argument("--quiet", action="store_true",
                       help="publish no membership events (then run `segctl sync reconcile` for each ESP)")
     icsv.set_defaults(func=cmd_import_csv)
+    ishop = imp.add_parser("shopify", help="a Shopify store, through its Admin API's bulk queries (docs/import.md)")
+    ishop.add_argument("--shop", required=True, help="the store: NAME.myshopify.com")
+    ishop.add_argument("--file", default=None, help="a bulk-query JSONL saved before, instead of the API")
+    ishop.add_argument("--quiet", action="store_true",
+                       help="publish no membership events (then run `segctl sync reconcile` for each ESP)")
+    ishop.set_defaults(func=cmd_import_shopify)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],

@@ -3,7 +3,8 @@ bucket is split into parts of whole people, the parts are imported in parallel b
 Distributed Map, and a report is written next to the file.
 
 Keys: ``imports/<file>`` (a CSV file, platform ``csv``) or ``imports/<platform>/<shop>/<file>``;
-the file's name says what it holds (``orders*.csv``, ``customers*.csv``, see :data:`READERS`).
+the file's name says what it holds (``orders*.csv``, ``customers*.csv``, a Shopify bulk export
+``*.jsonl`` under ``imports/shopify/<shop>/``, see :data:`READERS`).
 Work goes under ``import-work/<job>/`` (the bucket expires it), the report is ``<key>.report.json``.
 
 How the file is split: the split step reads the whole file once, groups its records per person
@@ -49,10 +50,20 @@ def _csv_customers(lines: Iterable[str], platform: str, shop: str | None, now: d
     return read_customers(lines, platform, shop, name=name)
 
 
+def _shopify_bulk(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
+    from ..history.shopify_bulk import read_bulk
+
+    if platform != "shopify" or not shop:
+        yield Rejected(1, "a .jsonl file is a Shopify bulk export: put it under imports/shopify/<shop>/", name)
+        return
+    yield from read_bulk(lines, shop, now, name)
+
+
 #: (file name prefix, suffix) -> reader(lines, platform, shop, now, name)
 READERS: dict[tuple[str, str], Callable[..., Iterator[Parsed | Rejected]]] = {
     ("orders", ".csv"): _csv_orders,
     ("customers", ".csv"): _csv_customers,
+    ("", ".jsonl"): _shopify_bulk,
 }
 
 
