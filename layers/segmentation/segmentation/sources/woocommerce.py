@@ -215,9 +215,10 @@ def normalise(topic: str, shop: str | None, payload: Any, delivery_key: str) -> 
     check_shape(topic, shop, payload)
     with reading():
         if topic in ORDER_TOPICS:
-            return _order(shop, payload, delivery_key)
+            event, reason = order_event(shop, payload)
+            return Normalised(delivery_key, [event] if event else [], ignored_reason=reason)
         if topic in CUSTOMER_TOPICS:
-            event = _customer(shop, payload)
+            event = customer_event(shop, payload)
             if event is None:
                 return Normalised(delivery_key, [], ignored_reason="no customer email or id in the payload")
             return Normalised(delivery_key, [event])
@@ -329,14 +330,19 @@ def _refunded(p: dict) -> Decimal:
 # -- topics ----------------------------------------------------------------------------------
 
 
-def _order(shop: str | None, p: dict, delivery_key: str) -> Normalised:
+def order_event(shop: str | None, p: dict) -> tuple[CustomerEvent | None, str | None]:
+    """The canonical event of one WooCommerce REST v3 order object (a webhook's body, or an order the
+    REST API lists: the same object), and why it is not a purchase when it is not: a pending or
+    on-hold order only tells who the customer is. ``(None, reason)`` when it names nobody. Raises
+    ValueError naming the field it cannot read. Used by the webhook and by the history import
+    (:mod:`segmentation.history.woocommerce`), so both make the same event with the same id."""
     order_id = _id(_require(p, "id"), "id")
     created = _created(p)
     updated = _modified(p, created)
     status = _status(p)
     identity = _identity(p, p.get("customer_id"))
     if identity.is_empty():
-        return Normalised(delivery_key, [], ignored_reason="no customer email, phone or id in the order")
+        return None, "no customer email, phone or id in the order"
     first, last = _names(p)
     if status is None:
         # Pending / on hold: not a purchase (yet), but it tells who the customer is.
@@ -345,7 +351,7 @@ def _order(shop: str | None, p: dict, delivery_key: str) -> Normalised:
             source=SOURCE, type=EventType.CUSTOMER, occurred_at=created, shop=shop, identity=identity,
             properties=CustomerProperties(first_name=first, last_name=last, attributes=_attributes(p)),
         )
-        return Normalised(delivery_key, [event], ignored_reason="order is not paid yet: identity only, not a purchase")
+        return event, "order is not paid yet: identity only, not a purchase"
     gross = _money(p.get("total"), "total")
     refunded = _refunded(p)
     total = max(gross - refunded, Decimal("0"))
@@ -359,10 +365,13 @@ def _order(shop: str | None, p: dict, delivery_key: str) -> Normalised:
         event_id=CustomerEvent.make_id(SOURCE, shop, "order", order_id, updated.isoformat(), status),
         source=SOURCE, type=EventType.ORDER, occurred_at=created, shop=shop, identity=identity, properties=props,
     )
-    return Normalised(delivery_key, [event])
+    return event, None
 
 
-def _customer(shop: str | None, p: dict) -> CustomerEvent | None:
+def customer_event(shop: str | None, p: dict) -> CustomerEvent | None:
+    """The canonical event of one WooCommerce REST v3 customer object (a webhook's body, or a customer
+    the REST API lists), or None when it names nobody. Raises ValueError naming the field it cannot
+    read. Shared by the webhook and the history import, as :func:`order_event` is."""
     customer_id = _id(_require(p, "id"), "id")
     updated = _modified(p, _created(p))
     identity = _identity(p, customer_id)
