@@ -118,5 +118,18 @@ def test_a_shopify_bulk_export_put_under_its_shop_is_imported_and_elsewhere_refu
     assert report["written"] >= 2 and report["rejected"] >= 9 and "error" not in report
     assert bootstrap.repository().find("cust#shopify#north-wind.myshopify.com#7301234560001") is not None
     import_file(aws, "imports/export.jsonl", export)
-    assert report_of(aws, "imports/export.jsonl")["reasons"] == [
-        "export.jsonl line 1: a .jsonl file is a Shopify bulk export: put it under imports/shopify/<shop>/"]
+    refused = report_of(aws, "imports/export.jsonl")
+    assert refused["written"] == 0 and "for csv, one of orders*.csv, customers*.csv" in refused["error"]
+
+
+def test_woocommerce_pages_and_mailchimp_exports_put_under_their_shop_and_audience_are_imported(aws):
+    from support import ROOT
+
+    fixtures = ROOT / "tests/fixtures"
+    for key, path in (("imports/woocommerce/shop.example.com/orders-page-1.json", "woocommerce/orders-page-1.json"),
+                      ("imports/mailchimp/a1b2c3d4e5/unsubscribed.csv", "esp-exports/mailchimp-unsubscribed.csv")):
+        import_file(aws, key, (fixtures / path).read_bytes())
+        report = report_of(aws, key)
+        assert report["written"] >= 1 and "error" not in report, report
+    import_file(aws, "imports/klaviyo/AbC123/orders.json", b"[]")
+    assert "for klaviyo, one of *.csv" in report_of(aws, "imports/klaviyo/AbC123/orders.json")["error"]

@@ -75,3 +75,15 @@ def test_the_demo_history_imports_with_its_dates_moved_to_today(aws, tmp_path, c
     assert {"high-value", "recent-buyers", "repeat-buyers"} <= set(olga.segments)
     assert "inactive" in store.find("email#umar.farouk@example.com").segments
     assert "suppressed" in store.find("email#quinn.baker@example.com").segments
+
+
+@pytest.mark.parametrize("argv", [
+    ["import", "shopify", "--shop", "x.myshopify.com", "--file", "export.jsonl"],
+    ["import", "woocommerce", "--site", "https://shop.example.com", "orders.json"],
+    ["import", "klaviyo", "profiles.csv", "--account", "AbC123"],
+    ["import", "mailchimp", "subscribed.csv", "--account", "a1b2c3", "--status", "subscribed"],
+])
+def test_every_import_command_reaches_its_import_and_says_where_the_data_must_live(argv, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with pytest.raises(SystemExit, match="set AWS_ENDPOINT_URL"):
+        main(argv)

@@ -12,6 +12,8 @@
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl import csv --orders F --customers F     import a shop's history (resumable; --quiet: no events)
   segctl import shopify --shop S [--file F]      import a Shopify store's customers and orders (Admin API)
+  segctl import woocommerce --site URL [FILES]   import a WooCommerce store (REST API, or saved pages)
+  segctl import klaviyo|mailchimp FILES --account ID   import an ESP's member export (consent, engagement)
   segctl demo                                    replay sample webhooks and print a segment report
 """
 
@@ -163,6 +165,21 @@ def cmd_import_shopify(args) -> int:
     return import_shopify(_template(args), args.shop, args.file, args.quiet)
 
 
+def cmd_import_woocommerce(args) -> int:
+    from .import_woocommerce import import_woocommerce
+
+    key = args.key or os.environ.get("WOOCOMMERCE_CONSUMER_KEY")
+    secret = args.secret or os.environ.get("WOOCOMMERCE_CONSUMER_SECRET")
+    return import_woocommerce(_template(args), args.site, key, secret, args.files, args.quiet)
+
+
+def cmd_import_esp(args) -> int:
+    from .import_esp import import_esp
+
+    return import_esp(_template(args), args.import_command, args.files, args.account,
+                      getattr(args, "status", None), args.quiet)
+
+
 def cmd_import_csv(args) -> int:
     from .imports import import_csv
 
@@ -246,6 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     ishop.add_argument("--quiet", action="store_true",
                        help="publish no membership events (then run `segctl sync reconcile` for each ESP)")
     ishop.set_defaults(func=cmd_import_shopify)
+    iwoo = imp.add_parser("woocommerce", help="a WooCommerce store, through its REST API or saved pages (docs/import.md)")
+    iwoo.add_argument("--site", required=True, help="the store's https:// address")
+    iwoo.add_argument("--key", default=None, help="a Read REST API consumer key (or WOOCOMMERCE_CONSUMER_KEY)")
+    iwoo.add_argument("--secret", default=None, help="its secret (or WOOCOMMERCE_CONSUMER_SECRET)")
+    iwoo.add_argument("files", nargs="*", help="saved REST pages or JSON Lines of orders/customers, instead of the API")
+    iwoo.add_argument("--quiet", action="store_true", help="publish no membership events")
+    iwoo.set_defaults(func=cmd_import_woocommerce)
+    for esp, text in (("klaviyo", "a Klaviyo profiles CSV export"), ("mailchimp", "Mailchimp audience CSV exports")):
+        cmd = imp.add_parser(esp, help=f"{text}: consent, names, engagement (docs/import.md)")
+        cmd.add_argument("files", nargs="+", help="the exported CSV file(s)")
+        cmd.add_argument("--account", required=True,
+                         help="the Klaviyo account id (public API key)" if esp == "klaviyo" else "the Mailchimp audience id")
+        if esp == "mailchimp":
+            cmd.add_argument("--status", default=None, choices=["subscribed", "unsubscribed", "cleaned"],
+                             help="the members' status, for a file whose columns do not say it")
+        cmd.add_argument("--quiet", action="store_true", help="publish no membership events")
+        cmd.set_defaults(func=cmd_import_esp)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],

@@ -34,8 +34,9 @@ CUSTOMER_COLUMNS = ("email", "customer_id", "phone", "first_name", "last_name", 
                     "consent_updated_at", "created_at", "updated_at")
 STATUSES = ("placed", "cancelled", "refunded")
 CONSENT = ("subscribed", "not_subscribed", "pending", "unsubscribed", "cleaned", "spam", "bounced", "redacted", "invalid")
-#: Orders newer than this get an order alias, as the platforms' live order webhooks give them, so that
-#: a refund webhook that names only the order finds its customer; older ones are past refunding.
+#: Shopify orders newer than this get an order alias, as Shopify's order webhooks give them, so that a
+#: refunds/create webhook that names only the order finds its customer; older ones are past refunding.
+#: (The other platforms' webhooks give no order alias: their imports give none either.)
 REFUND_WINDOW = timedelta(days=120)
 
 
@@ -103,7 +104,7 @@ def read_orders(lines: Iterable[str], platform: str = "csv", shop: str | None = 
         if identity.is_empty():
             yield Parsed(line, [], skipped="no email, customer id or phone")
             continue
-        if platform != "csv" and (now is None or updated >= now - REFUND_WINDOW):
+        if platform == "shopify" and (now is None or updated >= now - REFUND_WINDOW):
             identity = identity.model_copy(update={"order_ref": order_id})
         props = OrderProperties(order_id=order_id, status=status, total=total,
                                 currency=text(row.get("currency"), "currency", 3), updated_at=updated,

@@ -5,11 +5,8 @@ webhooks carry, so each one is normalised by the webhook adapter's own code
 (:func:`segmentation.sources.woocommerce.order_event` / ``customer_event``): the same events with
 the same ids, so that an order the live path has seen (or will see) counts once.
 
-Two differences from the webhook, both on purpose:
+One difference from the webhook, on purpose:
 
-* an order updated within :data:`~segmentation.history.csv_files.REFUND_WINDOW` of the import gets
-  an order alias (``order_ref``), as the CSV import gives recent orders; older ones do not (the
-  alias would cost a write per order and could never be used);
 * a record that cannot be read is a :class:`Rejected` naming the order or customer and the field,
   never an exception: the rest goes on.
 
@@ -29,11 +26,10 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from ..domain.events import CustomerEvent, EventType
+from ..domain.events import CustomerEvent
 from ..sources import woocommerce
 from ..sources.fields import receiving_at
 from ..sources.request import READ_ERRORS, malformed_reason, shape_mismatch
-from .csv_files import REFUND_WINDOW
 from .records import Parsed, Rejected
 
 Kind = Literal["orders", "customers"]
@@ -83,9 +79,7 @@ def _one(obj: Any, shop: str, kind: Kind, now: datetime) -> tuple[CustomerEvent 
             event = woocommerce.customer_event(shop, obj)
             return event, None if event else "no customer email or id"
         event, reason = woocommerce.order_event(shop, obj)
-    if event is not None and event.type == EventType.ORDER and event.properties.updated_at >= now - REFUND_WINDOW:
-        event = event.model_copy(update={"identity": event.identity.model_copy(
-            update={"order_ref": event.properties.order_id})})
+    # no order alias: WooCommerce's webhooks give none (no live event would ever look one up)
     return event, reason
 
 

@@ -2,9 +2,10 @@
 bucket is split into parts of whole people, the parts are imported in parallel by a Step Functions
 Distributed Map, and a report is written next to the file.
 
-Keys: ``imports/<file>`` (a CSV file, platform ``csv``) or ``imports/<platform>/<shop>/<file>``;
-the file's name says what it holds (``orders*.csv``, ``customers*.csv``, a Shopify bulk export
-``*.jsonl`` under ``imports/shopify/<shop>/``, see :data:`READERS`).
+Keys: ``imports/<file>`` (a CSV file, platform ``csv``) or ``imports/<platform>/<shop>/<file>``
+(for an ESP, ``<shop>`` is the Klaviyo account or the Mailchimp audience id); the file's name says
+what it holds (``orders*.csv``, ``customers*.csv``, a Shopify bulk export ``*.jsonl``, WooCommerce
+``orders*.json``, a Klaviyo or Mailchimp export ``*.csv``: see :data:`READERS`).
 Work goes under ``import-work/<job>/`` (the bucket expires it), the report is ``<key>.report.json``.
 
 How the file is split: the split step reads the whole file once, groups its records per person
@@ -35,7 +36,6 @@ WORK_PREFIX = "import-work/"
 REPORT_SUFFIX = ".report.json"
 #: people per part: a part's import is ~2 DynamoDB requests per person, well inside one invocation
 PART_PEOPLE = 2000
-PLATFORMS = ("csv", "shopify", "woocommerce", "magento")
 
 
 def _csv_orders(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
@@ -53,18 +53,45 @@ def _csv_customers(lines: Iterable[str], platform: str, shop: str | None, now: d
 def _shopify_bulk(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
     from ..history.shopify_bulk import read_bulk
 
-    if platform != "shopify" or not shop:
-        yield Rejected(1, "a .jsonl file is a Shopify bulk export: put it under imports/shopify/<shop>/", name)
-        return
-    yield from read_bulk(lines, shop, now, name)
+    return read_bulk(lines, shop or "", now, name)
 
 
-#: (file name prefix, suffix) -> reader(lines, platform, shop, now, name)
-READERS: dict[tuple[str, str], Callable[..., Iterator[Parsed | Rejected]]] = {
-    ("orders", ".csv"): _csv_orders,
-    ("customers", ".csv"): _csv_customers,
-    ("", ".jsonl"): _shopify_bulk,
-}
+def _woocommerce(kind: str):
+    def read(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
+        from ..history.woocommerce import read_file
+
+        return read_file(lines, shop or "", now, kind, name)
+    return read
+
+
+def _klaviyo(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
+    from ..history.esp_exports import read_klaviyo_profiles_csv
+
+    return read_klaviyo_profiles_csv(lines, shop, now, name)
+
+
+def _mailchimp(lines: Iterable[str], platform: str, shop: str | None, now: datetime, name: str):
+    from ..history.esp_exports import read_mailchimp_audience_csv
+
+    # Mailchimp's export names the subscribed file so; the other files' columns say their status
+    status = "subscribed" if name.lower().startswith("subscribed") else None
+    return read_mailchimp_audience_csv(lines, shop or "", status, now, name)
+
+
+SHOPS = ("csv", "shopify", "woocommerce", "magento")
+#: (platforms, file name prefix, suffix, reader(lines, platform, shop, now, name)), the first that fits
+READERS: list[tuple[tuple[str, ...], str, str, Callable[..., Iterator[Parsed | Rejected]]]] = [
+    (SHOPS, "orders", ".csv", _csv_orders),
+    (SHOPS, "customers", ".csv", _csv_customers),
+    (("shopify",), "", ".jsonl", _shopify_bulk),
+    (("woocommerce",), "orders", ".json", _woocommerce("orders")),
+    (("woocommerce",), "orders", ".jsonl", _woocommerce("orders")),
+    (("woocommerce",), "customers", ".json", _woocommerce("customers")),
+    (("woocommerce",), "customers", ".jsonl", _woocommerce("customers")),
+    (("klaviyo",), "", ".csv", _klaviyo),
+    (("mailchimp",), "", ".csv", _mailchimp),
+]
+PLATFORMS = (*SHOPS, "klaviyo", "mailchimp")
 
 
 def source_of(key: str) -> tuple[str, str | None, Callable[..., Iterator[Parsed | Rejected]]]:
@@ -76,13 +103,13 @@ def source_of(key: str) -> tuple[str, str | None, Callable[..., Iterator[Parsed 
     elif len(parts) == 3 and parts[0] in PLATFORMS and parts[1]:
         platform, shop = parts[0], parts[1]
     else:
-        raise ValueError(f"put the file at imports/<file> or imports/<platform>/<shop>/<file> "
+        raise ValueError(f"put the file at imports/<file> or imports/<platform>/<shop or account>/<file> "
                          f"(platform: {', '.join(PLATFORMS)}), not {key}")
-    for (prefix, suffix), reader in READERS.items():
-        if name.startswith(prefix) and name.endswith(suffix):
+    for platforms, prefix, suffix, reader in READERS:
+        if platform in platforms and name.startswith(prefix) and name.endswith(suffix):
             return platform, shop, reader
-    known = ", ".join(f"{p}*{s}" for p, s in READERS)
-    raise ValueError(f"the file name says what it holds: one of {known}; {parts[-1]} is none of them")
+    known = ", ".join(f"{prefix}*{suffix}" for platforms, prefix, suffix, _ in READERS if platform in platforms)
+    raise ValueError(f"the file name says what it holds: for {platform}, one of {known}; {parts[-1]} is none of them")
 
 
 class ImportJobs:
