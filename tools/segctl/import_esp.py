@@ -13,12 +13,11 @@ again. Resumable and idempotent, as `segctl import csv`.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .import_woocommerce import on_local_stack
-from .imports import _bar, _digest, print_report
+from .imports import _digest, import_with_progress
 from .template import Template
 
 ESPS = ("klaviyo", "mailchimp")
@@ -44,7 +43,6 @@ def _named_status(path: Path) -> str | None:
 
 def run_esp_import(kind: str, files: list[Path], account: str | None, status: str | None, quiet: bool) -> int:
     """The import itself, on the components bootstrap builds (the local stack's, or any)."""
-    from segmentation import bootstrap
     from segmentation.history.esp_exports import (
         MAILCHIMP_STATUSES,
         read_klaviyo_profiles_csv,
@@ -80,11 +78,4 @@ def run_esp_import(kind: str, files: list[Path], account: str | None, status: st
                 else:
                     yield from read_mailchimp_audience_csv(f, account, statuses[path], now=now, name=path.name)
 
-    started = time.monotonic()
-    print(f"importing {', '.join(str(p) for p in files)} as {kind} ({account})"
-          + (" quietly (no membership events)" if quiet else ""))
-    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, started)).run(records(), job, quiet=quiet)
-    print()
-    print_report(report.as_dict())
-    print(f"took {time.monotonic() - started:.1f} s")
-    return 1 if report.failed else 0
+    return import_with_progress(f"{', '.join(str(p) for p in files)} as {kind} ({account})", records(), job, quiet)

@@ -71,7 +71,6 @@ def run_import(files: list[tuple[Path, str]], platform: str, shop: str | None, q
     """The import itself, on the components bootstrap builds (the local stack's, or any)."""
     from datetime import UTC, datetime
 
-    from segmentation import bootstrap
     from segmentation.history.csv_files import read_customers, read_orders
     from segmentation.service.history_import import job_id
 
@@ -86,10 +85,17 @@ def run_import(files: list[tuple[Path, str]], platform: str, shop: str | None, q
                 else:
                     yield from read_customers(f, platform, shop, name=path.name)
 
+    what = f"{', '.join(str(p) for p, _ in files)} as {platform}" + (f" ({shop})" if shop else "")
+    return import_with_progress(what, records(), job, quiet)
+
+
+def import_with_progress(what: str, records, job: str, quiet: bool) -> int:
+    """Import ``records`` on bootstrap's components with a progress bar, then print the report."""
+    from segmentation import bootstrap
+
     started = time.monotonic()
-    print(f"importing {', '.join(str(p) for p, _ in files)} as {platform}" + (f" ({shop})" if shop else "")
-          + (" quietly (no membership events)" if quiet else ""))
-    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, started)).run(records(), job, quiet=quiet)
+    print(f"importing {what}" + (" quietly (no membership events)" if quiet else ""))
+    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, started)).run(records, job, quiet=quiet)
     print()
     print_report(report.as_dict())
     print(f"took {time.monotonic() - started:.1f} s")

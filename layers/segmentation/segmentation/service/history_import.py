@@ -46,6 +46,22 @@ class ImportReport:
     changes: int = 0  # membership changes the import made (published once each, unless quiet)
     segments: dict[str, int] = field(default_factory=dict)  # segment -> people who entered it
 
+    def tally(self, records: Iterable[Parsed | Rejected]) -> list[CustomerEvent]:
+        """Count ``records`` (read, imported, skipped, rejected with their first reasons) and return
+        the events of those that had some."""
+        events: list[CustomerEvent] = []
+        for record in records:
+            self.records += 1
+            if isinstance(record, Rejected):
+                self.rejected += 1
+                self.reject(f"{record.file or 'input'} line {record.line}", record.reason)
+            elif record.events:
+                self.imported += 1
+                events += record.events
+            else:
+                self.skipped += 1
+        return events
+
     def reject(self, where: str, reason: str) -> None:
         if len(self.reasons) < REASONS_KEPT:
             self.reasons.append(f"{where}: {reason}")
@@ -77,18 +93,7 @@ class HistoryImport:
         """Import ``records``; ``quiet``: publish no membership change (a reconcile pushes the
         state to the ESPs). Stops when ``time_left()`` runs out (the next run resumes)."""
         report = ImportReport()
-        events: list[CustomerEvent] = []
-        for record in records:
-            report.records += 1
-            if isinstance(record, Rejected):
-                report.rejected += 1
-                report.reject(f"{record.file or 'input'} line {record.line}", record.reason)
-            elif record.events:
-                report.imported += 1
-                events += record.events
-            else:
-                report.skipped += 1
-        customers = group_customers(events)
+        customers = group_customers(report.tally(records))
         report.customers = len(customers)
         done = self._done(job)
         report.resumed_from = done

@@ -133,18 +133,8 @@ class ImportJobs:
             self._put(f"{work}split.json", {"source": key, **counts.as_dict(), "error": str(exc)})
             return {"job": job, "source": key, "parts_prefix": f"{work}parts/", "parts": 0, "quiet": quiet}
         now = datetime.fromtimestamp(self.clock(), UTC)
-        events: list[CustomerEvent] = []
-        for record in reader(self.objects.lines(key), platform, shop, now, key.rsplit("/", 1)[-1]):
-            counts.records += 1
-            if isinstance(record, Rejected):
-                counts.rejected += 1
-                counts.reject(f"{record.file} line {record.line}", record.reason)
-            elif record.events:
-                counts.imported += 1
-                events += record.events
-            else:
-                counts.skipped += 1
-        people = group_customers(events)
+        people = group_customers(counts.tally(reader(self.objects.lines(key), platform, shop, now,
+                                                     key.rsplit("/", 1)[-1])))
         counts.customers = len(people)
         n = 0
         for n, start in enumerate(range(0, len(people), PART_PEOPLE), start=1):
