@@ -849,6 +849,7 @@ def history_import() -> None:
 
 
 if __name__ == "__main__":
+    report("machine_cpus", os.cpu_count() or 0, "cpus")  # timings and rates are this machine's
     segment_eval()
     preview_throughput()
     profile_size()
