@@ -26,6 +26,15 @@ class SweepReport:
     moved: int = 0  # entries moved to the profile's due instant without an evaluation
     changes: list[MembershipChange] = field(default_factory=list)
     finished: bool = True  # False: stopped for time, the rest waits for the next run
+    oldest_due: int | None = None  # the earliest due instant among the due profiles read
+
+    @property
+    def lag(self) -> int:
+        """Seconds the oldest due profile read has waited past its due instant (0: none was due).
+
+        Each shard's index is read oldest first, and every shard's first page before any second
+        one, so this is the backlog's age at the start of the run (the sweep-lag alarm's metric)."""
+        return 0 if self.oldest_due is None else max(0, self.at - self.oldest_due)
 
 
 class Sweep:
@@ -47,6 +56,9 @@ class Sweep:
                     return report
                 profiles, last = self.repository.due_page(shard, now, page, cursors[shard])
                 report.due_read += len(profiles)
+                due = [p.next_due_at for p in profiles if p.next_due_at is not None and p.next_due_at <= now]
+                if due:
+                    report.oldest_due = min(due if report.oldest_due is None else [*due, report.oldest_due])
                 for profile in profiles:
                     if time_left() <= 0:
                         report.finished = False
