@@ -351,9 +351,10 @@ def move_time(stack: LocalStack, api_url: str, catalog, now: datetime | None = N
                     print(f"    {kind:<14} {segment_id:<9} {len(who):>3}  {', '.join(who)}")
         if groups:
             others = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-            print("    and, as their windows closed: " + ", ".join(
+            print("    other time-based changes: " + ", ".join(
                 f"{kind.removeprefix('Segment').lower()} {segment_id} {len(who)}" for (kind, segment_id), who in others))
-    sample = next((e for j in jumps[::-1] for e in j["events"] if e["detail"]["segment_id"] == TIME_SEGMENTS[-1]), None)
+    sample = next((e for j in jumps[::-1] for e in j["events"]
+                   if (e["detail-type"], e["detail"]["segment_id"]) == ("SegmentEntered", TIME_SEGMENTS[-1])), None)
     if sample is not None:
         print("  one of these events as a consumer of the bus receives it:")
         print("    " + json.dumps({k: sample[k] for k in ("source", "detail-type", "time", "detail")}))
@@ -394,6 +395,10 @@ def run(template_path: str, streams: list[str]) -> int:
         code, _ = move_time(stack, api.url, bootstrap.catalog(), now)
         if not stack.drain(90):
             print("segctl demo: the ESP sync queue did not drain within 90 s", file=sys.stderr)
+            return 1
+        errors = [e for p in stack.pollers for e in p.errors]
+        if errors:
+            print(f"segctl demo: {len(errors)} processing error(s) after the sweep: {errors[:3]}", file=sys.stderr)
             return 1
         print()
         print(destinations_report(stack, os.environ["DESTINATIONS_FILE"]))
