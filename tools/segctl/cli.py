@@ -1,6 +1,6 @@
 """segctl: run the SAM application on this machine, without Docker or an AWS account.
 
-  segctl local start-api [--port 3000]          serve every HttpApi route of template.yaml
+  segctl local start-api [--port 3000]          serve every HttpApi route of template.yaml [--seed-demo]
   segctl local invoke <LogicalId> --event FILE   invoke one function with an event
   segctl segments validate [FILE]                check a segment catalog
   segctl segments explain --email X              why a customer is (not) in each segment
@@ -48,7 +48,13 @@ def cmd_start_api(args) -> int:
             raise SystemExit(f"segctl: --parameter-overrides {item!r}: give Name=Value with a parameter of "
                              f"template.yaml ({', '.join(sorted(template.parameters))})")
         template.parameters[name] = value
-    stack = LocalStack(template, log_level=args.log_level, esp_fakes=True).start()
+    secrets = signing = None
+    if args.seed_demo:
+        from .demo import DEMO_DESTINATIONS, demo_secrets
+
+        os.environ.setdefault("DESTINATIONS_FILE", DEMO_DESTINATIONS)
+        secrets, signing = demo_secrets()
+    stack = LocalStack(template, log_level=args.log_level, esp_fakes=True, secret_values=secrets).start()
     try:
         api = LocalApi(stack, host="127.0.0.1", port=args.port)
     except OSError as exc:
@@ -57,6 +63,15 @@ def cmd_start_api(args) -> int:
     api.start()
     stack.start_pollers()
     stack.start_schedules()
+    if args.seed_demo:
+        from .demo import seed
+
+        print(f"Seeding the demo's data through {api.url} ...", flush=True)
+        if seed(stack, api.url, signing) != 0:
+            api.stop()
+            stack.stop()
+            return 1
+        print(f"Demo data loaded (as of now): try {api.url}/segments or {api.url}/docs")
     print(f"AWS endpoint: {stack.endpoint}" + ("" if args.endpoint_given else " (embedded moto)"))
     for route in stack.template.routes():
         auth = "  [AWS_IAM in AWS; not enforced locally]" if route.auth else ""
@@ -197,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--log-level", default=None, help="override the LogLevel parameter (e.g. DEBUG)")
     start.add_argument("--parameter-overrides", nargs="*", metavar="NAME=VALUE",
                        help="template parameters, as sam's (e.g. EspSyncBatchingWindow=2)")
+    start.add_argument("--seed-demo", action="store_true",
+                       help="load the demo's shop history and webhooks first (`segctl demo` without its time travel)")
     start.set_defaults(func=cmd_start_api)
     invoke = local.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. WebhookFunction")

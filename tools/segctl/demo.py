@@ -122,6 +122,10 @@ def from_sample(d: dict, secrets: dict, at: datetime, now: datetime) -> tuple[st
     return "/webhooks/magento", body, adobe_headers(secrets["_magento_private"], body)
 
 
+#: the demo's live webhooks: a Shopify store, then several sources at once
+DEMO_STREAMS = ["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"]
+
+
 def replay(api_url: str, stream_path: Path, secrets: dict[str, str], now: datetime | None = None) -> dict[int, int]:
     """POST every delivery of the stream, signed; return a count per status code."""
     now = now or datetime.now(UTC)
@@ -219,36 +223,165 @@ def destinations_report(stack: LocalStack, path: str) -> str:
     return "\n".join(lines)
 
 
-def run(template_path: str, streams: list[str]) -> int:
-    print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
+def demo_secrets() -> tuple[dict[str, str], dict[str, str]]:
+    """(the webhook secrets the stack checks with, the keys the demo signs with): the development
+    secrets, with fresh SendGrid (ECDSA) and Adobe Commerce (RSA) key pairs whose private halves only
+    the demo holds."""
     ec_key, ec_public, rsa_key, rsa_public = demo_keys()
     secrets = {**dev_secret_values(), "sendgrid": ec_public, "magento": rsa_public}
+    return secrets, {**secrets, "_sendgrid_private": ec_key, "_magento_private": rsa_key}
+
+
+def seed(stack: LocalStack, api_url: str, signing: dict[str, str], streams: list[str] = DEMO_STREAMS,
+         now: datetime | None = None) -> int:
+    """The demo's data: the shop's history imported, then every delivery of ``streams`` sent signed to
+    the API at ``api_url``, and the profile and ESP sync queues drained. 0 when all of it went through."""
+    now = now or datetime.now(UTC)
+    print(f"  the shop's history first ({DEMO_HISTORY}/), as `segctl import csv` imports it:")
+    with tempfile.TemporaryDirectory() as workdir:
+        if import_history(DEMO_HISTORY, now, Path(workdir)) != 0:
+            return 1
+    print("  then the live webhooks:")
+    statuses: dict[int, int] = {}
+    for stream in streams:
+        for status, n in replay(api_url, Path(stream), signing, now).items():
+            statuses[status] = statuses.get(status, 0) + n
+    print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
+    print("  waiting for the profile and ESP sync queues to drain ...", flush=True)
+    if not stack.drain(90):
+        print("segctl demo: the queues did not drain within 90 s", file=sys.stderr)
+        return 1
+    errors = [e for p in stack.pollers for e in p.errors]
+    if errors:
+        print(f"segctl demo: {len(errors)} processing error(s): {errors[:3]}", file=sys.stderr)
+        return 1
+    if set(statuses) != {200}:
+        print("segctl demo: some deliveries were not accepted (see the responses above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+class BusTap:
+    """What any consumer of the template's bus sees: every ``SegmentEntered`` / ``SegmentExited``,
+    through a rule of the demo's own (not in template.yaml) into a queue of its own."""
+
+    NAME = "segctl-demo-membership-tap"
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.sqs = stack.client("sqs")
+        events = stack.client("events")
+        bus = stack.template.physical_name("EventBus")
+        self.url = self.sqs.create_queue(QueueName=self.NAME)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=self.NAME, EventBusName=bus, EventPattern=json.dumps(
+            {"source": ["segmentation.profiles"], "detail-type": ["SegmentEntered", "SegmentExited"]}))
+        events.put_targets(Rule=self.NAME, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+
+    def drain(self) -> list[dict]:
+        """The events that arrived since the last drain, as the bus delivered them (envelopes)."""
+        out = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return out
+            for m in messages:
+                out.append(json.loads(m["Body"]))
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+
+#: the time-based segments the demo follows as time moves on
+TIME_SEGMENTS = ("at-risk", "inactive")
+
+
+def time_jumps(catalog) -> list[int]:
+    """Days from now at which the sweep runs: one day past each time segment's ``last: more_than``
+    (31 and 61 with the default catalog), so that even a customer active a moment ago has crossed it."""
+    days = []
+    for segment_id in TIME_SEGMENTS:
+        spec = catalog.segments.get(segment_id)
+        last = spec.when.last if spec is not None else None
+        if last is not None and last.more_than:
+            days.append(last.more_than // 86400 + 1)
+    return sorted(set(days))
+
+
+def move_time(stack: LocalStack, api_url: str, catalog, now: datetime | None = None) -> tuple[int, list[dict]]:
+    """Run the template's scheduled sweep (InactivitySweepFunction) at later times, as its schedule
+    would run it then, and print what it put on the bus. Returns (exit code, the jumps: days, at,
+    the sweep's totals, and the ``SegmentEntered`` / ``SegmentExited`` envelopes it published)."""
+    from .timecmds import SWEEP_FUNCTION, run_sweep
+
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    days = time_jumps(catalog)
+    if not days:
+        print(f"\nThe catalog has no {' / '.join(TIME_SEGMENTS)} segment with `last: more_than`: no time to move.")
+        return 0, []
+    tap = BusTap(stack)
+    emails: dict[str, str] = {}
+
+    def email(profile_id: str) -> str:
+        if profile_id not in emails:
+            _, profile = http("GET", f"{api_url}/profiles/{profile_id}")
+            emails[profile_id] = profile.get("email") or profile_id
+        return emails[profile_id]
+
+    print(f"\nMoving time forward: {SWEEP_FUNCTION}, the sweep template.yaml schedules, run as its schedule would run "
+          f"it {' and '.join(f'{d} days' for d in days)} from now")
+    for segment_id in TIME_SEGMENTS:
+        spec = catalog.segments.get(segment_id)
+        if spec is not None:
+            print(f"  {spec.name} ({segment_id}): {spec.description}")
+    jumps = []
+    for d in days:
+        at = now + timedelta(days=d)
+        totals = run_sweep(stack, at)
+        events = tap.drain()
+        jumps.append({"days": d, "at": at, "sweep": totals, "events": events})
+        causes = sorted({e["detail"].get("cause") for e in events})
+        print(f"  +{d} days ({_iso(at)}): {totals['evaluated']} due profiles evaluated, {len(events)} events on the bus, "
+              f"cause {', '.join(causes) or '-'}")
+        groups: dict[tuple[str, str], list[str]] = {}
+        for e in events:
+            groups.setdefault((e["detail-type"], e["detail"]["segment_id"]), []).append(email(e["detail"]["profile_id"]))
+        for kind in ("SegmentExited", "SegmentEntered"):
+            for segment_id in TIME_SEGMENTS:
+                who = sorted(groups.pop((kind, segment_id), []))
+                if who:
+                    print(f"    {kind:<14} {segment_id:<9} {len(who):>3}  {', '.join(who)}")
+        if groups:
+            others = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            print("    other time-based changes: " + ", ".join(
+                f"{kind.removeprefix('Segment').lower()} {segment_id} {len(who)}" for (kind, segment_id), who in others))
+    sample = next((e for j in jumps[::-1] for e in j["events"]
+                   if (e["detail-type"], e["detail"]["segment_id"]) == ("SegmentEntered", TIME_SEGMENTS[-1])), None)
+    if sample is not None:
+        print("  one of these events as a consumer of the bus receives it:")
+        print("    " + json.dumps({k: sample[k] for k in ("source", "detail-type", "time", "detail")}))
+    entered = {seg: any(e["detail-type"] == "SegmentEntered" and e["detail"]["segment_id"] == seg
+                        for j in jumps for e in j["events"]) for seg in TIME_SEGMENTS if seg in catalog.segments}
+    missing = [seg for seg, found in entered.items() if not found]
+    if missing:
+        print(f"segctl demo: moving time forward, nobody entered {', '.join(missing)}", file=sys.stderr)
+        return 1, jumps
+    return 0, jumps
+
+
+def run(template_path: str, streams: list[str]) -> int:
+    print("segctl demo: starting the embedded AWS (moto) and creating template.yaml's resources ...", flush=True)
+    secrets, signing = demo_secrets()
     os.environ.setdefault("DESTINATIONS_FILE", DEMO_DESTINATIONS)
     template = Template(template_path)
     template.parameters["EspSyncBatchingWindow"] = "1"  # the demo waits for it; AWS gathers for 20 s
     stack = LocalStack(template, log_level="WARNING", secret_values=secrets, esp_fakes=True).start()
-    signing = {**secrets, "_sendgrid_private": ec_key, "_magento_private": rsa_key}
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
     try:
+        from segmentation import bootstrap
+
         print(f"  local API on {api.url}; AWS endpoint {stack.endpoint}")
-        print(f"  the shop's history first ({DEMO_HISTORY}/), as `segctl import csv` imports it:")
-        with tempfile.TemporaryDirectory() as workdir:
-            if import_history(DEMO_HISTORY, datetime.now(UTC), Path(workdir)) != 0:
-                return 1
-        print("  then the live webhooks:")
-        statuses: dict[int, int] = {}
-        for stream in streams:
-            for status, n in replay(api.url, Path(stream), signing).items():
-                statuses[status] = statuses.get(status, 0) + n
-        print("  responses: " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
-        print("  waiting for the profile and ESP sync queues to drain ...", flush=True)
-        if not stack.drain(90):
-            print("segctl demo: the queues did not drain within 90 s", file=sys.stderr)
-            return 1
-        errors = [e for p in stack.pollers for e in p.errors]
-        if errors:
-            print(f"segctl demo: {len(errors)} processing error(s): {errors[:3]}", file=sys.stderr)
+        now = datetime.now(UTC)
+        if seed(stack, api.url, signing, streams, now) != 0:
             return 1
         print()
         print(report(api.url))
@@ -259,9 +392,18 @@ def run(template_path: str, streams: list[str]) -> int:
                   f"  segments: {', '.join(maya['segments'])}\n"
                   f"  orders {t['order_count']}, open rate {t['email_open_rate_30d']}, preferred category "
                   f"{t['preferred_category']}, engagement {t['engagement_score']}")
+        code, _ = move_time(stack, api.url, bootstrap.catalog(), now)
+        if not stack.drain(90):
+            print("segctl demo: the ESP sync queue did not drain within 90 s", file=sys.stderr)
+            return 1
+        errors = [e for p in stack.pollers for e in p.errors]
+        if errors:
+            print(f"segctl demo: {len(errors)} processing error(s) after the sweep: {errors[:3]}", file=sys.stderr)
+            return 1
         print()
         print(destinations_report(stack, os.environ["DESTINATIONS_FILE"]))
-        return 0 if set(statuses) == {200} else 1
+        print("\nTo explore this data in Swagger UI: segctl local start-api --seed-demo (as of now, before the time moved)")
+        return code
     finally:
         api.stop()
         stack.stop()

@@ -3,7 +3,8 @@
 Authorization (AWS_IAM on the management routes) is not enforced locally.
 
 GET /docs is the runner's own page, not a route of template.yaml (it exists only locally): Swagger UI
-for the management API's OpenAPI document at /openapi.json, on the same origin.
+for the management API's OpenAPI document at /openapi.json, with Swagger UI's files (vendored in
+static/swagger-ui) under /docs/swagger-ui/, all on the same origin and without a network.
 """
 
 from __future__ import annotations
@@ -14,28 +15,40 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .runtime import LocalStack
 from .template import ACCOUNT
 
-#: Swagger UI 5 (OpenAPI 3.1 needs 5); the browser loads it from the CDN, the runner serves only this page.
-DOCS_HTML = b"""<!doctype html>
+#: Swagger UI 5 (OpenAPI 3.1 needs 5), vendored under static/swagger-ui (its README: version, license),
+#: so the page works offline and references nothing outside this origin. validatorUrl null: Swagger
+#: UI would otherwise send the document to validator.swagger.io for its badge.
+SWAGGER_UI = Path(__file__).with_name("static") / "swagger-ui"
+SWAGGER_UI_PATH = "/docs/swagger-ui/"
+#: the vendored files served, and their content types (nothing else of the folder is)
+SWAGGER_UI_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+DOCS_HTML = f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>Segmentation management API (local)</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="stylesheet" href="{SWAGGER_UI_PATH}swagger-ui.css">
+  <link rel="icon" type="image/png" href="{SWAGGER_UI_PATH}favicon-32x32.png" sizes="32x32">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script src="{SWAGGER_UI_PATH}swagger-ui-bundle.js" charset="utf-8"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+    window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", validatorUrl: null}});
   </script>
 </body>
 </html>
-"""
+""".encode()
 
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
@@ -148,9 +161,8 @@ class LocalApi:
         parts = urlsplit(req.path)
         length = int(req.headers.get("content-length") or 0)
         body = req.rfile.read(length) if length else b""
-        if parts.path == "/docs" and method in ("GET", "HEAD"):
-            return self._write(req, 200, {"content-type": "text/html; charset=utf-8"},
-                               b"" if method == "HEAD" else DOCS_HTML)
+        if method in ("GET", "HEAD") and (parts.path == "/docs" or parts.path.startswith(SWAGGER_UI_PATH)):
+            return self._docs(req, parts.path, method)
         path = decoded_path(parts.path)
         route, params = self.router.match(method, path)
         if route is None:
@@ -171,6 +183,18 @@ class LocalApi:
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         self._write(req, status, out_headers, b"" if method == "HEAD" else data)
+
+    def _docs(self, req: BaseHTTPRequestHandler, path: str, method: str) -> None:
+        """The local-only Swagger UI page, or one of its vendored assets (a fixed list: no other file)."""
+        if path == "/docs":
+            content_type, data = "text/html; charset=utf-8", DOCS_HTML
+        else:
+            name = path.removeprefix(SWAGGER_UI_PATH)
+            if name not in SWAGGER_UI_FILES:
+                return self._write(req, 404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+            content_type, data = SWAGGER_UI_FILES[name], (SWAGGER_UI / name).read_bytes()
+        headers = {"content-type": content_type, "x-content-type-options": "nosniff"}
+        self._write(req, 200, headers, b"" if method == "HEAD" else data)
 
     @staticmethod
     def _write(req: BaseHTTPRequestHandler, status: int, headers: dict, data: bytes) -> None:

@@ -34,13 +34,34 @@ def _stack(template: Template) -> LocalStack:
     return LocalStack(template, log_level="WARNING").start()
 
 
+#: the scheduled sweep of template.yaml (its ``Schedule`` event runs it every SweepSchedule)
+SWEEP_FUNCTION = "InactivitySweepFunction"
+
+
+def run_sweep(stack: LocalStack, when: datetime, max_runs: int = 20) -> dict:
+    """Invoke the template's sweep function as its schedule does, with the scheduled event's ``time``
+    set to ``when`` (the instant it evaluates at), again while a run stops for time, as the next
+    scheduled runs would. Returns the totals: at, runs, due_read, evaluated, changes, finished."""
+    total = {"at": None, "runs": 0, "due_read": 0, "evaluated": 0, "changes": 0, "finished": False}
+    while total["runs"] < max_runs and not total["finished"]:
+        result = stack.invoke(SWEEP_FUNCTION, scheduled_event(when, stack.template.arn(SWEEP_FUNCTION)))
+        total["runs"] += 1
+        total["at"] = result["at"]
+        total["finished"] = bool(result["finished"])
+        for key in ("due_read", "evaluated", "changes"):
+            total[key] += result[key]
+    return total
+
+
 def sweep(template: Template, at: str) -> int:
     stack = _stack(template)
     when = parse_when(at)
-    result = stack.invoke("InactivitySweepFunction", scheduled_event(when, template.arn("InactivitySweepFunction")))
+    try:
+        result = stack.invoke(SWEEP_FUNCTION, scheduled_event(when, template.arn(SWEEP_FUNCTION)))
+    finally:
+        stack.stop()
     print(f"sweep at {result['at']}: {result['due_read']} due read, {result['evaluated']} evaluated, "
           f"{result['changes']} membership changes" + ("" if result["finished"] else " (stopped for time; run again)"))
-    stack.stop()
     return 0
 
 
