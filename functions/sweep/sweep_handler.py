@@ -1,6 +1,6 @@
 """EventBridge schedule -> time-based membership changes for the profiles that are due.
 
-Evaluates at the scheduled event's ``time`` (design.md §3.5), which is how tests move time.
+Evaluates at the scheduled event's ``time`` (docs/contracts.md#time), which is how tests move time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Magento 2 / Adobe Commerce through Adobe I/O Events: the challenge, RSA signatures, and order,
 customer and newsletter events.
 
-See shared/webhooks.md §3. Adobe I/O Events registers a webhook with ``GET ?challenge=X`` (answered
+See docs/webhooks.md#adobe-commerce. Adobe I/O Events registers a webhook with ``GET ?challenge=X`` (answered
 with ``{"challenge": X}``), then POSTs each event as JSON signed twice, ``x-adobe-digital-signature-1``
 and ``-2``: base64 RSA-SHA256 (PKCS#1 v1.5) signatures over the raw body by Adobe's two key pairs.
 The public keys are configured (secret key ``magento``: one PEM per value, or both PEMs in one
