@@ -11,7 +11,7 @@ no I/O. A delivery is accepted when either signature verifies under any configur
 Adobe signs every customer's events with the same keys, so the signed ``recipient_client_id`` is
 checked against the configured client id(s) when the secret key ``magento_client_id`` is set.
 
-Payload shapes are defensive (webhooks.md marks them UNCONFIRMED): a CloudEvents object
+Payload shapes are read defensively (Adobe does not document them to the field): a CloudEvents object
 (``type`` ``com.adobe.commerce.observer.<event>``, ``data.value`` holding the subscribed fields),
 the same wrapped as ``{"event": {...}}``, or a JSON array of them (batched delivery). Magento stores
 times in UTC as ``YYYY-MM-DD HH:MM:SS``.
