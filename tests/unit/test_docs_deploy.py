@@ -48,3 +48,29 @@ def test_the_teardown_names_exactly_the_retained_data_resources():
 def test_the_secret_table_has_a_row_for_every_webhook_secret_key():
     documented = {name for name in names(table("| key |")) if ":" not in name}
     assert documented == set(dev_secret_values({}))
+
+
+def test_the_klaviyo_webhook_command_is_a_valid_create_webhook_request():
+    """The body deploy.md sends to create Klaviyo's system webhook, checked against Klaviyo's published
+    OpenAPI document (tests/contracts/), with the topics the Klaviyo adapter uses."""
+    import json
+
+    from openapi_core import Config, OpenAPI
+    from openapi_core.testing import MockRequest
+    from segmentation.sources.klaviyo import USED_TOPICS
+
+    command = re.search(r"curl -s https://a\.klaviyo\.com(/api/webhooks) (.*?)-d '(\{.*?)'\n```", DOC, re.S)
+    assert command, "deploy.md: the Klaviyo curl command"
+    path, headers, raw = command.groups()
+    body = json.loads(raw.replace("'\"$API\"'", "https://abc.execute-api.us-east-1.amazonaws.com")
+                         .replace("'\"$KLAVIYO_WEBHOOK_SECRET\"'", "a-secret-of-sixteen-plus"))
+    revision = re.search(r"-H 'revision: ([\d-]+)'", headers).group(1)
+    content_type = re.search(r"-H 'Content-Type: ([^']+)'", headers).group(1)
+    contract = ROOT / "tests" / "contracts" / f"klaviyo-openapi-stable-{revision}.json"
+    spec = OpenAPI.from_dict(json.loads(contract.read_text()), config=Config(spec_validator_cls=None))
+    spec.validate_request(MockRequest("https://a.klaviyo.com", "post", path, data=json.dumps(body).encode(),
+                                      headers={"revision": revision, "Authorization": "Klaviyo-API-Key pk_x"},
+                                      content_type=content_type))
+    assert body["data"]["attributes"]["endpoint_url"].endswith("/webhooks/klaviyo")
+    topics = {t["id"].removeprefix("event:klaviyo.") for t in body["data"]["relationships"]["webhook-topics"]["data"]}
+    assert topics == set(USED_TOPICS)
