@@ -1,4 +1,4 @@
-"""`make bench`: figures for design.md §5, one `name: value unit` line each.
+"""`make bench`: figures for the targets of docs/contracts.md#targets, one `name: value unit` line each.
 
 Times on this machine are noisy, so each timing also comes as a ratio to a
 reference measured in the same run.

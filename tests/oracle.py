@@ -1,4 +1,4 @@
-"""A brute-force oracle: every default segment of shared/design.md §4, recomputed from the full
+"""A brute-force oracle: every default segment of docs/segments.md, recomputed from the full
 raw history at one instant, written straight from the design's words and independent of the
 engine (no catalog, no compact state, no incremental anything).
 

@@ -1,4 +1,4 @@
-"""Management API (design.md §3.3; docs/api.md): profiles, history, explanations, exports, erasure,
+"""Management API (docs/api.md; contracts in docs/contracts.md): profiles, history, explanations, exports, erasure,
 segments, members, previews and overlap, with its OpenAPI document at /openapi.json."""
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def too_deep(_: RecursionError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
-    # 400 (not Powertools' default 422) with the validation messages, as design.md §3 promises.
+    # 400 (not Powertools' default 422) with the validation messages, as docs/contracts.md promises.
     errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))} for e in exc.errors()]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     message = f"invalid request: {'.'.join(first['loc'])}: {first['msg']}"

@@ -1,4 +1,4 @@
-"""ApiFunction through the template's routes (design.md §3.3), on the in-memory fakes (tests/fakes.py);
+"""ApiFunction through the template's routes (docs/api.md), on the in-memory fakes (tests/fakes.py);
 the erasure test looks at the DynamoDB items, on moto."""
 
 from __future__ import annotations

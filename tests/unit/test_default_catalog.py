@@ -1,4 +1,5 @@
-"""Every segment and computed trait of the default catalog at its boundaries (design.md §3.5, §4).
+"""Every segment and computed trait of the default catalog at its boundaries (docs/contracts.md#time,
+docs/segments.md#the-default-catalog-and-why).
 
 Times are integer epoch seconds. A window "in the last N days" holds events with occurred_at > now - N
 days (an event exactly N days old is out); "more than N days ago" is now - t > N days; "at most N days

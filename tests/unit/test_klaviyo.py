@@ -1,4 +1,4 @@
-"""Klaviyo adapter: signature and replay window (webhooks.md §5.1, §9.5), normalisation of the
+"""Klaviyo adapter: signature and replay window (docs/webhooks.md#klaviyo), normalisation of the
 batched email events, and a fuzz property: nothing is normalised without a valid signature."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from segmentation.sources.errors import (
 )
 from segmentation.sources.request import Normalised, WebhookRequest
 
-# -- the worked vector of webhooks.md §9.5, byte for byte ---------------------------------------
+# -- the worked vector of docs/webhooks.md#test-vectors, byte for byte -----------------------------
 
 VECTOR_SECRET = b"klaviyo_example_secret_16plus"
 VECTOR_TIMESTAMP = "Tue, 14 May 2024 14:22:33 GMT"
@@ -108,7 +108,7 @@ def only_event(result: Normalised):
     return result.events[0]
 
 
-# -- verify: the §9.5 vector -----------------------------------------------------------------------
+# -- verify: the Klaviyo vector --------------------------------------------------------------------
 
 
 def test_vector_signed_bytes_are_the_documented_bytes():

@@ -1,4 +1,4 @@
-"""Magento / Adobe Commerce adapter through Adobe I/O Events (webhooks.md §3): the GET challenge, the
+"""Magento / Adobe Commerce adapter through Adobe I/O Events (docs/webhooks.md#adobe-commerce): the GET challenge, the
 two RSA-SHA256 digital signatures, normalisation of order, customer and newsletter events, and
 property tests over random input. Key pairs are generated here; Adobe's real keys are never used."""
 
@@ -56,7 +56,7 @@ def secrets_for(keys: list[bytes] | None = None, client_ids: list[bytes] | None 
 
 def envelope(event_type: str, value: dict, *, event_id: str = "e501d499-cfc8-450d-bc42-8637bbf12601",
              time: str = "2024-05-14T14:22:40.702Z", **extra) -> dict:
-    """An Adobe Commerce event as Adobe I/O Events delivers it (CloudEvents, webhooks.md §3)."""
+    """An Adobe Commerce event as Adobe I/O Events delivers it (CloudEvents, docs/webhooks.md#adobe-commerce)."""
     return {
         "specversion": "1.0",
         "id": "c23e6bec-f1ee-4eef-97ec-cf22f04bc5b1",

@@ -1,5 +1,5 @@
 """Mailchimp Marketing audience webhooks: URL token, GET validation, form decoding and normalisation
-(webhooks.md §5.2, §8.2; design.md §3.2, §3.5)."""
+(docs/webhooks.md#mailchimp; docs/contracts.md#webhook-routes, #time)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ FORM = "application/x-www-form-urlencoded"
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "mailchimp"
 FIRED = datetime(2024, 5, 14, 14, 22, 31, tzinfo=UTC)
 
-# Field sets as Mailchimp documents them (webhooks.md §5.2), in the order Mailchimp sends them.
+# Field sets as Mailchimp documents them (docs/webhooks.md#mailchimp), in the order Mailchimp sends them.
 SUBSCRIBE = [
     ("type", "subscribe"), ("fired_at", "2024-05-14 14:22:31"), ("data[id]", "8a25ff1d98"),
     ("data[list_id]", "a6b5da1054"), ("data[email]", "Ana.Lopez@Example.com"), ("data[email_type]", "html"),

@@ -1,5 +1,5 @@
-"""Mandrill (Mailchimp Transactional) adapter: signature over URL + parameters (webhooks.md §5.3,
-§9.3), the HEAD and empty-batch handshakes, normalisation of message events, and a fuzz property:
+"""Mandrill (Mailchimp Transactional) adapter: signature over URL + parameters (docs/webhooks.md#mandrill),
+the HEAD and empty-batch handshakes, normalisation of message events, and a fuzz property:
 nothing is normalised without a valid signature."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from segmentation.sources.errors import (
 )
 from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
-# -- the worked vector of webhooks.md §9.3, byte for byte ---------------------------------------
+# -- the worked vector of docs/webhooks.md#test-vectors, byte for byte -----------------------------
 
 VECTOR_KEY = b"mdr_example_webhook_key_XYZ"
 VECTOR_URL = "https://hooks.example.com/webhooks/mandrill"
@@ -94,7 +94,7 @@ def only_event(result):
     return result.events[0]
 
 
-# -- verify: the §9.3 vector -----------------------------------------------------------------------
+# -- verify: the Mandrill vector -------------------------------------------------------------------
 
 
 def test_vector_signed_bytes_are_the_documented_bytes():

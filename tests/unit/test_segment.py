@@ -1,5 +1,5 @@
-"""Segment (Webhooks Actions): X-Signature verification (webhooks.md §6.1, §9.4) and normalisation of
-Segment-spec messages (§6.2, §6.3) into canonical events."""
+"""Segment (Webhooks Actions): X-Signature verification (docs/webhooks.md#segment) and normalisation of
+Segment-spec messages (Segment's spec: track, page, identify, e-commerce v2) into canonical events."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from segmentation.sources.errors import (
 )
 from segmentation.sources.request import Normalised, WebhookRequest
 
-# -- the worked vector of webhooks.md §9.4, byte for byte ---------------------------------------
+# -- the worked vector of docs/webhooks.md#test-vectors, byte for byte -----------------------------
 
 VECTOR_SECRET = "seg_example_shared_secret_77"
 VECTOR_BODY = (
@@ -87,7 +87,7 @@ def msg(type_: str = "track", event: str | None = None, properties: dict | None 
     return {k: v for k, v in m.items() if v is not None}
 
 
-# -- verify: the §9.4 vector --------------------------------------------------------------------
+# -- verify: the Segment vector --------------------------------------------------------------------
 
 
 def test_vector_body_is_the_documented_bytes():

@@ -1,4 +1,5 @@
-"""Purchase-segment boundaries of the default catalog (design.md §3.5 Time, §4 Default segment catalog)
+"""Purchase-segment boundaries of the default catalog (docs/contracts.md#time,
+docs/segments.md#the-default-catalog-and-why)
 and the Profile state they read.
 
 All times are integer epoch seconds. Profiles are built by applying CustomerEvents exactly as the

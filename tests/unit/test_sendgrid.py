@@ -1,4 +1,4 @@
-"""SendGrid Event Webhook adapter: ECDSA signature and replay window (webhooks.md §5.4),
+"""SendGrid Event Webhook adapter: ECDSA signature and replay window (docs/webhooks.md#sendgrid),
 normalisation of the batched events, and a fuzz property: nothing is normalised without a valid
 signature."""
 

@@ -1,4 +1,4 @@
-"""Shopify adapter: signature verification (webhooks.md §1.2, §9.1) and normalisation (§1.3, §1.4)."""
+"""Shopify adapter: signature verification (docs/webhooks.md#shopify) and normalisation."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from segmentation.sources.errors import (
 )
 from segmentation.sources.request import Normalised, WebhookRequest
 
-# -- the worked vector of webhooks.md §9.1, byte for byte ---------------------------------------
+# -- the worked vector of docs/webhooks.md#test-vectors, byte for byte -----------------------------
 
 VECTOR_SECRET = "shpss_example_client_secret_0001"
 VECTOR_BODY = (
@@ -97,7 +97,7 @@ CUSTOMER = {
 }
 
 
-# -- verify: the §9.1 vector --------------------------------------------------------------------
+# -- verify: the Shopify vector --------------------------------------------------------------------
 
 
 def test_vector_body_is_the_documented_bytes():

@@ -1,5 +1,5 @@
 """Property tests: shopify.parse never fails with anything but a WebhookError, and never normalises
-a delivery whose signature is wrong (webhooks.md §1.2, §8.2)."""
+a delivery whose signature is wrong (docs/webhooks.md#shopify)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""WooCommerce adapter: signature verification (webhooks.md §2.2, §9.2), the creation ping (§2.1),
-normalisation of order and customer topics (§2.4), and property tests over random input."""
+"""WooCommerce adapter: signature verification (docs/webhooks.md#woocommerce), the creation ping,
+normalisation of order and customer topics, and property tests over random input."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from segmentation.sources.errors import (
 )
 from segmentation.sources.request import Handshake, Normalised, WebhookRequest
 
-# -- the worked vector of webhooks.md §9.2, byte for byte (note the PHP-escaped slashes) -----------
+# -- the worked vector of docs/webhooks.md#test-vectors, byte for byte (note the PHP-escaped slashes) --
 
 VECTOR_SECRET = "wc_example_secret_Qz7!"
 VECTOR_BODY = (
@@ -107,7 +107,7 @@ CUSTOMER = {
 }
 
 
-# -- verify: the §9.2 vector ----------------------------------------------------------------------
+# -- verify: the WooCommerce vector ----------------------------------------------------------------
 
 
 def test_vector_body_is_the_documented_bytes():

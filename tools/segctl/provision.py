@@ -1,6 +1,6 @@
 """Create what template.yaml declares on an AWS endpoint (embedded moto, or any other),
 skipping what already exists. CloudFormation itself is not used: moto's stacks break
-on ``!Ref`` to an event bus (design.md §6), so each resource type is created with its
+on ``!Ref`` to an event bus (a moto limitation: docs/contracts.md#the-local-runner), so each resource type is created with its
 own API, from the template's own Properties.
 """
 

@@ -1,4 +1,4 @@
-"""Public JSON shapes (design.md §3.3)."""
+"""Public JSON shapes (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ class SegmentSpec(Strict):
     description: str = Field(min_length=1)
     when: Condition
     family: Family | None = None
-    #: synced segments feed ESP lists, so they never include suppressed profiles (design.md §4)
+    #: synced segments feed ESP lists, so they never include suppressed profiles (docs/segments.md#the-default-catalog-and-why)
     sync: bool = True
 
 

@@ -50,7 +50,7 @@ BROWSE_SIGNALS = {
     EventType.CATEGORY_VIEWED: "category_viewed", EventType.PRODUCT_ADDED: "product_added",
     EventType.PAGE_ENGAGED: "page_engaged", EventType.PAGE_SCROLLED: "page_scrolled",
 }
-#: Signals that count as activity (design.md §4). A delivered email is not activity.
+#: Signals that count as activity (docs/segments.md#signals). A delivered email is not activity.
 ACTIVITY_SIGNALS = frozenset({
     "email_opened", "email_clicked", "page_viewed", "product_viewed", "category_viewed", "product_added",
     "checkout_started", "order_placed",

@@ -1,4 +1,4 @@
-"""EventBridge publisher for canonical events and membership changes (design.md §3.4)."""
+"""EventBridge publisher for canonical events and membership changes (docs/contracts.md#events-on-the-bus)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Klaviyo system webhooks: verify ``Klaviyo-Signature`` and normalise the batched email events.
 
-See shared/webhooks.md §5.1 and §9.5.
+See docs/webhooks.md#klaviyo and its test vector.
 
 * ``Klaviyo-Signature`` = hex(HMAC-SHA256(secret, raw body followed by the ``Klaviyo-Timestamp``
   header string)), no separator. The timestamp is signed, so a ±300 s window against ``now`` is

@@ -1,7 +1,7 @@
 """Magento 2 / Adobe Commerce through Adobe I/O Events: the challenge, RSA signatures, and order,
 customer and newsletter events.
 
-See shared/webhooks.md §3. Adobe I/O Events registers a webhook with ``GET ?challenge=X`` (answered
+See docs/webhooks.md#adobe-commerce. Adobe I/O Events registers a webhook with ``GET ?challenge=X`` (answered
 with ``{"challenge": X}``), then POSTs each event as JSON signed twice, ``x-adobe-digital-signature-1``
 and ``-2``: base64 RSA-SHA256 (PKCS#1 v1.5) signatures over the raw body by Adobe's two key pairs.
 The public keys are configured (secret key ``magento``: one PEM per value, or both PEMs in one
@@ -11,7 +11,7 @@ no I/O. A delivery is accepted when either signature verifies under any configur
 Adobe signs every customer's events with the same keys, so the signed ``recipient_client_id`` is
 checked against the configured client id(s) when the secret key ``magento_client_id`` is set.
 
-Payload shapes are defensive (webhooks.md marks them UNCONFIRMED): a CloudEvents object
+Payload shapes are read defensively (Adobe does not document them to the field): a CloudEvents object
 (``type`` ``com.adobe.commerce.observer.<event>``, ``data.value`` holding the subscribed fields),
 the same wrapped as ``{"event": {...}}``, or a JSON array of them (batched delivery). Magento stores
 times in UTC as ``YYYY-MM-DD HH:MM:SS``.

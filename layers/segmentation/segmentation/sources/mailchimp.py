@@ -1,6 +1,6 @@
 """Mailchimp Marketing audience webhooks: check the URL token, normalise member events.
 
-See shared/webhooks.md §5.2. Audience webhooks carry **no signature**: Mailchimp's own
+See docs/webhooks.md#mailchimp. Audience webhooks carry **no signature**: Mailchimp's own
 advice is a secret in the URL, so the webhook is configured as
 ``https://<api>/webhooks/mailchimp?token=<secret>`` and the token is compared, in constant
 time, with the configured value(s) of the ``mailchimp`` key. The token is never echoed in a

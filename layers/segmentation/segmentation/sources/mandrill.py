@@ -1,6 +1,6 @@
 """Mailchimp Transactional (Mandrill): verify ``X-Mandrill-Signature`` and normalise message events.
 
-See shared/webhooks.md §5.3 and §9.3.
+See docs/webhooks.md#mandrill and its test vector.
 
 * ``X-Mandrill-Signature`` = base64(HMAC-SHA1(webhook key, URL + for each POST parameter sorted by
   name: name + decoded value)). URL is the webhook URL exactly as configured in Mandrill, read from

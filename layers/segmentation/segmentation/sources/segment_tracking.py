@@ -1,6 +1,6 @@
 """Segment (Webhooks Actions destination): verify ``X-Signature``, normalise Segment-spec messages.
 
-See shared/webhooks.md §6 and §9.4. With a Shared Secret set, Segment sends
+See docs/webhooks.md#segment and its test vector. With a Shared Secret set, Segment sends
 ``X-Signature`` = lowercase hex HMAC-SHA1(secret, body), the body being
 ``JSON.stringify`` of the mapped ``data`` (by default the whole message). It is verified
 over the raw body bytes before anything is parsed. No timestamp is signed, so there is no
@@ -9,7 +9,7 @@ and the profile path counts it once.
 
 A body is one message (a JSON object) or a batch (a JSON array of messages). A batch is
 verified over its whole raw body. Segment's batching is documented to sign only the first
-event (webhooks.md §6.1, UNCONFIRMED), so such deliveries are refused with 401: use one
+event (Twilio's support notes; not in Segment's own docs), so such deliveries are refused with 401: use one
 message per request when a shared secret is set.
 
 Mapping (Segment spec, e-commerce v2 names; matched case-insensitively, ``_`` as a space):

@@ -1,6 +1,6 @@
 """SendGrid Event Webhook: verify the signed ECDSA signature and normalise the batched events.
 
-See shared/webhooks.md §5.4.
+See docs/webhooks.md#sendgrid and its test vector.
 
 * ``X-Twilio-Email-Event-Webhook-Signature`` = base64 of a DER ECDSA (P-256, SHA-256) signature
   over the ``X-Twilio-Email-Event-Webhook-Timestamp`` header string followed by the raw body. The

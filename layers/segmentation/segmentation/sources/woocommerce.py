@@ -1,6 +1,6 @@
 """WooCommerce: verify ``X-WC-Webhook-Signature`` and normalise order and customer topics.
 
-See shared/webhooks.md §2 and §9.2. The signature is base64(HMAC-SHA256(secret, raw body)) where
+See docs/webhooks.md#woocommerce and its test vector. The signature is base64(HMAC-SHA256(secret, raw body)) where
 WooCommerce first HTML-entity-decodes the secret (``wp_specialchars_decode($secret, ENT_QUOTES)``).
 The body is PHP ``json_encode`` output (``/`` escaped as ``\\/``), so it is verified as received and
 never re-serialised. Only the body is signed: topic, source URL and ids travel in unsigned headers,

@@ -1,6 +1,6 @@
 """Window maths over sorted event times: counts at an instant, and the next instant a count flips.
 
-Time semantics (design.md §3.5), in whole epoch seconds: "in the last N" holds events with
+Time semantics (docs/contracts.md#time), in whole epoch seconds: "in the last N" holds events with
 ``e > t - N``; "more than N ago" is ``t - e > N``; "at most N ago" is ``t - e <= N``.
 """
 
