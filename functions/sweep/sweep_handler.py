@@ -1,6 +1,7 @@
 """EventBridge schedule -> time-based membership changes for the profiles that are due.
 
 Evaluates at the scheduled event's ``time`` (docs/contracts.md#time), which is how tests move time.
+
 Every run publishes ``SweepLagSeconds`` (how long the oldest due profile it found had waited past
 its due instant; 0 when none was due) as a CloudWatch metric in Embedded Metric Format: a line in
 the function's log that CloudWatch turns into the metric, no API call. template.yaml's
