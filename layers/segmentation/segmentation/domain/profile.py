@@ -120,11 +120,30 @@ class CheckoutRecord(BaseModel):
 
 
 class MessageRecord(BaseModel):
-    """One email message: when it was delivered, first opened, first clicked."""
+    """One email message: when it was delivered, first opened, first clicked, and the segments the
+    profile was in when it was delivered (what its opens, clicks and conversions count for; None for
+    messages stored before this was kept)."""
 
     d: int
     o: int | None = None
     c: int | None = None
+    s: list[str] | None = None
+
+
+#: An order counts as a conversion for the segments of a message clicked at most this long before it.
+ATTRIBUTION_WINDOW_S = 5 * 86400
+
+
+@dataclass(frozen=True)
+class MetricFact:
+    """Something a segment's figures count (docs/measure.md): ``kind`` is delivered, opened, clicked,
+    unsubscribed, bounced, spam or conversion (with ``revenue``), counted once for each of
+    ``segments`` on the UTC day of ``at``."""
+
+    kind: str
+    segments: tuple[str, ...]
+    at: int
+    revenue: Decimal | None = None
 
 
 class ConsentRecord(BaseModel):
@@ -262,6 +281,8 @@ class Profile(BaseModel):
     #: the instant under which the store's due index holds this profile (not part of the state: the
     #: store sets it when it reads the profile); see :func:`due_entry`
     _indexed_due: int | None = PrivateAttr(default=None)
+    #: what the last :meth:`apply` gave the segments' figures (not stored)
+    _facts: list[MetricFact] = PrivateAttr(default_factory=list)
     phone: str | None = None
     aliases: list[str] = Field(default_factory=list)
     #: ids of the profiles merged into this one (their membership history is still under them)
@@ -306,7 +327,9 @@ class Profile(BaseModel):
         return None if done is None else done.membership_changes(self.profile_id, event_id)
 
     def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
-        """Fold ``event`` into the profile. The caller checks :meth:`applied` first."""
+        """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
+        segments' figures is in :attr:`facts` afterwards."""
+        self._facts = []
         at = epoch(event.occurred_at)
         self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
         origin = scope_key(event.source, event.shop, "")[:-1]
@@ -367,6 +390,8 @@ class Profile(BaseModel):
         if current is not None and (current.updated > updated or current.refunded_until > updated):
             return
         cats = [i.category for i in props.items if i.category]
+        if current is None and props.status == "placed":
+            self._conversion(at, props.total)  # once per order: its later versions are not new orders
         self.orders[key] = OrderRecord(
             at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else []),
             refunds=current.refunds if current else [], refunded_until=current.refunded_until if current else 0,
@@ -448,26 +473,50 @@ class Profile(BaseModel):
         self._seen(signal, at, None if value is None else Decimal(str(value)))
 
     def _apply_email(self, at: int, type_: EventType, message_id: str) -> None:
-        if type_ in SUPPRESSING:
-            self.add_consent_fact(SUPPRESSING[type_], at)
-            return
         key = message_key(message_id)
         msg = self.messages.get(key)
+        if type_ in SUPPRESSING:
+            self.add_consent_fact(SUPPRESSING[type_], at)
+            # counted for the segments of the message it came from when it is known, else today's
+            self._fact(SUPPRESSING[type_], msg, at)
+            return
         if msg is None:
-            msg = self.messages[key] = MessageRecord(d=at)
+            # the segments the person is in as the message arrives: its opens and clicks count for them
+            msg = self.messages[key] = MessageRecord(d=at, s=sorted(self.segments))
             self._seen("email_delivered", at)
+            self._fact("delivered", msg, at)
         # An open or click implies delivery no later than it: delivery is the message's earliest event.
         msg.d = min(msg.d, at)
         if type_ == EventType.EMAIL_OPENED:
             if msg.o is None:
                 self._seen("email_opened", at)
+                self._fact("opened", msg, at)
             msg.o = at if msg.o is None else min(msg.o, at)
             self._seen("activity", at, count=False)  # every open is activity, not only the first
         elif type_ == EventType.EMAIL_CLICKED:
             if msg.c is None:
                 self._seen("email_clicked", at)
+                self._fact("clicked", msg, at)
             msg.c = at if msg.c is None else min(msg.c, at)
             self._seen("activity", at, count=False)
+
+    # -- what events give the segments' figures ----------------------------------------------
+    @property
+    def facts(self) -> list[MetricFact]:
+        """What the last :meth:`apply` gave the segments' figures (docs/measure.md)."""
+        return list(self._facts)
+
+    def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None) -> None:
+        segments = tuple(msg.s) if msg is not None and msg.s is not None else tuple(sorted(self.segments))
+        if segments:
+            self._facts.append(MetricFact(kind, segments, at, revenue))
+
+    def _conversion(self, at: int, revenue: Decimal) -> None:
+        """An order placed at most ATTRIBUTION_WINDOW_S after a click converts for the segments of
+        the message clicked last before it."""
+        clicked = [m for m in self.messages.values() if m.c is not None and at - ATTRIBUTION_WINDOW_S <= m.c <= at]
+        if clicked:
+            self._fact("conversion", max(clicked, key=lambda m: m.c), at, revenue)
 
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
