@@ -139,6 +139,9 @@ def requests_per_event() -> None:
             def publish_changes(self, changes):
                 pass
 
+            def publish_metrics(self, profile_id, cause, facts):
+                pass
+
         service = ProfileService(repo, default_evaluator(), Null(), clock=lambda: int(time.time()))
         service.apply(checkout(0, 24 * 8))  # creates the profile
         no_change, with_change = [], []
@@ -365,6 +368,9 @@ def sweep_reads() -> None:
             def publish_changes(self, changes):
                 pass
 
+            def publish_metrics(self, profile_id, cause, facts):
+                pass
+
         result = Sweep(repo, evaluator, Null(), repo.due_shards).run(now)
         sweep_items, sweep_writes = read["items"], read["writes"]
         changed = len({c.profile_id for c in result.changes})
@@ -415,6 +421,9 @@ def transition_lag() -> None:
         class Capture:
             def publish_changes(self, cs):
                 changes.extend(cs)
+
+            def publish_metrics(self, profile_id, cause, facts):
+                pass
 
         clock = {"now": 0}
         service = ProfileService(repo, evaluator, Capture(), clock=lambda: clock["now"])
@@ -531,9 +540,16 @@ def ddb_cost() -> None:
 
         class Count:
             changes = 0
+            metric_events = 0  # SegmentMetrics entries: one per event that gave the figures something
+            facts: list = []
 
             def publish_changes(self, cs):
                 Count.changes += len([c for c in cs if c.segment_id])
+                Count.facts += [("change", c) for c in cs if c.segment_id]
+
+            def publish_metrics(self, profile_id, cause, facts):
+                Count.metric_events += 1
+                Count.facts += [("fact", f) for f in facts]
 
         clock = {"now": 0}
         evaluator = default_evaluator()

@@ -385,6 +385,10 @@ class RecordingPublisher:
         self._record("segmentation.profiles", "ProfileDataExported",
                      {"profile_id": profile_id, "request": request, "export": export})
 
+    def publish_metrics(self, profile_id: str, cause: str, facts) -> None:
+        self._record("segmentation.profiles", "SegmentMetrics",
+                     {"profile_id": profile_id, "cause": cause, "facts": [f.detail() for f in facts]})
+
     def publish_events(self, events: Iterable[CustomerEvent]) -> None:
         for e in events:
             self._record("segmentation.ingest", "CustomerEvent", json.loads(e.model_dump_json()))

@@ -145,6 +145,10 @@ class MetricFact:
     at: int
     revenue: Decimal | None = None
 
+    def detail(self) -> dict:
+        return {"kind": self.kind, "segments": list(self.segments), "at": iso(self.at),
+                "revenue": None if self.revenue is None else str(self.revenue)}
+
 
 class ConsentRecord(BaseModel):
     state: str
@@ -237,6 +241,8 @@ def applied_key(event_id: str) -> str:
 
 #: a membership change as a profile remembers it: (segment_id, change, at, version, fields)
 StoredChange = tuple[str, str, int, int, tuple[str, ...]]
+#: a metric fact as a profile remembers it: (kind, at, revenue, segments)
+StoredFact = tuple[str, int, str | None, tuple[str, ...]]
 
 
 class AppliedEvent(BaseModel):
@@ -246,19 +252,27 @@ class AppliedEvent(BaseModel):
 
     event_id: str
     changes: list[StoredChange] = Field(default_factory=list)
+    #: what it gave the segments' figures (published with its changes, and again on a redelivery)
+    facts: list[StoredFact] | None = None
 
     @field_validator("changes", mode="before")
     @classmethod
     def _old_format(cls, value: Any) -> Any:
-        if isinstance(value, list):
+        if isinstance(value, list) and value and isinstance(value[0], dict):
             return [(c["segment_id"], c["change"], c["at"], c["version"], tuple(c.get("fields") or ()))
                     if isinstance(c, dict) else c for c in value]
         return value
 
     @classmethod
-    def of(cls, event_id: str, changes: list[MembershipChange]) -> AppliedEvent:
+    def of(cls, event_id: str, changes: list[MembershipChange], facts: list[MetricFact] = ()) -> AppliedEvent:
         return cls(event_id=applied_key(event_id),
-                   changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes])
+                   changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes],
+                   facts=[(f.kind, f.at, None if f.revenue is None else str(f.revenue), f.segments)
+                          for f in facts] or None)
+
+    def metric_facts(self) -> list[MetricFact]:
+        return [MetricFact(kind, tuple(segments), at, None if revenue is None else Decimal(revenue))
+                for kind, at, revenue, segments in self.facts or ()]
 
     def matches(self, event_id: str, key: str | None = None) -> bool:
         return self.event_id == (key or applied_key(event_id)) or self.event_id == event_id
@@ -325,6 +339,12 @@ class Profile(BaseModel):
         key = applied_key(event_id)
         done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
         return None if done is None else done.membership_changes(self.profile_id, event_id)
+
+    def applied_facts(self, event_id: str) -> list[MetricFact]:
+        """What ``event_id`` gave the segments' figures when it was applied (empty if unknown)."""
+        key = applied_key(event_id)
+        done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
+        return [] if done is None else done.metric_facts()
 
     def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
@@ -506,6 +526,9 @@ class Profile(BaseModel):
         """What the last :meth:`apply` gave the segments' figures (docs/measure.md)."""
         return list(self._facts)
 
+    def forget_facts(self) -> None:
+        self._facts = []
+
     def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None) -> None:
         segments = tuple(msg.s) if msg is not None and msg.s is not None else tuple(sorted(self.segments))
         if segments:
@@ -566,7 +589,7 @@ class Profile(BaseModel):
         if catalog_version is not None:
             self.catalog_version = catalog_version
         if cause != "time":
-            self.recent_events.append(AppliedEvent.of(cause, changes))
+            self.recent_events.append(AppliedEvent.of(cause, changes, self._facts))
             del self.recent_events[:-RECENT_EVENTS_KEPT]
         return changes
 
