@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from segmentation.domain.events import CustomerEvent, EmailProperties, EventType, Identity, OrderProperties
-from segmentation.domain.profile import ATTRIBUTION_WINDOW_S, MetricFact, Profile
+from segmentation.domain.profile import ATTRIBUTION_WINDOW_S, Profile, Retention
 
 T = 1_790_000_000
 
@@ -25,22 +25,26 @@ def order(n: int, at: int, total: str = "50.00", status: str = "placed") -> Cust
                          properties=OrderProperties(order_id=str(n), total=Decimal(total), status=status, updated_at=when))
 
 
-def applied(profile: Profile, event: CustomerEvent) -> list[MetricFact]:
+def applied(profile: Profile, event: CustomerEvent) -> list[tuple]:
     profile.apply(event, [])
-    return profile.facts
+    return [(f.kind, f.segments, f.at, f.revenue) for f in profile.facts]
+
+
+def fact(kind: str, segments: tuple[str, ...], at: int, revenue: Decimal | None = None) -> tuple:
+    return (kind, segments, at, revenue)
 
 
 def test_opens_and_clicks_count_for_the_segments_of_the_delivery_not_those_entered_since():
     p = Profile(profile_id="p", segments=["at-risk"])
-    assert applied(p, email(EventType.EMAIL_DELIVERED, T)) == [MetricFact("delivered", ("at-risk",), T)]
+    assert applied(p, email(EventType.EMAIL_DELIVERED, T)) == [fact("delivered", ("at-risk",), T)]
     p.segments = ["at-risk", "recent-buyers"]  # entered after the delivery
-    assert applied(p, email(EventType.EMAIL_OPENED, T + 60)) == [MetricFact("opened", ("at-risk",), T + 60)]
+    assert applied(p, email(EventType.EMAIL_OPENED, T + 60)) == [fact("opened", ("at-risk",), T + 60)]
     assert applied(p, email(EventType.EMAIL_OPENED, T + 90)) == []  # only the first open counts
-    assert applied(p, email(EventType.EMAIL_CLICKED, T + 120)) == [MetricFact("clicked", ("at-risk",), T + 120)]
+    assert applied(p, email(EventType.EMAIL_CLICKED, T + 120)) == [fact("clicked", ("at-risk",), T + 120)]
     # a message first heard of by its open was delivered then, for the segments of that moment
     assert applied(p, email(EventType.EMAIL_OPENED, T + 200, "m2")) == [
-        MetricFact("delivered", ("at-risk", "recent-buyers"), T + 200),
-        MetricFact("opened", ("at-risk", "recent-buyers"), T + 200)]
+        fact("delivered", ("at-risk", "recent-buyers"), T + 200),
+        fact("opened", ("at-risk", "recent-buyers"), T + 200)]
 
 
 def test_an_order_converts_for_the_last_clicked_message_within_the_window_once():
@@ -51,7 +55,7 @@ def test_an_order_converts_for_the_last_clicked_message_within_the_window_once()
     applied(p, email(EventType.EMAIL_DELIVERED, T + 200, "m2"))
     applied(p, email(EventType.EMAIL_CLICKED, T + 300, "m2"))
     assert applied(p, order(1, T + 300 + ATTRIBUTION_WINDOW_S)) == [
-        MetricFact("conversion", ("recent-buyers",), T + 300 + ATTRIBUTION_WINDOW_S, Decimal("50.00"))]
+        fact("conversion", ("recent-buyers",), T + 300 + ATTRIBUTION_WINDOW_S, Decimal("50.00"))]
     assert applied(p, order(1, T + 300 + ATTRIBUTION_WINDOW_S, "45.00")) == []  # the same order again
     assert applied(p, order(2, T + 301 + ATTRIBUTION_WINDOW_S)) == []  # a second past the window
     assert applied(p, order(3, T + 50)) == []  # before any click
@@ -63,6 +67,19 @@ def test_an_unsubscribe_counts_for_its_message_segments_and_without_one_for_toda
     applied(p, email(EventType.EMAIL_DELIVERED, T))
     p.segments = ["inactive"]
     assert applied(p, email(EventType.EMAIL_UNSUBSCRIBED, T + 10)) == [
-        MetricFact("unsubscribed", ("fatigued",), T + 10)]
-    assert applied(p, email(EventType.EMAIL_BOUNCED, T + 20, "unknown")) == [MetricFact("bounced", ("inactive",), T + 20)]
+        fact("unsubscribed", ("fatigued",), T + 10)]
+    assert applied(p, email(EventType.EMAIL_BOUNCED, T + 20, "unknown")) == [fact("bounced", ("inactive",), T + 20)]
     assert applied(Profile(profile_id="q"), email(EventType.EMAIL_DELIVERED, T)) == []  # in no segment: nothing
+
+
+def test_messages_share_the_segment_sets_they_were_delivered_to_and_a_redelivery_republishes_the_facts():
+    p = Profile(profile_id="p", segments=["at-risk"])
+    for n in range(3):
+        applied(p, email(EventType.EMAIL_DELIVERED, T + n, f"m{n}"))
+    assert p.segment_sets == [["at-risk"]]  # one set, three messages
+    clicked = email(EventType.EMAIL_CLICKED, T + 10, "m1")
+    facts = applied(p, clicked)
+    p.record_evaluation(set(p.segments), {}, None, T + 10, clicked.event_id)
+    assert [(f.kind, f.segments, f.at, f.revenue) for f in p.applied_facts(clicked.event_id)] == facts
+    p.prune(T + 400 * 86400, Retention(email=86400))
+    assert p.messages == {} and p.segment_sets == []  # sets go with the last message that used them

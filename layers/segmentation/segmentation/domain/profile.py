@@ -127,7 +127,7 @@ class MessageRecord(BaseModel):
     d: int
     o: int | None = None
     c: int | None = None
-    s: list[str] | None = None
+    s: int | None = None  # index into Profile.segment_sets
 
 
 #: An order counts as a conversion for the segments of a message clicked at most this long before it.
@@ -144,6 +144,7 @@ class MetricFact:
     segments: tuple[str, ...]
     at: int
     revenue: Decimal | None = None
+    message: str = ""  # the message whose segments it counts for (its key), if any
 
     def detail(self) -> dict:
         return {"kind": self.kind, "segments": list(self.segments), "at": iso(self.at),
@@ -241,8 +242,8 @@ def applied_key(event_id: str) -> str:
 
 #: a membership change as a profile remembers it: (segment_id, change, at, version, fields)
 StoredChange = tuple[str, str, int, int, tuple[str, ...]]
-#: a metric fact as a profile remembers it: (kind, at, revenue, segments)
-StoredFact = tuple[str, int, str | None, tuple[str, ...]]
+#: a metric fact as a profile remembers it: (kind, at, revenue, message key or "", segments when no message)
+StoredFact = tuple[str, int, str | None, str, tuple[str, ...]]
 
 
 class AppliedEvent(BaseModel):
@@ -267,12 +268,8 @@ class AppliedEvent(BaseModel):
     def of(cls, event_id: str, changes: list[MembershipChange], facts: list[MetricFact] = ()) -> AppliedEvent:
         return cls(event_id=applied_key(event_id),
                    changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes],
-                   facts=[(f.kind, f.at, None if f.revenue is None else str(f.revenue), f.segments)
-                          for f in facts] or None)
-
-    def metric_facts(self) -> list[MetricFact]:
-        return [MetricFact(kind, tuple(segments), at, None if revenue is None else Decimal(revenue))
-                for kind, at, revenue, segments in self.facts or ()]
+                   facts=[(f.kind, f.at, None if f.revenue is None else str(f.revenue), f.message,
+                           () if f.message else f.segments) for f in facts] or None)
 
     def matches(self, event_id: str, key: str | None = None) -> bool:
         return self.event_id == (key or applied_key(event_id)) or self.event_id == event_id
@@ -314,6 +311,8 @@ class Profile(BaseModel):
     orders: dict[str, OrderRecord] = Field(default_factory=dict)
     checkouts: dict[str, CheckoutRecord] = Field(default_factory=dict)
     messages: dict[str, MessageRecord] = Field(default_factory=dict)
+    #: the segment sets messages were delivered to (MessageRecord.s refers to them)
+    segment_sets: list[list[str]] = Field(default_factory=list)
     # browsing events within retention, per signal, sorted by time
     browse: dict[str, Columns] = Field(default_factory=dict)
     totals: dict[str, Totals] = Field(default_factory=dict)
@@ -344,7 +343,13 @@ class Profile(BaseModel):
         """What ``event_id`` gave the segments' figures when it was applied (empty if unknown)."""
         key = applied_key(event_id)
         done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
-        return [] if done is None else done.metric_facts()
+        out = []
+        for kind, at, revenue, message, segments in (done.facts or ()) if done else ():
+            if message:  # its message's segments (the message itself holds them: not copied)
+                segments = self._delivered_to(self.messages.get(message))
+            if segments:
+                out.append(MetricFact(kind, tuple(segments), at, None if revenue is None else Decimal(revenue), message))
+        return out
 
     def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
@@ -498,25 +503,25 @@ class Profile(BaseModel):
         if type_ in SUPPRESSING:
             self.add_consent_fact(SUPPRESSING[type_], at)
             # counted for the segments of the message it came from when it is known, else today's
-            self._fact(SUPPRESSING[type_], msg, at)
+            self._fact(SUPPRESSING[type_], msg, at, message=key if msg is not None else "")
             return
         if msg is None:
             # the segments the person is in as the message arrives: its opens and clicks count for them
-            msg = self.messages[key] = MessageRecord(d=at, s=sorted(self.segments))
+            msg = self.messages[key] = MessageRecord(d=at, s=self._segment_set())
             self._seen("email_delivered", at)
-            self._fact("delivered", msg, at)
+            self._fact("delivered", msg, at, message=key)
         # An open or click implies delivery no later than it: delivery is the message's earliest event.
         msg.d = min(msg.d, at)
         if type_ == EventType.EMAIL_OPENED:
             if msg.o is None:
                 self._seen("email_opened", at)
-                self._fact("opened", msg, at)
+                self._fact("opened", msg, at, message=key)
             msg.o = at if msg.o is None else min(msg.o, at)
             self._seen("activity", at, count=False)  # every open is activity, not only the first
         elif type_ == EventType.EMAIL_CLICKED:
             if msg.c is None:
                 self._seen("email_clicked", at)
-                self._fact("clicked", msg, at)
+                self._fact("clicked", msg, at, message=key)
             msg.c = at if msg.c is None else min(msg.c, at)
             self._seen("activity", at, count=False)
 
@@ -529,28 +534,57 @@ class Profile(BaseModel):
     def forget_facts(self) -> None:
         self._facts = []
 
-    def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None) -> None:
-        segments = tuple(msg.s) if msg is not None and msg.s is not None else tuple(sorted(self.segments))
+    def _segment_set(self) -> int:
+        """The index of the current segments in :attr:`segment_sets` (added when new): messages
+        refer to it, so a set shared by many messages is stored once."""
+        current = sorted(self.segments)
+        for i, known in enumerate(self.segment_sets):
+            if known == current:
+                return i
+        self.segment_sets.append(current)
+        return len(self.segment_sets) - 1
+
+    def _delivered_to(self, msg: MessageRecord | None) -> tuple[str, ...]:
+        if msg is None or msg.s is None or msg.s >= len(self.segment_sets):
+            return ()
+        return tuple(self.segment_sets[msg.s])
+
+    def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None,
+              message: str = "") -> None:
+        segments = self._delivered_to(msg) if msg is not None and msg.s is not None else tuple(sorted(self.segments))
         if segments:
-            self._facts.append(MetricFact(kind, segments, at, revenue))
+            self._facts.append(MetricFact(kind, segments, at, revenue, message if msg is not None else ""))
 
     def _conversion(self, at: int, revenue: Decimal) -> None:
         """An order placed at most ATTRIBUTION_WINDOW_S after a click converts for the segments of
         the message clicked last before it."""
-        clicked = [m for m in self.messages.values() if m.c is not None and at - ATTRIBUTION_WINDOW_S <= m.c <= at]
+        clicked = [(k, m) for k, m in self.messages.items()
+                   if m.c is not None and at - ATTRIBUTION_WINDOW_S <= m.c <= at]
         if clicked:
-            self._fact("conversion", max(clicked, key=lambda m: m.c), at, revenue)
+            key, msg = max(clicked, key=lambda km: km[1].c)
+            self._fact("conversion", msg, at, revenue, message=key)
 
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
         self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
         keep_for = retention.email + EMAIL_GRACE_S if retention.email else 0
         self.messages = {k: m for k, m in self.messages.items() if now - m.d < keep_for}
+        self._compact_segment_sets()
         for signal in list(self.browse):
             columns = self.browse[signal]
             columns.drop_before(now - retention.browse.get(signal, 0))
             if not columns.t:
                 del self.browse[signal]
+
+    def _compact_segment_sets(self) -> None:
+        """Keep only the segment sets a remembered message refers to (indices renumbered)."""
+        used = sorted({m.s for m in self.messages.values() if m.s is not None and m.s < len(self.segment_sets)})
+        if len(used) == len(self.segment_sets):
+            return
+        renumber = {old: new for new, old in enumerate(used)}
+        self.segment_sets = [self.segment_sets[i] for i in used]
+        for m in self.messages.values():
+            m.s = renumber.get(m.s) if m.s is not None else None
 
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(
