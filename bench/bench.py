@@ -587,8 +587,9 @@ def ddb_cost() -> None:
     report("ddb_wcu_per_event_index_entries", sum(meter.index_wcu.values()) / n, "WCU")
     report("ddb_rru_per_event_all_in", sum(meter.rru.values()) / n, "RRU")
     report("own_cpu_us_per_event_profile_path", own_cpu / n * 1e6, "us")
+    report("metrics_events_per_event", Count.metric_events / n, "events")
     usd = cost_model(wcu=sum(meter.wcu.values()) / n, rru=sum(meter.rru.values()) / n,
-                     changes=Count.changes / n, profile_cpu_s=own_cpu / n)
+                     changes=Count.changes / n, profile_cpu_s=own_cpu / n, metric_events=Count.metric_events / n)
     for part, value in usd.items():
         report(f"usd_per_million_events_{part}", value, "USD")
     report("usd_per_million_events", sum(usd.values()), "USD")
@@ -647,7 +648,8 @@ PRICES = {
 }
 
 
-def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float) -> dict[str, float]:
+def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float,
+               metric_events: float = 0.0) -> dict[str, float]:
     """US dollars per million ingested events, by service. What each event costs besides DynamoDB
     (the bench's measured write and read units): one HTTP API request; a WebhookFunction invocation
     (512 MB, ~45 ms: verify, normalise, one PutEvents); one CustomerEvent on the bus and ``changes`` membership events;
@@ -660,7 +662,7 @@ def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float) -> 
         "dynamodb": (wcu * PRICES["dynamodb_write_unit"] + rru * PRICES["dynamodb_read_unit"]),
         "lambda": (1 + 0.1 + changes / 100) * PRICES["lambda_request"]
                   + (webhook_s + profile_s) * gb * PRICES["lambda_arm_gb_second"],
-        "eventbridge": (1 + changes) * PRICES["eventbridge_event"],
+        "eventbridge": (1 + changes + metric_events) * PRICES["eventbridge_event"],
         "sqs": (1 + 0.2 + changes * 1.02) * PRICES["sqs_request"],
         "http_api": PRICES["http_api_request"],
         "logs": 1.5 / (1024 * 1024) * 1e6 * PRICES["logs_gb"],

@@ -80,6 +80,23 @@ def test_messages_share_the_segment_sets_they_were_delivered_to_and_a_redelivery
     clicked = email(EventType.EMAIL_CLICKED, T + 10, "m1")
     facts = applied(p, clicked)
     p.record_evaluation(set(p.segments), {}, None, T + 10, clicked.event_id)
-    assert [(f.kind, f.segments, f.at, f.revenue) for f in p.applied_facts(clicked.event_id)] == facts
+    assert [(f.kind, f.segments, f.at, f.revenue) for f in p.redelivered_facts(clicked)] == facts
     p.prune(T + 400 * 86400, Retention(email=86400))
     assert p.messages == {} and p.segment_sets == []  # sets go with the last message that used them
+
+
+def test_a_redelivered_event_gives_back_the_facts_it_gave_and_family_instances_get_none():
+    p = Profile(profile_id="p", segments=["at-risk", "category-browsers:shoes"])
+    delivered = email(EventType.EMAIL_DELIVERED, T)
+    assert applied(p, delivered) == [fact("delivered", ("at-risk",), T)]
+    opened = email(EventType.EMAIL_OPENED, T + 5)
+    first = applied(p, opened)
+    later = email(EventType.EMAIL_OPENED, T + 9)
+    assert applied(p, later) == []
+    plain = lambda fs: [(f.kind, f.segments, f.at, f.revenue) for f in fs]  # noqa: E731
+    assert plain(p.redelivered_facts(opened)) == first and plain(p.redelivered_facts(later)) == []
+    assert plain(p.redelivered_facts(delivered)) == [fact("delivered", ("at-risk",), T)]
+    bought = order(7, T + 60)
+    applied(p, email(EventType.EMAIL_CLICKED, T + 30))
+    converted = applied(p, bought)
+    assert converted and plain(p.redelivered_facts(bought)) == converted

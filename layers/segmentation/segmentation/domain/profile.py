@@ -242,8 +242,6 @@ def applied_key(event_id: str) -> str:
 
 #: a membership change as a profile remembers it: (segment_id, change, at, version, fields)
 StoredChange = tuple[str, str, int, int, tuple[str, ...]]
-#: a metric fact as a profile remembers it: (kind, at, revenue, message key or "", segments when no message)
-StoredFact = tuple[str, int, str | None, str, tuple[str, ...]]
 
 
 class AppliedEvent(BaseModel):
@@ -253,8 +251,6 @@ class AppliedEvent(BaseModel):
 
     event_id: str
     changes: list[StoredChange] = Field(default_factory=list)
-    #: what it gave the segments' figures (published with its changes, and again on a redelivery)
-    facts: list[StoredFact] | None = None
 
     @field_validator("changes", mode="before")
     @classmethod
@@ -265,11 +261,9 @@ class AppliedEvent(BaseModel):
         return value
 
     @classmethod
-    def of(cls, event_id: str, changes: list[MembershipChange], facts: list[MetricFact] = ()) -> AppliedEvent:
+    def of(cls, event_id: str, changes: list[MembershipChange]) -> AppliedEvent:
         return cls(event_id=applied_key(event_id),
-                   changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes],
-                   facts=[(f.kind, f.at, None if f.revenue is None else str(f.revenue), f.message,
-                           () if f.message else f.segments) for f in facts] or None)
+                   changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes])
 
     def matches(self, event_id: str, key: str | None = None) -> bool:
         return self.event_id == (key or applied_key(event_id)) or self.event_id == event_id
@@ -294,6 +288,8 @@ class Profile(BaseModel):
     _indexed_due: int | None = PrivateAttr(default=None)
     #: what the last :meth:`apply` gave the segments' figures (not stored)
     _facts: list[MetricFact] = PrivateAttr(default_factory=list)
+    #: False while history is imported: its messages' delivery segments are not known (not stored)
+    _live: bool = PrivateAttr(default=True)
     phone: str | None = None
     aliases: list[str] = Field(default_factory=list)
     #: ids of the profiles merged into this one (their membership history is still under them)
@@ -339,17 +335,31 @@ class Profile(BaseModel):
         done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
         return None if done is None else done.membership_changes(self.profile_id, event_id)
 
-    def applied_facts(self, event_id: str) -> list[MetricFact]:
-        """What ``event_id`` gave the segments' figures when it was applied (empty if unknown)."""
-        key = applied_key(event_id)
-        done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
-        out = []
-        for kind, at, revenue, message, segments in (done.facts or ()) if done else ():
-            if message:  # its message's segments (the message itself holds them: not copied)
-                segments = self._delivered_to(self.messages.get(message))
-            if segments:
-                out.append(MetricFact(kind, tuple(segments), at, None if revenue is None else Decimal(revenue), message))
-        return out
+    def redelivered_facts(self, event: CustomerEvent) -> list[MetricFact]:
+        """What ``event``, applied before, gave the segments' figures, read back from what it left:
+        a redelivery publishes them again, as it does its membership changes (at least once). Not
+        stored, so that they cost no bytes in every write of the profile: a message's delivery, first
+        open and first click are the times it holds, a new order's conversion is found again from
+        its clicks. (Two events of one message with the very same time read back as one.)"""
+        self._facts = []
+        props, at = event.properties, epoch(event.occurred_at)
+        if isinstance(props, EmailProperties):
+            key = message_key(scope_key(event.source, event.shop, props.message_id))
+            msg = self.messages.get(key)
+            if event.type in SUPPRESSING:
+                self._fact(SUPPRESSING[event.type], msg, at, message=key if msg is not None else "")
+            elif msg is not None:
+                if msg.d == at:
+                    self._fact("delivered", msg, at, message=key)
+                if event.type == EventType.EMAIL_OPENED and msg.o == at:
+                    self._fact("opened", msg, at, message=key)
+                if event.type == EventType.EMAIL_CLICKED and msg.c == at:
+                    self._fact("clicked", msg, at, message=key)
+        elif isinstance(props, OrderProperties) and props.status == "placed":
+            order = self.orders.get(scope_key(event.source, event.shop, props.order_id))
+            if order is not None and order.at == at and order.updated == epoch(props.updated_at):
+                self._conversion(at, props.total)
+        return self.facts
 
     def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
@@ -507,7 +517,7 @@ class Profile(BaseModel):
             return
         if msg is None:
             # the segments the person is in as the message arrives: its opens and clicks count for them
-            msg = self.messages[key] = MessageRecord(d=at, s=self._segment_set())
+            msg = self.messages[key] = MessageRecord(d=at, s=self._segment_set() if self._live else None)
             self._seen("email_delivered", at)
             self._fact("delivered", msg, at, message=key)
         # An open or click implies delivery no later than it: delivery is the message's earliest event.
@@ -534,10 +544,16 @@ class Profile(BaseModel):
     def forget_facts(self) -> None:
         self._facts = []
 
+    def importing(self) -> None:
+        """History follows: its messages are delivered to no known segments, and give no figures."""
+        self._live = False
+
     def _segment_set(self) -> int:
         """The index of the current segments in :attr:`segment_sets` (added when new): messages
         refer to it, so a set shared by many messages is stored once."""
-        current = sorted(self.segments)
+        # a family's instances (category-browsers:shoes) churn as people browse: each would make a new
+        # set, so email figures are kept for segments, not for family instances (docs/measure.md)
+        current = sorted(s for s in self.segments if ":" not in s)
         for i, known in enumerate(self.segment_sets):
             if known == current:
                 return i
@@ -551,7 +567,8 @@ class Profile(BaseModel):
 
     def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None,
               message: str = "") -> None:
-        segments = self._delivered_to(msg) if msg is not None and msg.s is not None else tuple(sorted(self.segments))
+        segments = (self._delivered_to(msg) if msg is not None and msg.s is not None
+                    else tuple(sorted(s for s in self.segments if ":" not in s)))
         if segments:
             self._facts.append(MetricFact(kind, segments, at, revenue, message if msg is not None else ""))
 
@@ -623,7 +640,7 @@ class Profile(BaseModel):
         if catalog_version is not None:
             self.catalog_version = catalog_version
         if cause != "time":
-            self.recent_events.append(AppliedEvent.of(cause, changes, self._facts))
+            self.recent_events.append(AppliedEvent.of(cause, changes))
             del self.recent_events[:-RECENT_EVENTS_KEPT]
         return changes
 

@@ -99,7 +99,7 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
-                return _Written(profile, done, redelivery=True, facts=profile.applied_facts(event.event_id))
+                return _Written(profile, done, redelivery=True, facts=profile.redelivered_facts(event))
             for other in absorbed:
                 identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
@@ -171,6 +171,7 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             for other in absorbed:
                 identity.merge(profile, other)
+            profile.importing()
             email_before = profile.email
             now = max(self.clock(), profile.evaluated_at or 0)
             new_aliases: list[str] = []
