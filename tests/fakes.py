@@ -537,3 +537,27 @@ class InMemoryEsp:
             for e in emails:
                 out.setdefault(e, set()).add(target)
         return out
+
+
+class InMemoryMetricsStore:
+    """The MetricsStore port in memory: sums per (segment, day), a retried token applied once."""
+
+    def __init__(self) -> None:
+        from segmentation.service.segment_metrics import DayFigures
+
+        self._new = DayFigures
+        self.figures: dict[tuple[str, str], object] = {}
+        self.tokens: set[str] = set()
+
+    def add(self, sums, token: str) -> None:
+        if token in self.tokens:
+            return
+        self.tokens.add(token)
+        for key, f in sums.items():
+            mine = self.figures.setdefault(key, self._new())
+            for name, n in f.counts.items():
+                mine.add(name, n)
+            mine.revenue += f.revenue
+
+    def days(self, segment_id: str, first: str, last: str):
+        return {day: f for (seg, day), f in sorted(self.figures.items()) if seg == segment_id and first <= day <= last}
