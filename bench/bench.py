@@ -47,6 +47,7 @@ FIRST_USE = {
                          "segmentation.infra.esp.mailchimp, segmentation.infra.esp.webhook"),
     "reconcile_handler": "bootstrap.esp_reconcile()",
     "import_handler": "bootstrap.import_jobs()",
+    "metrics_handler": "bootstrap.metrics_store()",
 }
 
 

@@ -27,10 +27,18 @@ from segmentation.domain.catalog import load_catalog
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
 from segmentation.infra.esp.mailchimp import MailchimpClient
 from segmentation.service.ports import Push
-from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, import_file, signed_shopify
+from support import (
+    TEMPLATE,
+    deliver_to_esp_sync,
+    deliver_to_profile_function,
+    deliver_to_queue_function,
+    import_file,
+    signed_shopify,
+)
 from test_profile_function import NOW
 
-TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable")
+TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable",
+          "MetricsTable")
 #: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
 #: template going back to one of them is measured as what it really grants
 SAM_DYNAMODB = {
@@ -358,6 +366,9 @@ def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_perform
     finally:
         fake.stop()
 
+    with recorder.running("MetricsFunction"):  # every figure the scenario's events gave, summed
+        assert all(a == {"batchItemFailures": []}
+                   for a in deliver_to_queue_function(aws, "MetricsQueue", "MetricsFunction"))
     grants = granted(aws)
     needed = recorder.needed
     missing = {f: sorted(p for p in needed[f] if not allows(grants.get(f, set()), *p)) for f in needed}

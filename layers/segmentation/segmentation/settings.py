@@ -32,6 +32,8 @@ class Settings(BaseModel):
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
     due_shards: int = Field(alias="DUE_SHARDS", default=32, ge=1, le=1000)
     backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)
+    #: the segments' daily figures (MetricsFunction, ApiFunction)
+    metrics_table: str | None = Field(alias="METRICS_TABLE", default=None)
     #: the history import's bucket (ImportFunction only)
     import_bucket: str | None = Field(alias="IMPORT_BUCKET", default=None)
     #: a catalog YAML file to use instead of the shipped default (path inside the function package)
