@@ -792,6 +792,57 @@ def esp_lag() -> None:
     report("esp_sync_lag_s", lag, "s")
 
 
+def metrics_cost() -> None:
+    """What the segment figures add per event (issue 15): the cost mix through the profile path (in
+    memory), its SegmentMetrics and membership changes gathered as MetricsQueue would gather them
+    (MetricsBatchingWindow, 60 s), each batch billed as MetricsFunction writes it: one update per
+    segment and day it touches plus a marker per transaction of up to 99, each item under 1 KB, in
+    transactions (twice). At the mix's own rate (40 customers: about one event an hour, so nearly
+    every batch holds one event) and with the same events arriving at 10 per second."""
+    import math
+
+    from fakes import InMemoryProfileStore
+    from segmentation.domain.evaluation import default_evaluator
+    from segmentation.service.profiles import ProfileService
+    from segmentation.service.segment_metrics import summed
+
+    events = _cost_events()
+    published: list[tuple[int, str, dict]] = []
+    clock = {"now": 0}
+
+    class Capture:
+        def publish_changes(self, changes):
+            published.extend((clock["now"], c.detail_type, c.detail()) for c in changes if c.segment_id)
+
+        def publish_metrics(self, profile_id, cause, facts):
+            published.append((clock["now"], "SegmentMetrics", {"facts": [f.detail() for f in facts]}))
+
+    service = ProfileService(InMemoryProfileStore(due_shards=4), default_evaluator(), Capture(),
+                             clock=lambda: clock["now"])
+    for e in events:
+        clock["now"] = int(e.occurred_at.timestamp()) + 2
+        service.apply(e)
+
+    def wcu(arrivals: list[tuple[float, str, dict]], window: float = 60.0) -> float:
+        total, batch, start = 0, [], None
+        for at, kind, detail in [*arrivals, (math.inf, "", {})]:
+            if batch and (at - start >= window or at == math.inf):
+                pairs = len(summed((k, d) for _, k, d in batch))
+                total += 2 * (pairs + math.ceil(pairs / 99))
+                batch = []
+            if at != math.inf:
+                start = at if not batch else start
+                batch.append((at, kind, detail))
+        return total / len(events)
+
+    report("metrics_events_per_event", sum(1 for _, k, _ in published if k == "SegmentMetrics") / len(events), "events")
+    report("metrics_wcu_per_event", wcu(published), "WCU")
+    first = published[0][0] if published else 0
+    busy = [(first + (at - first) / ((events[-1].occurred_at.timestamp() - events[0].occurred_at.timestamp())
+                                     / (len(events) / 10)), k, d) for at, k, d in published]
+    report("metrics_wcu_per_event_at_10_events_per_s", wcu(busy), "WCU")
+
+
 IMPORT_CUSTOMERS = int(os.environ.get("BENCH_IMPORT_CUSTOMERS", "400"))
 
 
@@ -877,6 +928,7 @@ if __name__ == "__main__":
     transition_lag()
     requests_per_event()
     ddb_cost()
+    metrics_cost()
     history_import()
     esp_calls()
     esp_lag()

@@ -11,11 +11,13 @@ from typing import Annotated
 from urllib.parse import unquote
 
 from api_models import (
+    AllMetricsOut,
     ErasedOut,
     ExplainOut,
     ExportOut,
     HistoryOut,
     MembersOut,
+    MetricsOut,
     OverlapOut,
     PreviewIn,
     PreviewOut,
@@ -155,6 +157,38 @@ def segment_overlap() -> OverlapOut:
     return OverlapOut.model_validate(_segments().overlap())
 
 
+Day = Annotated[str | None, Query(min_length=10, max_length=10, description="a UTC day, YYYY-MM-DD")]
+FromDay = Annotated[str | None, Query(alias="from", min_length=10, max_length=10,
+                                      description="the first UTC day, YYYY-MM-DD (default: 29 days before `to`)")]
+
+
+def _period(first: str | None, last: str | None):
+    from datetime import UTC, datetime
+
+    from segmentation.service.segment_metrics import InvalidPeriodError, period
+
+    try:
+        return period(first, last, datetime.now(UTC).date())
+    except InvalidPeriodError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
+@app.get("/segments/metrics", summary="Every segment's figures and rates over a period (a table)",
+         responses=responses(AllMetricsOut, 400))
+def all_segment_metrics(from_: FromDay = None, to: Day = None) -> AllMetricsOut:
+    """Totals and rates per segment (and family instance) from `from` to `to` (UTC days, inclusive;
+    default the last 30 days): docs/measure.md says what each figure counts."""
+    from segmentation.service.segment_metrics import report
+
+    start, end = _period(from_, to)
+    store = bootstrap.metrics_store()
+    rows = []
+    for segment in _segments().all():
+        r = report(store, segment["id"], start, end)
+        rows.append({"segment_id": segment["id"], "totals": r["totals"], "rates": r["rates"]})
+    return AllMetricsOut.model_validate({"since": start.isoformat(), "until": end.isoformat(), "segments": rows})
+
+
 @app.post("/segments/preview", summary="Dry-run a new or edited definition (writes nothing)",
           responses=responses(PreviewOut, 400, 415))
 def preview_segment(request: Annotated[PreviewIn, Body()]) -> PreviewOut:
@@ -200,6 +234,24 @@ def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = 
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
     return MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor)
+
+
+@app.get("/segments/<segment_id>/metrics", summary="A segment's daily figures, totals and rates",
+         responses=responses(MetricsOut, 400, 404))
+def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None) -> MetricsOut:
+    """Per UTC day from `from` to `to` (inclusive; default the last 30 days): delivered, opened,
+    clicked, unsubscribed, bounced, spam, conversions and their revenue, entered, exited; then the
+    totals and the rates with 95% intervals (docs/measure.md)."""
+    from segmentation.service.segment_metrics import report
+    from segmentation.service.segments import UnknownSegmentError
+
+    segment_id = unquote(segment_id)
+    start, end = _period(from_, to)
+    try:
+        _segments().detail(segment_id, 1)
+    except UnknownSegmentError as exc:
+        raise NotFoundError(str(exc)) from None
+    return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end))
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -174,3 +174,47 @@ class PreviewOut(BaseModel):
     complete: bool = Field(description="true once every profile has been read: the figures are final")
     cursor: str | None = Field(description="pass back to read the next profiles")
     warnings: list[str]
+
+
+class Rate(BaseModel):
+    value: float | None = Field(description="the rate of the period's totals; null without a denominator")
+    ci95: list[float] | None = Field(description="its 95% Wilson score interval [low, high]")
+
+
+class Figures(BaseModel):
+    delivered: int
+    opened: int
+    clicked: int
+    unsubscribed: int
+    bounced: int
+    spam: int
+    conversions: int
+    entered: int
+    exited: int
+    revenue: str = Field(description="conversions' revenue, in the shop currency")
+
+
+class DayOut(Figures):
+    day: str
+
+
+class MetricsOut(BaseModel):
+    segment_id: str
+    since: str = Field(description="the first day (UTC), the request's `from`")
+    until: str = Field(description="the last day (UTC), the request's `to`")
+    days: list[DayOut]
+    totals: Figures
+    rates: dict[str, Rate] = Field(description="open_rate, click_rate, click_to_open_rate, unsubscribe_rate, "
+                                                "conversion_rate (conversions per delivered message)")
+
+
+class SegmentTotals(BaseModel):
+    segment_id: str
+    totals: Figures
+    rates: dict[str, Rate]
+
+
+class AllMetricsOut(BaseModel):
+    since: str
+    until: str
+    segments: list[SegmentTotals] = Field(description="one row per segment and family instance")

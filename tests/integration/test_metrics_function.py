@@ -5,8 +5,10 @@ the segment's day once, however often the batch is retried."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import boto3
+import pytest
 from segctl.runtime import context_for, load_handler
 from segmentation import bootstrap
 from support import deliver_to_profile_function, deliver_to_queue_function, signed_shopify
@@ -30,3 +32,28 @@ def test_an_order_webhook_adds_an_entry_to_recent_buyers_today_once(aws, api):
     day = created[:10]
     figures = bootstrap.metrics_store().days("recent-buyers", day, day)
     assert figures[day].counts == {"entered": 1}
+
+
+def test_the_api_reports_a_segments_days_totals_and_rates_and_a_table_of_all(aws, api):
+    from segmentation.service.segment_metrics import DayFigures
+
+    store = bootstrap.metrics_store()
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    figures = DayFigures(counts={"delivered": 263, "opened": 81, "clicked": 12, "conversions": 3, "entered": 4})
+    figures.revenue = Decimal("120.50")
+    store.add({("at-risk", yesterday.isoformat()): figures}, "t1")
+    out = api("GET", f"/segments/at-risk/metrics?from={yesterday}&to={today}")
+    assert out.status == 200, out.text
+    body = out.json()
+    assert [d["day"] for d in body["days"]] == [yesterday.isoformat(), today.isoformat()]
+    assert body["days"][0]["opened"] == 81 and body["days"][1]["opened"] == 0
+    assert body["totals"]["revenue"] == "120.50" and body["totals"]["delivered"] == 263
+    assert body["rates"]["open_rate"]["value"] == pytest.approx(81 / 263)
+    assert body["rates"]["open_rate"]["ci95"] == pytest.approx([0.2552885, 0.3662096], abs=1e-6)
+    table = api("GET", f"/segments/metrics?from={yesterday}").json()
+    row = next(r for r in table["segments"] if r["segment_id"] == "at-risk")
+    assert row["totals"]["clicked"] == 12 and table["since"] == yesterday.isoformat()
+    assert api("GET", "/segments/at-risk/metrics?from=2026-12-05&to=2026-12-01").status == 400
+    assert api("GET", "/segments/at-risk/metrics?from=yesterday").status == 400
+    assert api("GET", "/segments/no-such-segment/metrics").status == 404

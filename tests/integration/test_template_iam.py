@@ -299,7 +299,8 @@ def management_api(aws, api, recorder) -> None:
         for path in ["/health", "/openapi.json", "/profiles?email=ana@example.com", f"/profiles/{pid}",
                      f"/profiles/{pid}/explain", f"/profiles/{pid}/export", f"/profiles/{pid}/history",
                      "/segments", "/segments/overlap", "/segments/recent-buyers",
-                     "/segments/recent-buyers/members", "/segments/category-browsers:shirts/members"]:
+                     "/segments/recent-buyers/members", "/segments/category-browsers:shirts/members",
+                     "/segments/recent-buyers/metrics", "/segments/metrics"]:
             assert api("GET", path).status in (200, 404), path
         assert api("POST", "/segments/preview", {"segment_id": "buyers", "definition": definition}).status == 200
         assert api("DELETE", f"/profiles/{pid}").status == 200

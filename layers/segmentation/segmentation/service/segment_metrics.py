@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -105,3 +106,47 @@ def rates(counts: dict[str, int]) -> dict[str, dict]:
         out[name] = {"value": None if not d else n / d,
                      "ci95": None if interval is None else list(interval)}
     return out
+
+
+# -- reports -----------------------------------------------------------------------------------
+MAX_DAYS = 366
+
+
+class InvalidPeriodError(ValueError):
+    pass
+
+
+def period(first: str | None, last: str | None, today: date) -> tuple[date, date]:
+    """``from`` and ``to`` (``YYYY-MM-DD``, inclusive; default the last 30 days to today)."""
+    try:
+        end = date.fromisoformat(last) if last else today
+        start = date.fromisoformat(first) if first else end - timedelta(days=29)
+    except ValueError:
+        raise InvalidPeriodError("from and to are days: YYYY-MM-DD") from None
+    if start > end:
+        raise InvalidPeriodError("from is after to")
+    if (end - start).days >= MAX_DAYS:
+        raise InvalidPeriodError(f"a report covers at most {MAX_DAYS} days")
+    return start, end
+
+
+def _figures(f: DayFigures | None) -> dict:
+    counts = {n: (f.counts.get(n, 0) if f else 0) for n in COUNTS}
+    return {**counts, "revenue": str(f.revenue if f else Decimal(0))}
+
+
+def report(store: MetricsStore, segment_id: str, start: date, end: date) -> dict:
+    """A segment's daily series from ``start`` to ``end``, the totals, and the rates of the totals."""
+    stored = store.days(segment_id, start.isoformat(), end.isoformat())
+    days = []
+    total = DayFigures()
+    for n in range((end - start).days + 1):
+        day = (start + timedelta(days=n)).isoformat()
+        f = stored.get(day)
+        days.append({"day": day, **_figures(f)})
+        if f:
+            for name, value in f.counts.items():
+                total.add(name, value)
+            total.revenue += f.revenue
+    return {"segment_id": segment_id, "since": start.isoformat(), "until": end.isoformat(), "days": days,
+            "totals": _figures(total), "rates": rates(total.counts)}
