@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 from segmentation import bootstrap
 from segmentation.service import history_jobs
 from support import TEMPLATE, import_file
@@ -133,3 +134,19 @@ def test_woocommerce_pages_and_mailchimp_exports_put_under_their_shop_and_audien
         assert report["written"] >= 1 and "error" not in report, report
     import_file(aws, "imports/klaviyo/AbC123/orders.json", b"[]")
     assert "for klaviyo, one of *.csv" in report_of(aws, "imports/klaviyo/AbC123/orders.json")["error"]
+
+
+def test_a_part_stopped_for_time_records_where_it_stopped_and_its_retry_finishes_it(aws, monkeypatch):
+    monkeypatch.setattr(history_jobs, "PART_PEOPLE", 5)
+    monkeypatch.setattr(history_jobs.HistoryImport, "__init__", _small_checkpoints(history_jobs.HistoryImport.__init__))
+    boto3.client("s3").put_object(Bucket=aws.physical_name("ImportBucket"), Key="imports/orders.csv", Body=ORDERS)
+    jobs = bootstrap.import_jobs()
+    split = jobs.split("imports/orders.csv")
+    [part] = boto3.client("s3").list_objects_v2(Bucket=aws.physical_name("ImportBucket"),
+                                                Prefix=split["parts_prefix"])["Contents"]
+    calls = iter([1.0, 1.0, 0.0])
+    with pytest.raises(TimeoutError, match="stopped for time after 2 people"):
+        jobs.apply(split["job"], part["Key"], False, time_left=lambda: next(calls, 0.0))
+    done = jobs.apply(split["job"], part["Key"], False)
+    assert done["written"] == 3  # the rest only
+    assert jobs.report(split["job"])["written"] == 5

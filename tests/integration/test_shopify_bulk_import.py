@@ -95,8 +95,8 @@ def rest_order(oid: int, created: str, total: str, updated: str | None = None, c
         "line_items": []})
 
 
-def test_the_command_exports_polls_downloads_and_imports_then_a_second_run_changes_nothing(fakes, shop, capsys):
-    assert run_shopify_import("north-wind", TOKEN, None, False, base_url=shop.base_url) == 0
+def test_the_command_exports_polls_downloads_and_imports_then_a_second_run_changes_nothing(fakes, shop, capsys, tmp_path):
+    assert run_shopify_import("north-wind", TOKEN, None, False, base_url=shop.base_url, save_dir=tmp_path) == 0
     out = capsys.readouterr().out
     assert "exporting from north-wind.myshopify.com" in out
     assert "customers: running" in out and "customers: completed, 3 objects" in out
@@ -106,6 +106,8 @@ def test_the_command_exports_polls_downloads_and_imports_then_a_second_run_chang
     assert "customers: 3 in the history, 3 written" in out
     assert shop.calls == ["scopes", "run", "poll", "poll", "run", "poll", "poll"]
     assert shop.downloads == ["1", "2"] and shop.download_tokens == [None, None]  # the token stays with the API
+    [saved] = tmp_path.glob("shopify-export-north-wind.myshopify.com-*.jsonl")  # kept: --file resumes from it
+    assert f"run the command again with --file {saved}" in out and not list(tmp_path.glob("*.part"))
 
     ana = fakes.store.find("email#ana@example.com")
     assert ana.traits["order_count"] == 2 and ana.traits["lifetime_value"] == "200.00"  # the cancelled one not
@@ -122,41 +124,41 @@ def test_the_command_exports_polls_downloads_and_imports_then_a_second_run_chang
                                                           "suppressed"]
 
     # a second export is a second import (new bulk operations): nothing counts twice, nothing changes
-    assert run_shopify_import(SHOP, TOKEN, None, False, base_url=shop.base_url) == 0
+    assert run_shopify_import(SHOP, TOKEN, None, False, base_url=shop.base_url, save_dir=tmp_path) == 0
     assert "(0 membership changes)" in capsys.readouterr().out
     assert [m for m in fakes.publisher.drain() if m["detail-type"].startswith("Segment")] == []
     assert fakes.store.find("email#ana@example.com").traits["order_count"] == 2
 
 
-def test_a_token_shopify_refuses_gets_the_scopes_it_needs_and_imports_nothing(fakes, shop):
+def test_a_token_shopify_refuses_gets_the_scopes_it_needs_and_imports_nothing(fakes, shop, tmp_path):
     with pytest.raises(SystemExit) as refused:
-        run_shopify_import(SHOP, "shpat_wrong", None, False, base_url=shop.base_url)
+        run_shopify_import(SHOP, "shpat_wrong", None, False, base_url=shop.base_url, save_dir=tmp_path)
     message = str(refused.value)
     assert "401" in message and "Invalid API key or access token" in message and SCOPES in message
     assert "shpat_wrong" not in message and TOKEN not in message
     assert shop.calls == [] and fakes.store.count_profiles() == 0
     with pytest.raises(SystemExit, match="set SHOPIFY_ACCESS_TOKEN .* read_customers and read_orders"):
-        run_shopify_import(SHOP, None, None, False, base_url=shop.base_url)
+        run_shopify_import(SHOP, None, None, False, base_url=shop.base_url, save_dir=tmp_path)
 
 
-def test_missing_scopes_are_named_before_anything_runs_and_without_read_all_orders_only_60_days_come(fakes, capsys):
+def test_missing_scopes_are_named_before_anything_runs_and_without_read_all_orders_only_60_days_come(fakes, capsys, tmp_path):
     with FakeShopifyAdmin(shop=SHOP, token=TOKEN, customers=CUSTOMERS, orders=ORDERS,
                           scopes=["read_customers"]) as fake, pytest.raises(SystemExit, match="lacks read_orders"):
-        run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url)
+        run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url, save_dir=tmp_path)
     assert fake.calls == ["scopes"]  # no bulk query started
     with FakeShopifyAdmin(shop=SHOP, token=TOKEN, customers=CUSTOMERS, orders=ORDERS,
                           scopes=["read_customers", "write_orders"]) as fake:
-        assert run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url) == 0
+        assert run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url, save_dir=tmp_path) == 0
     assert "lacks read_all_orders: Shopify exports only the orders of the last 60 days" in capsys.readouterr().out
     assert fakes.store.find("email#ana@example.com").traits["order_count"] == 1  # the 300-day-old order is not there
 
 
-def test_a_bulk_query_already_running_is_said_so(fakes, capsys):
+def test_a_bulk_query_already_running_is_said_so(fakes, capsys, tmp_path):
     with FakeShopifyAdmin(shop=SHOP, token=TOKEN, customers=CUSTOMERS, orders=ORDERS, polls=1000,
                           max_running=1) as fake:
         ShopifyAdmin(SHOP, TOKEN, base_url=fake.base_url).start(ORDERS_QUERY)  # someone else's export
         with pytest.raises(SystemExit, match="a bulk query is already running for this app on north-wind"):
-            run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url)
+            run_shopify_import(SHOP, TOKEN, None, False, base_url=fake.base_url, save_dir=tmp_path)
     assert fakes.store.count_profiles() == 0
 
 

@@ -226,3 +226,13 @@ def test_an_import_builds_the_profile_the_live_path_builds_from_the_same_events(
         assert (a.orders, a.checkouts, strip, a.browse, a.email_consent) == \
                (b.orders, b.checkouts, b.messages, b.browse, b.email_consent)
         assert sum(imported.saves.values()) == 1
+
+
+@pytest.mark.parametrize(("platform", "days_ago", "alias"), [
+    ("shopify", 10, True), ("shopify", 200, False), ("woocommerce", 10, False), ("csv", 10, False)])
+def test_only_recent_shopify_orders_get_an_order_alias_as_shopifys_webhooks_give(platform, days_ago, alias):
+    """Shopify's refunds/create finds its order's customer by the order alias; the other platforms'
+    webhooks give none, and an order past refunding needs none (each alias is a write)."""
+    [record] = read_orders(csv_file("order_id,email,created_at,total", f"77,a@example.com,{iso(days_ago)},5.00"),
+                           platform, "s.example.com", now=NOW)
+    assert (record.events[0].identity.order_ref == "77") is alias

@@ -63,64 +63,69 @@ def import_shopify(template: Template, shop: str, file: str | None, quiet: bool)
         stack.stop()
 
 
-def run_shopify_import(shop: str, token: str | None, file: Path | None, quiet: bool,
-                       base_url: str | None = None) -> int:
-    """The import itself, on the components bootstrap builds (the local stack's, or any): from
-    ``file`` (a bulk query's JSONL) or, without one, from the shop's Admin API with ``token``."""
-    from segmentation import bootstrap
-    from segmentation.history.shopify_bulk import CUSTOMERS_QUERY, ORDERS_QUERY, read_bulk
+def _export(shop: str, token: str | None, base_url: str | None, save_dir: Path, now: datetime) -> Path:
+    """Run the bulk queries and save their results in one file (customers, then orders): the import
+    reads that file, so an interrupted import resumes with ``--file`` instead of exporting again."""
+    from segmentation.history.shopify_bulk import CUSTOMERS_QUERY, ORDERS_QUERY
     from segmentation.infra.shopify_admin import SCOPES_HELP, ShopifyAdmin, ShopifyAdminError
+
+    if not token:
+        raise SystemExit(f"segctl: set SHOPIFY_ACCESS_TOKEN to an Admin API access token of {shop} "
+                         f"(or give --file); {SCOPES_HELP}")
+    client = ShopifyAdmin(shop, token, base_url=base_url)
+    saved = save_dir / f"shopify-export-{shop}-{now.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
+    partial = saved.with_suffix(".part")
+    try:
+        granted = client.access_scopes()
+        missing = [s for s in ("read_customers", "read_orders")
+                   if s not in granted and s.replace("read_", "write_") not in granted]
+        if missing:
+            raise SystemExit(f"segctl: the token lacks {' and '.join(missing)}: {SCOPES_HELP}")
+        if "read_all_orders" not in granted:
+            print("note: the token lacks read_all_orders: Shopify exports only the orders of the last 60 days")
+        print(f"exporting from {shop} (Shopify bulk queries; large shops take minutes)")
+        operations = [client.export(query, _progress(kind))
+                      for kind, query in (("customers", CUSTOMERS_QUERY), ("orders", ORDERS_QUERY))]
+        with partial.open("w", encoding="utf-8") as out:
+            for operation in operations:
+                if operation.url:  # None: nothing to export
+                    for line in client.lines(operation.url):
+                        out.write(line if line.endswith("\n") else line + "\n")
+    except ShopifyAdminError as exc:
+        partial.unlink(missing_ok=True)
+        raise SystemExit(f"segctl: {exc}; nothing was imported") from None
+    partial.rename(saved)
+    print(f"saved the export to {saved} ({saved.stat().st_size / 1e6:,.1f} MB); if the import is "
+          f"interrupted, run the command again with --file {saved}: it resumes")
+    return saved
+
+
+def run_shopify_import(shop: str, token: str | None, file: Path | None, quiet: bool,
+                       base_url: str | None = None, save_dir: Path | None = None) -> int:
+    """The import itself, on the components bootstrap builds (the local stack's, or any): from
+    ``file`` (a bulk query's JSONL) or, without one, from the shop's Admin API with ``token`` (the
+    export is saved in ``save_dir``, the current directory by default, and imported from there)."""
+    from segmentation import bootstrap
+    from segmentation.history.shopify_bulk import read_bulk
     from segmentation.service.history_import import job_id
 
     shop = shop_domain(shop)
     now = datetime.now(UTC)
     started = time.monotonic()
-    if file is not None:
-        if not file.is_file():
-            raise SystemExit(f"segctl: {file}: no such file")
-        # the same file again resumes an interrupted run, or (once finished) changes nothing
-        job = job_id(["shopify-bulk", shop, str(quiet), _digest(file)])
+    if file is None:
+        file = _export(shop, token, base_url, save_dir or Path.cwd(), now)
+    elif not file.is_file():
+        raise SystemExit(f"segctl: {file}: no such file")
+    # the same file again resumes an interrupted run, or (once finished) changes nothing
+    job = job_id(["shopify-bulk", shop, str(quiet), _digest(file)])
 
-        def records():
-            with file.open(encoding="utf-8-sig", errors="replace") as f:
-                yield from read_bulk(f, shop, now, file.name)
+    def records():
+        with file.open(encoding="utf-8-sig", errors="replace") as f:
+            yield from read_bulk(f, shop, now, file.name)
 
-        print(f"importing {file} from {shop}" + (" quietly (no membership events)" if quiet else ""))
-    else:
-        if not token:
-            raise SystemExit(f"segctl: set SHOPIFY_ACCESS_TOKEN to an Admin API access token of {shop} "
-                             f"(or give --file); {SCOPES_HELP}")
-        client = ShopifyAdmin(shop, token, base_url=base_url)
-        try:
-            granted = client.access_scopes()
-            missing = [s for s in ("read_customers", "read_orders")
-                       if s not in granted and s.replace("read_", "write_") not in granted]
-            if missing:
-                raise SystemExit(f"segctl: the token lacks {' and '.join(missing)}: {SCOPES_HELP}")
-            if "read_all_orders" not in granted:
-                print("note: the token lacks read_all_orders: Shopify exports only the orders of the last 60 days")
-            print(f"exporting from {shop} (Shopify bulk queries; large shops take minutes)")
-            operations = []
-            for kind, query in (("customers", CUSTOMERS_QUERY), ("orders", ORDERS_QUERY)):
-                operation = client.export(query, _progress(kind))
-                operations.append((kind, operation))
-        except ShopifyAdminError as exc:
-            raise SystemExit(f"segctl: {exc}") from None
-        # the operations' ids name the import: a new export is a new import (nothing counts twice)
-        job = job_id(["shopify-bulk", shop, str(quiet), *(op.id for _, op in operations)])
-
-        def records():
-            for kind, operation in operations:
-                if operation.url:  # None: nothing to export
-                    yield from read_bulk(client.lines(operation.url), shop, now, f"{kind}.jsonl")
-
-        size = sum(op.file_size or 0 for _, op in operations)
-        print(f"importing {size / 1e6:,.1f} MB from {shop}" + (" quietly (no membership events)" if quiet else ""))
+    print(f"importing {file} from {shop}" + (" quietly (no membership events)" if quiet else ""))
     importing = time.monotonic()
-    try:
-        report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, importing)).run(records(), job, quiet=quiet)
-    except ShopifyAdminError as exc:  # the download broke off: the import reads everything before writing
-        raise SystemExit(f"segctl: {exc}; nothing was imported") from None
+    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, importing)).run(records(), job, quiet=quiet)
     print()
     print_report(report.as_dict())
     print(f"took {time.monotonic() - started:.1f} s")

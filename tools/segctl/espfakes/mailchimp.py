@@ -442,6 +442,18 @@ class FakeMailchimp(LocalServer):
             raise _Answer(400, f"The resource submitted could not be validated: unknown fields {unknown}.")
         return body
 
+    @staticmethod
+    def _array(body: dict[str, Any], field: str) -> list:
+        """``body[field]``, which the schema says is an array (Mailchimp's 400 otherwise)."""
+        value = body.get(field)
+        if not isinstance(value, list):
+            raise _Answer(
+                400,
+                "The resource submitted could not be validated.",
+                errors=[{"field": field, "message": "Schema describes array, another type found instead."}],
+            )
+        return value
+
     # members
 
     def _member_json(self, lst: _List, list_id: str, h: str) -> dict[str, Any]:
@@ -546,13 +558,7 @@ class FakeMailchimp(LocalServer):
 
     def _member_tags(self, lst: _List, list_id: str, h: str, body: Any) -> tuple[int, Any]:
         body = self._object(body, ("tags", "is_syncing"))
-        tags = body.get("tags")
-        if not isinstance(tags, list):
-            raise _Answer(
-                400,
-                "The resource submitted could not be validated.",
-                errors=[{"field": "tags", "message": "Schema describes array, another type found instead."}],
-            )
+        tags = self._array(body, "tags")
         for tag in tags:
             if not isinstance(tag, dict) or set(tag) != {"name", "status"}:
                 raise _Answer(400, 'The resource submitted could not be validated: each tag is {"name", "status"}.')
@@ -724,13 +730,7 @@ class FakeMailchimp(LocalServer):
 
     def _create_batch(self, body: Any) -> tuple[int, Any]:
         body = self._object(body, ("operations",))
-        ops = body.get("operations")
-        if not isinstance(ops, list):
-            raise _Answer(
-                400,
-                "The resource submitted could not be validated.",
-                errors=[{"field": "operations", "message": "Schema describes array."}],
-            )
+        ops = self._array(body, "operations")
         for op in ops:
             if (
                 not isinstance(op, dict)

@@ -67,10 +67,14 @@ def _rows(lines: Iterable[str], required: tuple[str, ...], known: tuple[str, ...
 
 
 def _identity(row: dict[str, str], platform: str) -> Identity:
+    """The row's identities; an ``email`` given that is no address is refused (ValueError)."""
     cid = optional_ident(row.get("customer_id"), "customer_id")
     email = text(row.get("email"), "email", 320)
-    return Identity(email=email, phone=text(row.get("phone"), "phone", 40),
-                    customer_ids={platform: cid} if cid and platform != "csv" else {})
+    identity = Identity(email=email, phone=text(row.get("phone"), "phone", 40),
+                        customer_ids={platform: cid} if cid and platform != "csv" else {})
+    if email and identity.email is None:
+        raise ValueError("email is not an email address")
+    return identity
 
 
 def _categories(value: str | None) -> list[str]:
@@ -96,8 +100,6 @@ def read_orders(lines: Iterable[str], platform: str = "csv", shop: str | None = 
                 raise ValueError(f"status must be one of {', '.join(STATUSES)}")
             total = money(row.get("total"), "total")
             identity = _identity(row, platform)
-            if row.get("email") and identity.email is None:
-                raise ValueError("email is not an email address")
         except ValueError as exc:
             yield Rejected(line, str(exc), name)
             continue
@@ -126,8 +128,6 @@ def read_customers(lines: Iterable[str], platform: str = "csv", shop: str | None
         line, row = item
         try:
             identity = _identity(row, platform)
-            if row.get("email") and identity.email is None:
-                raise ValueError("email is not an email address")
             stamp = next((c for c in ("updated_at", "created_at", "consent_updated_at") if row.get(c)), None)
             if stamp is None:
                 raise ValueError("one of updated_at, created_at or consent_updated_at is needed (the record's time)")
