@@ -794,15 +794,22 @@ def esp_lag() -> None:
 
 def metrics_cost() -> None:
     """What the segment figures add per event (issue 15): the cost mix through the profile path (in
-    memory), its SegmentMetrics and membership changes gathered as MetricsQueue would gather them
-    (MetricsBatchingWindow, 60 s), each batch billed as MetricsFunction writes it: one update per
-    segment and day it touches plus a marker per transaction of up to 99, each item under 1 KB, in
-    transactions (twice). At the mix's own rate (40 customers: about one event an hour, so nearly
-    every batch holds one event) and with the same events arriving at 10 per second."""
+    memory), its SegmentMetrics and membership changes gathered as MetricsQueue gathers them (the
+    template's MetricsBatchingWindow), each batch written by the real DynamoDBMetricsStore on moto with
+    template.yaml's MetricsTable and billed by DynamoDB's rules (bench/cost.py): one conditional update
+    per segment and day a batch touches. At the mix's own rate (40 customers over 30 days: about one
+    event an hour, so most batches hold one event), and with the same events arriving at 1 and at 10
+    per second (a busy shop)."""
     import math
+    from datetime import UTC, datetime
 
+    import boto3
+    from cost import WriteMeter
     from fakes import InMemoryProfileStore
+    from moto import mock_aws
+    from segctl.provision import create_tables
     from segmentation.domain.evaluation import default_evaluator
+    from segmentation.infra.metrics_store import DynamoDBMetricsStore
     from segmentation.service.profiles import ProfileService
     from segmentation.service.segment_metrics import summed
 
@@ -822,25 +829,45 @@ def metrics_cost() -> None:
     for e in events:
         clock["now"] = int(e.occurred_at.timestamp()) + 2
         service.apply(e)
+    window = float(TEMPLATE.ref("MetricsBatchingWindow"))
 
-    def wcu(arrivals: list[tuple[float, str, dict]], window: float = 60.0) -> float:
-        total, batch, start = 0, [], None
-        for at, kind, detail in [*arrivals, (math.inf, "", {})]:
-            if batch and (at - start >= window or at == math.inf):
-                pairs = len(summed((k, d) for _, k, d in batch))
-                total += 2 * (pairs + math.ceil(pairs / 99))
-                batch = []
-            if at != math.inf:
-                start = at if not batch else start
-                batch.append((at, kind, detail))
-        return total / len(events)
+    def wcu(arrivals: list[tuple[float, str, dict]]) -> float:
+        """Write units per event of the figures' batches, gathered for ``window`` seconds."""
+        with mock_aws():
+            client, raw = boto3.client("dynamodb"), boto3.client("dynamodb")
+            create_tables(TEMPLATE, raw)
+            meter = WriteMeter(client, raw)
+            store = DynamoDBMetricsStore(client, TEMPLATE.physical_name("MetricsTable"))
+            batch: list = []
+            start = 0.0
+            for n, (at, kind, detail) in enumerate([*arrivals, (math.inf, "", {})]):
+                if batch and (at - start >= window or at == math.inf):
+                    store.add(summed((k, d) for _, k, d in batch), f"batch-{n}")
+                    batch = []
+                if at != math.inf:
+                    start = at if not batch else start
+                    batch.append((at, kind, detail))
+            return sum(meter.wcu.values()) / len(events)
 
+    report("metrics_batching_window_s", window, "s")
     report("metrics_events_per_event", sum(1 for _, k, _ in published if k == "SegmentMetrics") / len(events), "events")
     report("metrics_wcu_per_event", wcu(published), "WCU")
     first = published[0][0] if published else 0
-    busy = [(first + (at - first) / ((events[-1].occurred_at.timestamp() - events[0].occurred_at.timestamp())
-                                     / (len(events) / 10)), k, d) for at, k, d in published]
-    report("metrics_wcu_per_event_at_10_events_per_s", wcu(busy), "WCU")
+    span = events[-1].occurred_at.timestamp() - events[0].occurred_at.timestamp()
+    def moved(detail: dict, at: float) -> dict:
+        """The detail with its times at ``at``: the days a batch touches are those of its arrival."""
+        iso = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if "facts" in detail:
+            return {**detail, "facts": [{**f, "at": iso} for f in detail["facts"]]}
+        return {**detail, "at": iso}
+
+    for rate in (1, 10):
+        squeeze = span / (len(events) / rate)
+        busy = []
+        for at, k, d in published:
+            new_at = first + (at - first) / squeeze
+            busy.append((new_at, k, moved(d, new_at)))
+        report(f"metrics_wcu_per_event_at_{rate}_events_per_s", wcu(busy), "WCU")
 
 
 IMPORT_CUSTOMERS = int(os.environ.get("BENCH_IMPORT_CUSTOMERS", "400"))

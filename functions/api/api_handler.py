@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -163,8 +164,6 @@ FromDay = Annotated[str | None, Query(alias="from", min_length=10, max_length=10
 
 
 def _period(first: str | None, last: str | None):
-    from datetime import UTC, datetime
-
     from segmentation.service.segment_metrics import InvalidPeriodError, period
 
     try:
@@ -181,11 +180,12 @@ def all_segment_metrics(from_: FromDay = None, to: Day = None) -> AllMetricsOut:
     from segmentation.service.segment_metrics import report
 
     start, end = _period(from_, to)
-    store = bootstrap.metrics_store()
+    store, today = bootstrap.metrics_store(), datetime.now(UTC).date()
     rows = []
     for segment in _segments().all():
-        r = report(store, segment["id"], start, end)
-        rows.append({"segment_id": segment["id"], "totals": r["totals"], "rates": r["rates"]})
+        r = report(store, segment["id"], start, end, size_now=segment["size"], today=today)
+        rows.append({"segment_id": segment["id"], "size": segment["size"],
+                     "members": [d["members"] for d in r["days"]], "totals": r["totals"], "rates": r["rates"]})
     return AllMetricsOut.model_validate({"since": start.isoformat(), "until": end.isoformat(), "segments": rows})
 
 
@@ -248,10 +248,11 @@ def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None
     segment_id = unquote(segment_id)
     start, end = _period(from_, to)
     try:
-        _segments().detail(segment_id, 1)
+        size = _segments().detail(segment_id, 1)["size"]
     except UnknownSegmentError as exc:
         raise NotFoundError(str(exc)) from None
-    return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end))
+    return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end, size_now=size,
+                                            today=datetime.now(UTC).date()))
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -196,6 +196,8 @@ class Figures(BaseModel):
 
 class DayOut(Figures):
     day: str
+    members: int | None = Field(default=None, description="members at the end of the day: the size now, less "
+                                                           "the net entries of the later days")
 
 
 class MetricsOut(BaseModel):
@@ -210,6 +212,8 @@ class MetricsOut(BaseModel):
 
 class SegmentTotals(BaseModel):
     segment_id: str
+    size: int = Field(description="members now")
+    members: list[int] = Field(description="members at the end of each day of the period (a trend)")
     totals: Figures
     rates: dict[str, Rate]
 

@@ -72,3 +72,45 @@ def test_rates_have_their_intervals_and_none_without_a_denominator():
     assert out["open_rate"]["ci95"] == pytest.approx(list(proportion_confint(81, 263, method="wilson")))
     assert out["click_to_open_rate"] == {"value": 0.0, "ci95": pytest.approx(list(proportion_confint(0, 81, method="wilson")))}
     assert rates({})["open_rate"] == {"value": None, "ci95": None}
+
+
+def test_a_batch_that_failed_half_way_is_completed_by_its_retry_not_doubled(aws):
+    """The store writes one item per (segment, day); a fault after the first leaves the rest to the
+    retry, which adds only them, even with another batch added to the same items in between."""
+    real = bootstrap._client("dynamodb")
+    store = DynamoDBMetricsStore(real, aws.physical_name("MetricsTable"))
+    sums = summed(parse(b) for b in BATCH)  # four (segment, day) items
+
+    class Faulty:
+        exceptions = real.exceptions
+        calls = 0
+
+        def update_item(self, **kwargs):
+            Faulty.calls += 1
+            if Faulty.calls == 2:
+                raise ConnectionError("the network went away")
+            return real.update_item(**kwargs)
+
+    with pytest.raises(ConnectionError):
+        DynamoDBMetricsStore(Faulty(), aws.physical_name("MetricsTable")).add(sums, "batch-1")
+    store.add(summed([parse(BATCH[0])]), "batch-2")  # another batch, between the fault and the retry
+    store.add(sums, "batch-1")
+    days = store.days("at-risk", "2026-11-30", "2026-12-01")
+    assert days["2026-11-30"].counts == {"delivered": 2}  # batch-1 once (before the fault) + batch-2
+    assert days["2026-12-01"].counts == {"opened": 2, "conversions": 2, "entered": 1}
+    assert store.days("high-value", "2026-11-30", "2026-12-01")["2026-12-01"].counts == {"exited": 1}
+
+
+def test_members_at_the_end_of_each_day_are_the_size_now_less_the_later_days_net_entries():
+    from datetime import date
+
+    from segmentation.service.segment_metrics import DayFigures, report
+
+    store = InMemoryMetricsStore()
+    store.add({("vip", "2026-11-28"): DayFigures(counts={"entered": 3, "exited": 1}),
+               ("vip", "2026-12-01"): DayFigures(counts={"entered": 1})}, "t")
+    out = report(store, "vip", date(2026, 11, 27), date(2026, 11, 30), size_now=10, today=date(2026, 12, 1))
+    assert [(d["day"], d["members"]) for d in out["days"]] == [
+        ("2026-11-27", 7), ("2026-11-28", 9), ("2026-11-29", 9), ("2026-11-30", 9)]
+    assert out["totals"]["entered"] == 3  # today's entry is after the period: not in its totals
+    assert "members" not in report(store, "vip", date(2026, 11, 27), date(2026, 11, 30))["days"][0]

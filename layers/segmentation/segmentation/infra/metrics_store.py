@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from decimal import Decimal
 from typing import Any
 
 from ..service.segment_metrics import COUNTS, DayFigures
 
-TRANSACTION_LIMIT = 100
-BATCH_MARKER = "#batch#"
-MARKER_TTL_S = 14 * 86400  # the queue keeps a message at most 14 days
+#: How many recent batches each (segment, day) item remembers, in slots picked by the batch's digest.
+SLOTS = 8
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 class DynamoDBMetricsStore:
@@ -25,37 +23,34 @@ class DynamoDBMetricsStore:
         self.table = table
 
     def add(self, sums: dict[tuple[str, str], DayFigures], token: str) -> None:
-        """One ``ADD`` per (segment, day), in transactions of up to 99 with a marker of the batch
-        (``token``) and its chunk, written only if absent: a retried batch finds its markers and adds
-        nothing (markers expire after MARKER_TTL_S, far beyond the queue's retries)."""
-        updates = []
+        """One conditional ``UpdateItem`` per (segment, day): ``ADD`` the batch's sums and remember the
+        batch (``token``) in one of the item's SLOTS, on condition that no slot holds it already.
+
+        A retry of the same batch skips every item it added before and adds the rest, so a batch that
+        failed half way is completed, not doubled. One write unit per item (no transaction, no marker
+        items). What it does not cover: SQS regrouping a failed batch's messages with others (a new
+        token), or more than SLOTS batches touching an item between a failure and its retry whose
+        digests share the failed one's slot (docs/measure.md)."""
         for (segment, day), figures in sorted(sums.items()):
             names = [n for n in COUNTS if figures.counts.get(n)]
-            values = {f":{n}": {"N": str(figures.counts[n])} for n in names}
+            values: dict[str, Any] = {f":{n}": {"N": str(figures.counts[n])} for n in names}
             if figures.revenue:
                 names.append("revenue")
                 values[":revenue"] = {"N": str(figures.revenue)}
             if not names:
                 continue
-            updates.append({"Update": {
-                "TableName": self.table, "Key": {"segment_id": {"S": segment}, "day": {"S": day}},
-                "UpdateExpression": "ADD " + ", ".join(f"{n} :{n}" for n in names),
-                "ExpressionAttributeValues": values,
-            }})
-        step = TRANSACTION_LIMIT - 1  # and the chunk's marker
-        for i in range(0, len(updates), step):
-            marker = {"Put": {
-                "TableName": self.table, "ConditionExpression": "attribute_not_exists(segment_id)",
-                "Item": {"segment_id": {"S": BATCH_MARKER}, "day": {"S": f"{_digest(token)}#{i}"},
-                         "expires": {"N": str(int(time.time()) + MARKER_TTL_S)}},
-            }}
+            digest = _digest(token)
+            slot = int(digest[:8], 16) % SLOTS
+            values[":t"] = {"S": digest}
             try:
-                self.client.transact_write_items(TransactItems=[marker, *updates[i:i + step]])
-            except self.client.exceptions.TransactionCanceledException as exc:
-                reasons = exc.response.get("CancellationReasons") or []
-                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                    continue  # this chunk of this batch was added before (a retry): nothing more
-                raise
+                self.client.update_item(
+                    TableName=self.table, Key={"segment_id": {"S": segment}, "day": {"S": day}},
+                    UpdateExpression="ADD " + ", ".join(f"{n} :{n}" for n in names) + f" SET b{slot} = :t",
+                    ConditionExpression=" AND ".join(f"(attribute_not_exists(b{i}) OR b{i} <> :t)"
+                                                     for i in range(SLOTS)),
+                    ExpressionAttributeValues=values)
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue  # this batch added to this item before (a retry)
 
     def days(self, segment_id: str, first: str, last: str) -> dict[str, DayFigures]:
         out: dict[str, DayFigures] = {}

@@ -2,9 +2,9 @@
 attribution facts) and ``SegmentEntered`` / ``SegmentExited`` add to each segment's day, summed per
 batch so that a batch costs one counter update per segment and day it touches, not one per event.
 
-The store applies a batch's sums idempotently for a retry of the same batch (a DynamoDB transaction
-with a client request token made from the batch's message ids); a fact published twice (a profile
-event redelivered after a crash between its write and its publish) is counted twice.
+The store applies a batch's sums once per batch: a retry of the same batch adds only what it had not
+added yet (infra/metrics_store.py); a fact published twice (a profile event redelivered after a crash
+between its write and its publish) is counted twice.
 """
 
 from __future__ import annotations
@@ -135,18 +135,35 @@ def _figures(f: DayFigures | None) -> dict:
     return {**counts, "revenue": str(f.revenue if f else Decimal(0))}
 
 
-def report(store: MetricsStore, segment_id: str, start: date, end: date) -> dict:
-    """A segment's daily series from ``start`` to ``end``, the totals, and the rates of the totals."""
-    stored = store.days(segment_id, start.isoformat(), end.isoformat())
+def report(store: MetricsStore, segment_id: str, start: date, end: date, size_now: int | None = None,
+           today: date | None = None) -> dict:
+    """A segment's daily series from ``start`` to ``end``, the totals, and the rates of the totals.
+
+    With ``size_now`` (the segment's size counters) each day also gets ``members`` at its end: the
+    size now less the entries and plus the exits of every later day up to ``today``."""
+    last = max(end, today) if today and size_now is not None else end
+    stored = store.days(segment_id, start.isoformat(), last.isoformat())
+
+    def members(day: str) -> int:
+        """The size at the end of ``day``: now, less what every later day added."""
+        return size_now - sum(_net(f) for d, f in stored.items() if d > day)
+
     days = []
     total = DayFigures()
     for n in range((end - start).days + 1):
         day = (start + timedelta(days=n)).isoformat()
         f = stored.get(day)
-        days.append({"day": day, **_figures(f)})
+        row = {"day": day, **_figures(f)}
+        if size_now is not None:
+            row["members"] = members(day)
+        days.append(row)
         if f:
             for name, value in f.counts.items():
                 total.add(name, value)
             total.revenue += f.revenue
     return {"segment_id": segment_id, "since": start.isoformat(), "until": end.isoformat(), "days": days,
             "totals": _figures(total), "rates": rates(total.counts)}
+
+
+def _net(f: DayFigures) -> int:
+    return f.counts.get("entered", 0) - f.counts.get("exited", 0)
