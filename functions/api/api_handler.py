@@ -14,6 +14,8 @@ from urllib.parse import unquote
 from api_models import (
     AllMetricsOut,
     ErasedOut,
+    ExperimentOut,
+    ExperimentsOut,
     ExplainOut,
     ExportOut,
     HistoryOut,
@@ -253,6 +255,43 @@ def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None
         raise NotFoundError(str(exc)) from None
     return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end, size_now=size,
                                             today=datetime.now(UTC).date()))
+
+
+def _experiment_sizes(experiment_ids) -> dict[str, int]:
+    store = bootstrap.repository()
+    catalog = bootstrap.catalog()
+    return {sid: store.segment_size(sid) for eid in experiment_ids
+            for _, sid, _ in catalog.experiments[eid].arms(eid)}
+
+
+@app.get("/experiments", summary="Every experiment on segment definitions, with its report",
+         responses=responses(ExperimentsOut, 400))
+def list_experiments(from_: FromDay = None, to: Day = None) -> ExperimentsOut:
+    """The experiments declared in the catalog: per arm its size, trials, successes and rate with
+    its interval; the difference with its interval, the p-value, the trials still needed, and the
+    verdict (no winner before each arm has the trials needed). docs/measure.md."""
+    from segmentation.service.experiments import experiment_reports
+
+    start, end = _period(from_, to)
+    catalog = bootstrap.catalog()
+    reports = experiment_reports(catalog, bootstrap.metrics_store(), _experiment_sizes(catalog.experiments),
+                                 start, end)
+    return ExperimentsOut.model_validate({"since": start.isoformat(), "until": end.isoformat(),
+                                          "experiments": reports})
+
+
+@app.get("/experiments/<experiment_id>", summary="One experiment's report",
+         responses=responses(ExperimentOut, 400, 404))
+def get_experiment(experiment_id: SegmentId, from_: FromDay = None, to: Day = None) -> ExperimentOut:
+    from segmentation.service.experiments import experiment_report
+
+    start, end = _period(from_, to)
+    catalog = bootstrap.catalog()
+    spec = catalog.experiments.get(experiment_id)
+    if spec is None:
+        raise NotFoundError(f"no experiment {experiment_id!r} in the catalog")
+    return ExperimentOut.model_validate(experiment_report(
+        experiment_id, spec, bootstrap.metrics_store(), _experiment_sizes([experiment_id]), start, end))
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -222,3 +222,42 @@ class AllMetricsOut(BaseModel):
     since: str
     until: str
     segments: list[SegmentTotals] = Field(description="one row per segment and family instance")
+
+
+class Arm(BaseModel):
+    variant: str
+    segment_id: str = Field(description="the arm's segment: its bucket and its own definition")
+    size: int = Field(description="members now")
+    trials: int = Field(description="the metric's denominator over the period (delivered, or opened)")
+    successes: int
+    rate: float | None
+    ci95: list[float] | None = Field(description="the rate's 95% Wilson interval")
+
+
+class Difference(BaseModel):
+    value: float | None = Field(description="the second arm's rate less the first's")
+    ci95: list[float] | None = Field(description="its Wald interval at the experiment's alpha")
+
+
+class ExperimentOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    metric: str
+    split: int = Field(description="percent of profiles in the first arm")
+    segment_id: str = Field(description="the union of the arms: the audience campaigns are sent to")
+    arms: list[Arm]
+    difference: Difference
+    p_value: float | None = Field(description="two-sided two-proportion z test (pooled)")
+    min_detectable_effect: float
+    alpha: float
+    power: float
+    needed_per_arm: int | None = Field(description="trials each arm needs to detect min_detectable_effect")
+    verdict: str = Field(description="collecting (too few trials: no winner yet), no difference, or the winning variant")
+    verdict_text: str
+
+
+class ExperimentsOut(BaseModel):
+    since: str
+    until: str
+    experiments: list[ExperimentOut]
