@@ -146,9 +146,28 @@ def _segments():
     return SegmentQueries(bootstrap.repository(), bootstrap.evaluator())
 
 
-@app.get("/segments", summary="Every segment with its size")
-def list_segments() -> SegmentsOut:
-    return SegmentsOut.model_validate({"segments": _segments().all()})
+Health = Annotated[bool, Query(description="add the health warnings (reads every member of the segments "
+                                         "to compare their overlap; false for a quick list)")]
+
+
+@app.get("/segments", summary="Every segment with its size, and health warnings")
+def list_segments(health: Health = True) -> SegmentsOut:
+    """Health warnings (docs/measure.md): more than 10 synced segments, pairs of segments sharing
+    more than 80% of their members, segments under MinSegmentSize, and segments whose unsubscribe
+    rate over the last 30 days is above the account's beyond doubt."""
+    from segmentation.service.health import warnings
+
+    queries = _segments()
+    segments = queries.all()
+    found: list[dict] = []
+    if health:
+        synced = {sid for d in bootstrap.destinations().destinations for sid in d.segments}
+        today = datetime.now(UTC).date()
+        start, end = _period(None, today.isoformat())
+        store = bootstrap.metrics_store() if load_settings().metrics_table else None
+        found = warnings(segments, synced, queries.overlap(segments)["pairs"], store, start, end,
+                         load_settings().min_segment_size)
+    return SegmentsOut.model_validate({"segments": segments, "warnings": found})
 
 
 @app.get("/segments/overlap", summary="Pairwise overlap of segments (counts and Jaccard index)")

@@ -102,8 +102,15 @@ class SegmentSummary(BaseModel):
     family: str | None = None
 
 
+class HealthWarning(BaseModel):
+    kind: str = Field(description="too_many_synced, overlap, too_small or high_unsubscribe (docs/measure.md)")
+    segments: list[str]
+    message: str
+
+
 class SegmentsOut(BaseModel):
     segments: list[SegmentSummary]
+    warnings: list[HealthWarning] = Field(default_factory=list, description="segment health, when asked for")
 
 
 class MembersOut(BaseModel):

@@ -60,3 +60,18 @@ def test_the_api_reports_a_segments_days_totals_and_rates_and_a_table_of_all(aws
     assert api("GET", "/segments/at-risk/metrics?from=2026-12-05&to=2026-12-01").status == 400
     assert api("GET", "/segments/at-risk/metrics?from=yesterday").status == 400
     assert api("GET", "/segments/no-such-segment/metrics").status == 404
+
+
+def test_get_segments_lists_health_warnings_unless_asked_not_to(aws, api, monkeypatch):
+    from segmentation.settings import load_settings
+
+    monkeypatch.setenv("MIN_SEGMENT_SIZE", "1")
+    load_settings.cache_clear()
+    try:
+        body = api("GET", "/segments").json()
+        small = {w["segments"][0] for w in body["warnings"] if w["kind"] == "too_small"}
+        # nobody is stored: every segment (not a family) is under 1 member
+        assert small == {s["id"] for s in body["segments"] if not s["family"]} and small
+        assert api("GET", "/segments?health=false").json()["warnings"] == []
+    finally:
+        load_settings.cache_clear()

@@ -10,7 +10,7 @@ import pytest
 from fakes import InMemoryMetricsStore
 from segmentation import bootstrap
 from segmentation.infra.metrics_store import DynamoDBMetricsStore
-from segmentation.service.segment_metrics import parse, rates, summed, wilson
+from segmentation.service.segment_metrics import ACCOUNT, parse, rates, summed, wilson
 from statsmodels.stats.proportion import proportion_confint
 
 
@@ -38,7 +38,10 @@ def test_a_batch_is_summed_per_segment_and_utc_day():
     day = sums[("at-risk", "2026-12-01")]
     assert day.counts == {"opened": 1, "conversions": 2, "entered": 1} and day.revenue == Decimal("100.00")
     assert sums[("high-value", "2026-12-01")].counts == {"exited": 1}
-    assert len(sums) == 4  # one counter update per segment and day the batch touches
+    # every fact also counts once for the whole account (the base of comparisons), changes do not
+    assert sums[(ACCOUNT, "2026-11-30")].counts == {"delivered": 1}
+    assert sums[(ACCOUNT, "2026-12-01")].counts == {"opened": 1, "conversions": 2}
+    assert len(sums) == 6  # one counter update per segment and day the batch touches
 
 
 @pytest.fixture(params=["memory", "dynamodb"])

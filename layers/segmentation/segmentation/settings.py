@@ -34,6 +34,8 @@ class Settings(BaseModel):
     backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)
     #: the segments' daily figures (MetricsFunction, ApiFunction)
     metrics_table: str | None = Field(alias="METRICS_TABLE", default=None)
+    #: segments under this size get a "too small" warning (ApiFunction)
+    min_segment_size: int = Field(alias="MIN_SEGMENT_SIZE", default=100, ge=0)
     #: the history import's bucket (ImportFunction only)
     import_bucket: str | None = Field(alias="IMPORT_BUCKET", default=None)
     #: a catalog YAML file to use instead of the shipped default (path inside the function package)

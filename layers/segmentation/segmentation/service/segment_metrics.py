@@ -18,6 +18,8 @@ from decimal import Decimal
 from typing import Protocol
 
 COUNTS = ("delivered", "opened", "clicked", "unsubscribed", "bounced", "spam", "conversions", "entered", "exited")
+#: the row of the whole account: every fact once, whatever its segments (the base of comparisons)
+ACCOUNT = "#account"
 FACT_COUNTS = {"delivered": "delivered", "opened": "opened", "clicked": "clicked", "unsubscribed": "unsubscribed",
                "bounced": "bounced", "spam": "spam", "conversion": "conversions"}
 
@@ -58,7 +60,7 @@ def summed(messages: Iterable[tuple[str, dict]]) -> dict[tuple[str, str], DayFig
                 name = FACT_COUNTS.get(fact.get("kind"))
                 if name is None:
                     continue
-                for segment in fact.get("segments", []):
+                for segment in [*fact.get("segments", []), ACCOUNT]:
                     figures = one(segment, day_of(fact["at"]))
                     figures.add(name)
                     if name == "conversions" and fact.get("revenue") is not None:
