@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from api_models import (
     AllMetricsOut,
+    CohortsOut,
     ErasedOut,
     ExperimentOut,
     ExperimentsOut,
@@ -274,6 +275,34 @@ def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None
         raise NotFoundError(str(exc)) from None
     return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end, size_now=size,
                                             today=datetime.now(UTC).date()))
+
+
+@app.get("/cohorts", summary="Repeat purchase and lifetime value by first-order month, and for a segment",
+         responses=responses(CohortsOut, 400, 404))
+def get_cohorts(segment: Annotated[str | None, Query(max_length=200, description="compare its members with "
+                                                                                 "the other customers")] = None,
+                cursor: Annotated[str | None, Query(max_length=8192, description="the cursor of the "
+                                                    "previous answer (it carries the sums so far)")] = None,
+                ) -> CohortsOut:
+    """Customers grouped by the month of their first order: how many, the share who ordered again,
+    the average lifetime revenue; with `segment`, the same for its members and for the other
+    customers. Reads every profile: a request reads until its time runs short, then answers
+    `complete: false` with a cursor to send back (docs/measure.md)."""
+    from segmentation.service.cohorts import InvalidCohortCursorError, cohorts
+    from segmentation.service.segments import UnknownSegmentError
+
+    if segment is not None:
+        try:
+            _segments().resolve(unquote(segment))
+        except UnknownSegmentError as exc:
+            raise NotFoundError(str(exc)) from None
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 25.0
+    try:
+        out = cohorts(bootstrap.repository(), unquote(segment) if segment else None, cursor,
+                      budget_s=max(1.0, remaining - PREVIEW_MARGIN_S))
+    except InvalidCohortCursorError as exc:
+        raise BadRequestError(str(exc)) from None
+    return CohortsOut.model_validate(out)
 
 
 def _experiment_sizes(experiment_ids) -> dict[str, int]:

@@ -268,3 +268,27 @@ class ExperimentsOut(BaseModel):
     since: str
     until: str
     experiments: list[ExperimentOut]
+
+
+class CohortFigures(BaseModel):
+    customers: int = Field(description="profiles with at least one order")
+    repeat_rate: float | None = Field(description="the share of them with two orders or more")
+    avg_ltv: str = Field(description="their average lifetime revenue, in the shop currency")
+
+
+class CohortMonth(CohortFigures):
+    month: str = Field(description="the month of the first order, YYYY-MM (UTC)")
+
+
+class SegmentCohort(BaseModel):
+    segment_id: str
+    members: CohortFigures
+    non_members: CohortFigures
+
+
+class CohortsOut(BaseModel):
+    months: list[CohortMonth]
+    segment: SegmentCohort | None = Field(description="members vs non-members of `segment`, if asked")
+    scanned: int = Field(description="profiles read so far")
+    complete: bool = Field(description="false: send the cursor back for the rest (the figures are partial)")
+    cursor: str | None

@@ -42,3 +42,28 @@ def test_the_api_reports_a_declared_experiment_and_404s_an_unknown_one(aws, api,
     assert api("GET", "/experiments/nope").status == 404
     assert {"engaged-test", "engaged-test--recent", "engaged-test--ever"} <= {
         s["id"] for s in api("GET", "/segments").json()["segments"]}
+
+
+def test_cohorts_from_webhook_orders_through_the_api(aws, api):
+    from support import deliver_to_profile_function, signed_shopify
+
+    now = datetime.now(UTC)
+    first = (now - timedelta(days=40)).replace(day=1, hour=12)  # a month that is over
+    orders = [(5101, "one@example.com", first), (5102, "one@example.com", first + timedelta(days=2)),
+              (5103, "two@example.com", first + timedelta(days=1)), (5104, "new@example.com", now - timedelta(hours=2))]
+    for order_id, email, at in orders:
+        body, headers = signed_shopify({"id": order_id, "email": email, "created_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                        "total_price": "40.00"}, event_id=f"evt-{order_id}")
+        assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    deliver_to_profile_function(aws)
+    out = api("GET", "/cohorts?segment=recent-buyers")
+    assert out.status == 200, out.text
+    body = out.json()
+    months = {m["month"]: m for m in body["months"]}
+    assert months[first.strftime("%Y-%m")] == {"month": first.strftime("%Y-%m"), "customers": 2,
+                                               "repeat_rate": 0.5, "avg_ltv": "60.00"}
+    assert body["segment"]["members"]["customers"] == 1 and body["segment"]["members"]["avg_ltv"] == "40.00"
+    assert body["segment"]["non_members"] == {"customers": 2, "repeat_rate": 0.5, "avg_ltv": "60.00"}
+    assert body["complete"] is True
+    assert api("GET", "/cohorts?segment=no-such").status == 404
+    assert api("GET", "/cohorts?cursor=garbage").status == 400
