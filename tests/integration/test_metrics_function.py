@@ -75,3 +75,35 @@ def test_get_segments_lists_health_warnings_unless_asked_not_to(aws, api, monkey
         assert api("GET", "/segments?health=false").json()["warnings"] == []
     finally:
         load_settings.cache_clear()
+
+
+def test_a_batch_publishes_each_touched_segments_size_entries_and_exits_as_emf(aws, api, monkeypatch, capsys):
+    """CloudWatch metrics (SegmentCloudWatchMetrics): one EMF document per base segment the batch touched,
+    in the namespace and with the metric names the template's dashboard searches for."""
+    import json
+
+    from segctl.template import load_template
+
+    monkeypatch.setenv("SEGMENT_CLOUDWATCH_METRICS", aws.ref("SegmentCloudWatchMetrics"))
+    created = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for n, email in enumerate(["emf1@example.com", "emf2@example.com"]):
+        body, headers = signed_shopify({"id": 4500 + n, "email": email, "created_at": created, "total_price": "30.00"},
+                                       event_id=f"evt-emf-{n}")
+        assert api("POST", "/webhooks/shopify", body, headers).status == 200
+    deliver_to_profile_function(aws)
+    capsys.readouterr()
+    deliver_to_queue_function(aws, "MetricsQueue", "MetricsFunction")
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+            if line.startswith("{") and '"CloudWatchMetrics"' in line]
+    by_segment = {d["segment"]: d for d in docs}
+    assert by_segment["recent-buyers"]["SegmentSize"] == [2.0]
+    assert by_segment["recent-buyers"]["SegmentEntries"] == [2.0] and by_segment["recent-buyers"]["SegmentExits"] == [0.0]
+    assert all(":" not in s and not s.startswith("#") for s in by_segment)
+    (directive,) = by_segment["recent-buyers"]["_aws"]["CloudWatchMetrics"]
+    dashboard = load_template("template.yaml")["Resources"]["SegmentationDashboard"]["Properties"]["DashboardBody"]
+    text = aws.resolve(dashboard)
+    assert json.loads(text)["widgets"]  # JSON once CloudFormation has substituted it
+    for name in ("SegmentSize", "SegmentEntries", "SegmentExits"):
+        assert name in {m["Name"] for m in directive["Metrics"]} and name in text
+    searched = ",".join([directive["Namespace"], *sorted(directive["Dimensions"][0])])
+    assert "{" + searched + "}" in text
