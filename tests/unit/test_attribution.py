@@ -100,3 +100,58 @@ def test_a_redelivered_event_gives_back_the_facts_it_gave_and_family_instances_g
     applied(p, email(EventType.EMAIL_CLICKED, T + 30))
     converted = applied(p, bought)
     assert converted and plain(p.redelivered_facts(bought)) == converted
+
+
+def test_a_merged_profiles_messages_keep_the_segments_they_were_delivered_to():
+    """The absorbed profile's messages point into its own list of segment sets: after the merge they
+    must point at the same segments in the survivor's list."""
+    from segmentation.domain.identity import merge
+
+    survivor = Profile(profile_id="s", segments=["recent-buyers"])
+    applied(survivor, email(EventType.EMAIL_DELIVERED, T, "mine"))
+    other = Profile(profile_id="o", segments=["at-risk"])
+    applied(other, email(EventType.EMAIL_DELIVERED, T + 10, "theirs"))
+    applied(other, email(EventType.EMAIL_CLICKED, T + 20, "theirs"))
+    merge(survivor, other)
+    survivor.segments = ["vip"]
+    assert applied(survivor, email(EventType.EMAIL_OPENED, T + 30, "theirs")) == [fact("opened", ("at-risk",), T + 30)]
+    assert applied(survivor, email(EventType.EMAIL_OPENED, T + 40, "mine")) == [
+        fact("opened", ("recent-buyers",), T + 40)]
+    # an order converts for the absorbed profile's click, with the segments of its delivery
+    assert applied(survivor, order(9, T + 60)) == [fact("conversion", ("at-risk",), T + 60, Decimal("50.00"))]
+
+
+def test_the_attribution_window_is_the_catalogs():
+    from segmentation.domain.catalog import Catalog
+
+    text = "version: 1\nattribution_window: 1d\nsegments:\n  x: {name: X, description: x, when: {segment: y}}\n" \
+           "  y: {name: Y, description: y, when: {event: {signal: order_placed}}}\n"
+    assert Catalog.from_yaml(text).retention.attribution == 86400
+    assert Catalog.from_yaml(text.replace("attribution_window: 1d\n", "")).retention.attribution == ATTRIBUTION_WINDOW_S
+    p = Profile(profile_id="p", segments=["at-risk"])
+    applied(p, email(EventType.EMAIL_DELIVERED, T))
+    applied(p, email(EventType.EMAIL_CLICKED, T + 100))
+    p.apply(order(1, T + 100 + 86400 + 1), [], attribution=86400)
+    assert p.facts == []  # a second past the catalog's day
+    p.apply(order(2, T + 100 + 86400), [], attribution=86400)
+    assert [f.kind for f in p.facts] == ["conversion"]
+
+
+def test_an_erased_person_leaves_no_message_to_attribute_to(fakes):
+    """After an erasure nothing of the person is left: their later webhooks are dropped (tombstones),
+    so neither an open of a message delivered before nor an order counts for any segment."""
+    from segmentation import bootstrap
+
+    def metrics() -> list[dict]:
+        return [m["detail"] for m in fakes.publisher.published if m["detail-type"] == "SegmentMetrics"]
+
+    service = bootstrap.profile_service()
+    service.apply(order(1, T - 86400))  # a buyer: in segments, so the messages count for them
+    service.apply(email(EventType.EMAIL_DELIVERED, T))
+    service.apply(email(EventType.EMAIL_CLICKED, T + 100))
+    assert [f["kind"] for m in metrics() for f in m["facts"]] == ["delivered", "clicked"]
+    fakes.publisher.published.clear()
+    service.erase(["email#a@example.com"], "test")
+    service.apply(email(EventType.EMAIL_OPENED, T + 200))
+    service.apply(order(2, T + 300))
+    assert metrics() == []

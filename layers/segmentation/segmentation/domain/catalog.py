@@ -384,6 +384,14 @@ class CatalogFile(Strict):
     segments: dict[Annotated[str, Field(pattern=SEGMENT_ID)], SegmentSpec] = Field(min_length=1)
     experiments: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")], ExperimentSpec] = Field(
         default_factory=dict)
+    #: an order converts for the segments of a message clicked at most this long before it (figures)
+    attribution_window: Duration = 5 * 86400
+
+    @model_validator(mode="after")
+    def _attribution_window(self) -> CatalogFile:
+        if self.attribution_window > 30 * 86400:
+            raise ValueError("attribution_window: at most 30d (messages are kept 60 days past the email windows)")
+        return self
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -552,7 +560,7 @@ class Catalog:
                 email = max(email, window)
             elif signal == "checkout_started":
                 checkouts = max(checkouts, window)
-        return Retention(browse=browse, email=email, checkouts=checkouts)
+        return Retention(browse=browse, email=email, checkouts=checkouts, attribution=self.spec.attribution_window)
 
     def _check_lifetime_reads(self) -> None:
         """Lifetime reads of browsing and email signals cannot filter (only lifetime totals are kept),

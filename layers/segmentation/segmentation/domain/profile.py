@@ -82,6 +82,11 @@ def message_key(message_id: str) -> str:
     return hashlib.sha256(message_id.encode()).hexdigest()[:12]
 
 
+#: An order counts as a conversion for the segments of a message clicked at most this long before it
+#: (the default of the catalog's ``attribution_window``).
+ATTRIBUTION_WINDOW_S = 5 * 86400
+
+
 @dataclass(frozen=True)
 class Retention:
     """How long the catalog needs each kind of state, in seconds (from :mod:`.catalog`)."""
@@ -89,6 +94,9 @@ class Retention:
     browse: dict[str, int] = field(default_factory=dict)  # signal -> seconds
     email: int = 0
     checkouts: int = 0
+    #: an order converts for a message clicked at most this long before it (the catalog's
+    #: ``attribution_window``)
+    attribution: int = ATTRIBUTION_WINDOW_S
 
     def browse_max(self) -> int:
         return max(self.browse.values(), default=0)
@@ -129,9 +137,6 @@ class MessageRecord(BaseModel):
     c: int | None = None
     s: int | None = None  # index into Profile.segment_sets
 
-
-#: An order counts as a conversion for the segments of a message clicked at most this long before it.
-ATTRIBUTION_WINDOW_S = 5 * 86400
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,7 @@ class Profile(BaseModel):
     _indexed_due: int | None = PrivateAttr(default=None)
     #: what the last :meth:`apply` gave the segments' figures (not stored)
     _facts: list[MetricFact] = PrivateAttr(default_factory=list)
+    _attribution: int = PrivateAttr(default=ATTRIBUTION_WINDOW_S)
     #: False while history is imported: its messages' delivery segments are not known (not stored)
     _live: bool = PrivateAttr(default=True)
     phone: str | None = None
@@ -335,13 +341,14 @@ class Profile(BaseModel):
         done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
         return None if done is None else done.membership_changes(self.profile_id, event_id)
 
-    def redelivered_facts(self, event: CustomerEvent) -> list[MetricFact]:
+    def redelivered_facts(self, event: CustomerEvent, attribution: int = ATTRIBUTION_WINDOW_S) -> list[MetricFact]:
         """What ``event``, applied before, gave the segments' figures, read back from what it left:
         a redelivery publishes them again, as it does its membership changes (at least once). Not
         stored, so that they cost no bytes in every write of the profile: a message's delivery, first
         open and first click are the times it holds, a new order's conversion is found again from
         its clicks. (Two events of one message with the very same time read back as one.)"""
         self._facts = []
+        self._attribution = attribution
         props, at = event.properties, epoch(event.occurred_at)
         if isinstance(props, EmailProperties):
             key = message_key(scope_key(event.source, event.shop, props.message_id))
@@ -361,10 +368,12 @@ class Profile(BaseModel):
                 self._conversion(at, props.total)
         return self.facts
 
-    def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
+    def apply(self, event: CustomerEvent, aliases: list[str], attribution: int = ATTRIBUTION_WINDOW_S) -> None:
         """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
-        segments' figures is in :attr:`facts` afterwards."""
+        segments' figures is in :attr:`facts` afterwards (an order converts for a message clicked at
+        most ``attribution`` seconds before it)."""
         self._facts = []
+        self._attribution = attribution
         at = epoch(event.occurred_at)
         self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
         origin = scope_key(event.source, event.shop, "")[:-1]
@@ -573,10 +582,10 @@ class Profile(BaseModel):
             self._facts.append(MetricFact(kind, segments, at, revenue, message if msg is not None else ""))
 
     def _conversion(self, at: int, revenue: Decimal) -> None:
-        """An order placed at most ATTRIBUTION_WINDOW_S after a click converts for the segments of
+        """An order placed at most the attribution window after a click converts for the segments of
         the message clicked last before it."""
         clicked = [(k, m) for k, m in self.messages.items()
-                   if m.c is not None and at - ATTRIBUTION_WINDOW_S <= m.c <= at]
+                   if m.c is not None and at - self._attribution <= m.c <= at]
         if clicked:
             key, msg = max(clicked, key=lambda km: km[1].c)
             self._fact("conversion", msg, at, revenue, message=key)
@@ -584,7 +593,9 @@ class Profile(BaseModel):
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
         self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
-        keep_for = retention.email + EMAIL_GRACE_S if retention.email else 0
+        # kept past the catalog's email windows for late opens and clicks, and for the figures
+        # (attribution) even when no segment reads email
+        keep_for = retention.email + EMAIL_GRACE_S
         self.messages = {k: m for k, m in self.messages.items() if now - m.d < keep_for}
         self._compact_segment_sets()
         for signal in list(self.browse):

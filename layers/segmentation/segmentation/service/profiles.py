@@ -99,14 +99,15 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
-                return _Written(profile, done, redelivery=True, facts=profile.redelivered_facts(event))
+                return _Written(profile, done, redelivery=True, facts=profile.redelivered_facts(
+                    event, self.evaluator.retention.attribution))
             for other in absorbed:
                 identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
                            and not (a.startswith("email#") and profile.email_outdated(a[6:], at))]
             email_before = profile.email
             removed = self._email_change(event, profile, previous, loaded.alias_owners)
-            profile.apply(event, new_aliases)
+            profile.apply(event, new_aliases, self.evaluator.retention.attribution)
             now = max(self.clock(), profile.evaluated_at or 0)
             profile.prune(now, self.evaluator.retention)
             touched = None if absorbed else touched_inputs(event)
@@ -188,7 +189,7 @@ class ProfileService:
                 gone = self._email_change(event, profile, previous, loaded.alias_owners)
                 removed += gone
                 new_aliases = [a for a in new_aliases if a not in gone]
-                profile.apply(event, fresh)
+                profile.apply(event, fresh, self.evaluator.retention.attribution)
                 new_aliases += fresh
                 profile.prune(now, self.evaluator.retention)  # as the live path does after each event
                 applied += 1
