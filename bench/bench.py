@@ -611,7 +611,9 @@ def local_load(clients: int = 32, webhooks: int = 320) -> None:
 
     for name in ("AWS_ENDPOINT_URL", "DESTINATIONS_FILE"):
         os.environ.pop(name, None)
-    stack = LocalStack(Template(ROOT / "template.yaml"), log_level="ERROR").start()
+    template = Template(ROOT / "template.yaml")
+    template.parameters["MetricsBatchingWindow"] = "0"  # the drain waits for every queue
+    stack = LocalStack(template, log_level="ERROR").start()
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
     secret = dev_secret_values({})["shopify"]

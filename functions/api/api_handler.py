@@ -151,7 +151,8 @@ Health = Annotated[bool, Query(description="add the health warnings (reads every
                                          "to compare their overlap; false for a quick list)")]
 
 
-@app.get("/segments", summary="Every segment with its size, and health warnings")
+@app.get("/segments", summary="Every segment with its size, and health warnings",
+         responses=responses(SegmentsOut, 400))
 def list_segments(health: Health = True) -> SegmentsOut:
     """Health warnings (docs/measure.md): more than 10 synced segments, pairs of segments sharing
     more than 80% of their members, segments under MinSegmentSize, and segments whose unsubscribe
@@ -281,9 +282,7 @@ def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None
          responses=responses(CohortsOut, 400, 404))
 def get_cohorts(segment: Annotated[str | None, Query(max_length=200, description="compare its members with "
                                                                                  "the other customers")] = None,
-                cursor: Annotated[str | None, Query(max_length=8192, description="the cursor of the "
-                                                    "previous answer (it carries the sums so far)")] = None,
-                ) -> CohortsOut:
+                cursor: Cursor = None) -> CohortsOut:
     """Customers grouped by the month of their first order: how many, the share who ordered again,
     the average lifetime revenue; with `segment`, the same for its members and for the other
     customers. Reads every profile: a request reads until its time runs short, then answers
