@@ -47,6 +47,7 @@ FIRST_USE = {
                          "segmentation.infra.esp.mailchimp, segmentation.infra.esp.webhook"),
     "reconcile_handler": "bootstrap.esp_reconcile()",
     "import_handler": "bootstrap.import_jobs()",
+    "metrics_handler": "bootstrap.metrics_store()",
 }
 
 
@@ -137,6 +138,9 @@ def requests_per_event() -> None:
 
         class Null:
             def publish_changes(self, changes):
+                pass
+
+            def publish_metrics(self, profile_id, cause, facts):
                 pass
 
         service = ProfileService(repo, default_evaluator(), Null(), clock=lambda: int(time.time()))
@@ -365,6 +369,9 @@ def sweep_reads() -> None:
             def publish_changes(self, changes):
                 pass
 
+            def publish_metrics(self, profile_id, cause, facts):
+                pass
+
         result = Sweep(repo, evaluator, Null(), repo.due_shards).run(now)
         sweep_items, sweep_writes = read["items"], read["writes"]
         changed = len({c.profile_id for c in result.changes})
@@ -415,6 +422,9 @@ def transition_lag() -> None:
         class Capture:
             def publish_changes(self, cs):
                 changes.extend(cs)
+
+            def publish_metrics(self, profile_id, cause, facts):
+                pass
 
         clock = {"now": 0}
         service = ProfileService(repo, evaluator, Capture(), clock=lambda: clock["now"])
@@ -531,9 +541,16 @@ def ddb_cost() -> None:
 
         class Count:
             changes = 0
+            metric_events = 0  # SegmentMetrics entries: one per event that gave the figures something
+            facts: list = []
 
             def publish_changes(self, cs):
                 Count.changes += len([c for c in cs if c.segment_id])
+                Count.facts += [("change", c) for c in cs if c.segment_id]
+
+            def publish_metrics(self, profile_id, cause, facts):
+                Count.metric_events += 1
+                Count.facts += [("fact", f) for f in facts]
 
         clock = {"now": 0}
         evaluator = default_evaluator()
@@ -571,8 +588,9 @@ def ddb_cost() -> None:
     report("ddb_wcu_per_event_index_entries", sum(meter.index_wcu.values()) / n, "WCU")
     report("ddb_rru_per_event_all_in", sum(meter.rru.values()) / n, "RRU")
     report("own_cpu_us_per_event_profile_path", own_cpu / n * 1e6, "us")
+    report("metrics_events_per_event", Count.metric_events / n, "events")
     usd = cost_model(wcu=sum(meter.wcu.values()) / n, rru=sum(meter.rru.values()) / n,
-                     changes=Count.changes / n, profile_cpu_s=own_cpu / n)
+                     changes=Count.changes / n, profile_cpu_s=own_cpu / n, metric_events=Count.metric_events / n)
     for part, value in usd.items():
         report(f"usd_per_million_events_{part}", value, "USD")
     report("usd_per_million_events", sum(usd.values()), "USD")
@@ -593,7 +611,9 @@ def local_load(clients: int = 32, webhooks: int = 320) -> None:
 
     for name in ("AWS_ENDPOINT_URL", "DESTINATIONS_FILE"):
         os.environ.pop(name, None)
-    stack = LocalStack(Template(ROOT / "template.yaml"), log_level="ERROR").start()
+    template = Template(ROOT / "template.yaml")
+    template.parameters["MetricsBatchingWindow"] = "0"  # the drain waits for every queue
+    stack = LocalStack(template, log_level="ERROR").start()
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()
     secret = dev_secret_values({})["shopify"]
@@ -631,7 +651,8 @@ PRICES = {
 }
 
 
-def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float) -> dict[str, float]:
+def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float,
+               metric_events: float = 0.0) -> dict[str, float]:
     """US dollars per million ingested events, by service. What each event costs besides DynamoDB
     (the bench's measured write and read units): one HTTP API request; a WebhookFunction invocation
     (512 MB, ~45 ms: verify, normalise, one PutEvents); one CustomerEvent on the bus and ``changes`` membership events;
@@ -644,7 +665,7 @@ def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float) -> 
         "dynamodb": (wcu * PRICES["dynamodb_write_unit"] + rru * PRICES["dynamodb_read_unit"]),
         "lambda": (1 + 0.1 + changes / 100) * PRICES["lambda_request"]
                   + (webhook_s + profile_s) * gb * PRICES["lambda_arm_gb_second"],
-        "eventbridge": (1 + changes) * PRICES["eventbridge_event"],
+        "eventbridge": (1 + changes + metric_events) * PRICES["eventbridge_event"],
         "sqs": (1 + 0.2 + changes * 1.02) * PRICES["sqs_request"],
         "http_api": PRICES["http_api_request"],
         "logs": 1.5 / (1024 * 1024) * 1e6 * PRICES["logs_gb"],
@@ -773,6 +794,84 @@ def esp_lag() -> None:
     report("esp_sync_lag_s", lag, "s")
 
 
+def metrics_cost() -> None:
+    """What the segment figures add per event (issue 15): the cost mix through the profile path (in
+    memory), its SegmentMetrics and membership changes gathered as MetricsQueue gathers them (the
+    template's MetricsBatchingWindow), each batch written by the real DynamoDBMetricsStore on moto with
+    template.yaml's MetricsTable and billed by DynamoDB's rules (bench/cost.py): one conditional update
+    per segment and day a batch touches. At the mix's own rate (40 customers over 30 days: about one
+    event an hour, so most batches hold one event), and with the same events arriving at 1 and at 10
+    per second (a busy shop)."""
+    import math
+    from datetime import UTC, datetime
+
+    import boto3
+    from cost import WriteMeter
+    from fakes import InMemoryProfileStore
+    from moto import mock_aws
+    from segctl.provision import create_tables
+    from segmentation.domain.evaluation import default_evaluator
+    from segmentation.infra.metrics_store import DynamoDBMetricsStore
+    from segmentation.service.profiles import ProfileService
+    from segmentation.service.segment_metrics import summed
+
+    events = _cost_events()
+    published: list[tuple[int, str, dict]] = []
+    clock = {"now": 0}
+
+    class Capture:
+        def publish_changes(self, changes):
+            published.extend((clock["now"], c.detail_type, c.detail()) for c in changes if c.segment_id)
+
+        def publish_metrics(self, profile_id, cause, facts):
+            published.append((clock["now"], "SegmentMetrics", {"facts": [f.detail() for f in facts]}))
+
+    service = ProfileService(InMemoryProfileStore(due_shards=4), default_evaluator(), Capture(),
+                             clock=lambda: clock["now"])
+    for e in events:
+        clock["now"] = int(e.occurred_at.timestamp()) + 2
+        service.apply(e)
+    window = float(TEMPLATE.ref("MetricsBatchingWindow"))
+
+    def wcu(arrivals: list[tuple[float, str, dict]]) -> float:
+        """Write units per event of the figures' batches, gathered for ``window`` seconds."""
+        with mock_aws():
+            client, raw = boto3.client("dynamodb"), boto3.client("dynamodb")
+            create_tables(TEMPLATE, raw)
+            meter = WriteMeter(client, raw)
+            store = DynamoDBMetricsStore(client, TEMPLATE.physical_name("MetricsTable"))
+            batch: list = []
+            start = 0.0
+            for n, (at, kind, detail) in enumerate([*arrivals, (math.inf, "", {})]):
+                if batch and (at - start >= window or at == math.inf):
+                    store.add(summed((k, d) for _, k, d in batch), f"batch-{n}")
+                    batch = []
+                if at != math.inf:
+                    start = at if not batch else start
+                    batch.append((at, kind, detail))
+            return sum(meter.wcu.values()) / len(events)
+
+    report("metrics_batching_window_s", window, "s")
+    report("metrics_events_per_event", sum(1 for _, k, _ in published if k == "SegmentMetrics") / len(events), "events")
+    report("metrics_wcu_per_event", wcu(published), "WCU")
+    first = published[0][0] if published else 0
+    span = events[-1].occurred_at.timestamp() - events[0].occurred_at.timestamp()
+    def moved(detail: dict, at: float) -> dict:
+        """The detail with its times at ``at``: the days a batch touches are those of its arrival."""
+        iso = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if "facts" in detail:
+            return {**detail, "facts": [{**f, "at": iso} for f in detail["facts"]]}
+        return {**detail, "at": iso}
+
+    for rate in (1, 10):
+        squeeze = span / (len(events) / rate)
+        busy = []
+        for at, k, d in published:
+            new_at = first + (at - first) / squeeze
+            busy.append((new_at, k, moved(d, new_at)))
+        report(f"metrics_wcu_per_event_at_{rate}_events_per_s", wcu(busy), "WCU")
+
+
 IMPORT_CUSTOMERS = int(os.environ.get("BENCH_IMPORT_CUSTOMERS", "400"))
 
 
@@ -858,6 +957,7 @@ if __name__ == "__main__":
     transition_lag()
     requests_per_event()
     ddb_cost()
+    metrics_cost()
     history_import()
     esp_calls()
     esp_lag()

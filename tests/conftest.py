@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import boto3
 import pytest
 from fakes import (
+    InMemoryMetricsStore,
     InMemoryProfileStore,
     InMemoryShopStore,
     RecordingPublisher,
@@ -101,6 +102,7 @@ class Fakes:
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     secrets: StaticSecrets = field(default_factory=lambda: StaticSecrets(dev_secret_values({})))
     queue: RecordingQueue = field(default_factory=RecordingQueue)
+    metrics: InMemoryMetricsStore = field(default_factory=InMemoryMetricsStore)
 
     def queued(self) -> list[dict]:
         """The CustomerEvents the webhook published and ProfileFunction has not consumed yet, as the
@@ -143,7 +145,7 @@ def fakes(template, monkeypatch) -> Iterator[Fakes]:
     s = bootstrap.settings()
     f = Fakes(template, InMemoryProfileStore(s.due_shards, s.history_retention_days * 86400))
     with bootstrap.override(repository=f.store, shop_store=f.shops, publisher=f.publisher,
-                            secrets=f.secrets, backfill_queue=f.queue):
+                            secrets=f.secrets, backfill_queue=f.queue, metrics_store=f.metrics):
         yield f
     bootstrap.reset()
 

@@ -385,6 +385,10 @@ class RecordingPublisher:
         self._record("segmentation.profiles", "ProfileDataExported",
                      {"profile_id": profile_id, "request": request, "export": export})
 
+    def publish_metrics(self, profile_id: str, cause: str, facts) -> None:
+        self._record("segmentation.profiles", "SegmentMetrics",
+                     {"profile_id": profile_id, "cause": cause, "facts": [f.detail() for f in facts]})
+
     def publish_events(self, events: Iterable[CustomerEvent]) -> None:
         for e in events:
             self._record("segmentation.ingest", "CustomerEvent", json.loads(e.model_dump_json()))
@@ -533,3 +537,27 @@ class InMemoryEsp:
             for e in emails:
                 out.setdefault(e, set()).add(target)
         return out
+
+
+class InMemoryMetricsStore:
+    """The MetricsStore port in memory: sums per (segment, day), a retried token applied once."""
+
+    def __init__(self) -> None:
+        from segmentation.service.segment_metrics import DayFigures
+
+        self._new = DayFigures
+        self.figures: dict[tuple[str, str], object] = {}
+        self.tokens: set[str] = set()
+
+    def add(self, sums, token: str) -> None:
+        if token in self.tokens:
+            return
+        self.tokens.add(token)
+        for key, f in sums.items():
+            mine = self.figures.setdefault(key, self._new())
+            for name, n in f.counts.items():
+                mine.add(name, n)
+            mine.revenue += f.revenue
+
+    def days(self, segment_id: str, first: str, last: str):
+        return {day: f for (seg, day), f in sorted(self.figures.items()) if seg == segment_id and first <= day <= last}

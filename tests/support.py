@@ -119,6 +119,36 @@ def sqs_batch(*events, bad: int = 0) -> dict:
     return {"Records": records}
 
 
+def deliver_to_queue_function(template: Template, queue: str, function: str, batch: int = 1000,
+                              visibility: int = 30) -> list[dict]:
+    """Run ``function`` over everything the bus queued in ``queue``, in batches of up to ``batch``
+    records (its event source mapping's BatchSize), deleting the records it did not report as
+    failures; returns each invocation's answer."""
+    from segctl.runtime import context_for, load_handler
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=template.physical_name(queue))["QueueUrl"]
+    handler = load_handler(template.functions()[function])
+    answers = []
+    while True:
+        msgs: list[dict] = []
+        while len(msgs) < batch and (got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                                 VisibilityTimeout=visibility)
+                                     .get("Messages", [])):
+            msgs += got
+        if not msgs:
+            return answers
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
+                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
+        answer = handler({"Records": records}, context_for(template, function))
+        answers.append(answer)
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for m in msgs:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
 def deliver_to_esp_sync(template: Template, batch: int = 1000, visibility: int = 30) -> list[dict]:
     """Run EspSyncFunction over everything the bus queued for it, in batches of up to ``batch``
     records (its event source mapping's BatchSize), deleting the records it did not report as

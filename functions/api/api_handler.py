@@ -7,15 +7,21 @@ import base64
 import binascii
 import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import unquote
 
 from api_models import (
+    AllMetricsOut,
+    CohortsOut,
     ErasedOut,
+    ExperimentOut,
+    ExperimentsOut,
     ExplainOut,
     ExportOut,
     HistoryOut,
     MembersOut,
+    MetricsOut,
     OverlapOut,
     PreviewIn,
     PreviewOut,
@@ -141,9 +147,29 @@ def _segments():
     return SegmentQueries(bootstrap.repository(), bootstrap.evaluator())
 
 
-@app.get("/segments", summary="Every segment with its size")
-def list_segments() -> SegmentsOut:
-    return SegmentsOut.model_validate({"segments": _segments().all()})
+Health = Annotated[bool, Query(description="add the health warnings (reads every member of the segments "
+                                         "to compare their overlap; false for a quick list)")]
+
+
+@app.get("/segments", summary="Every segment with its size, and health warnings",
+         responses=responses(SegmentsOut, 400))
+def list_segments(health: Health = True) -> SegmentsOut:
+    """Health warnings (docs/measure.md): more than 10 synced segments, pairs of segments sharing
+    more than 80% of their members, segments under MinSegmentSize, and segments whose unsubscribe
+    rate over the last 30 days is above the account's beyond doubt."""
+    from segmentation.service.health import warnings
+
+    queries = _segments()
+    segments = queries.all()
+    found: list[dict] = []
+    if health:
+        synced = {sid for d in bootstrap.destinations().destinations for sid in d.segments}
+        today = datetime.now(UTC).date()
+        start, end = _period(None, today.isoformat())
+        store = bootstrap.metrics_store() if load_settings().metrics_table else None
+        found = warnings(segments, synced, queries.overlap(segments)["pairs"], store, start, end,
+                         load_settings().min_segment_size)
+    return SegmentsOut.model_validate({"segments": segments, "warnings": found})
 
 
 @app.get("/segments/overlap", summary="Pairwise overlap of segments (counts and Jaccard index)")
@@ -153,6 +179,37 @@ def segment_overlap() -> OverlapOut:
     Segments that overlap almost entirely are rarely worth keeping apart (the guide's advice:
     a few meaningful segments, not many near-duplicates)."""
     return OverlapOut.model_validate(_segments().overlap())
+
+
+Day = Annotated[str | None, Query(min_length=10, max_length=10, description="a UTC day, YYYY-MM-DD")]
+FromDay = Annotated[str | None, Query(alias="from", min_length=10, max_length=10,
+                                      description="the first UTC day, YYYY-MM-DD (default: 29 days before `to`)")]
+
+
+def _period(first: str | None, last: str | None):
+    from segmentation.service.segment_metrics import InvalidPeriodError, period
+
+    try:
+        return period(first, last, datetime.now(UTC).date())
+    except InvalidPeriodError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
+@app.get("/segments/metrics", summary="Every segment's figures and rates over a period (a table)",
+         responses=responses(AllMetricsOut, 400))
+def all_segment_metrics(from_: FromDay = None, to: Day = None) -> AllMetricsOut:
+    """Totals and rates per segment (and family instance) from `from` to `to` (UTC days, inclusive;
+    default the last 30 days): docs/measure.md says what each figure counts."""
+    from segmentation.service.segment_metrics import report
+
+    start, end = _period(from_, to)
+    store, today = bootstrap.metrics_store(), datetime.now(UTC).date()
+    rows = []
+    for segment in _segments().all():
+        r = report(store, segment["id"], start, end, size_now=segment["size"], today=today)
+        rows.append({"segment_id": segment["id"], "size": segment["size"],
+                     "members": [d["members"] for d in r["days"]], "totals": r["totals"], "rates": r["rates"]})
+    return AllMetricsOut.model_validate({"since": start.isoformat(), "until": end.isoformat(), "segments": rows})
 
 
 @app.post("/segments/preview", summary="Dry-run a new or edited definition (writes nothing)",
@@ -200,6 +257,88 @@ def segment_members(segment_id: SegmentId, limit: Limit = 100, cursor: Cursor = 
     except InvalidCursorError as exc:
         raise BadRequestError(str(exc)) from None
     return MembersOut(segment_id=segment_id, profile_ids=page.profile_ids, cursor=page.cursor)
+
+
+@app.get("/segments/<segment_id>/metrics", summary="A segment's daily figures, totals and rates",
+         responses=responses(MetricsOut, 400, 404))
+def segment_metrics(segment_id: SegmentId, from_: FromDay = None, to: Day = None) -> MetricsOut:
+    """Per UTC day from `from` to `to` (inclusive; default the last 30 days): delivered, opened,
+    clicked, unsubscribed, bounced, spam, conversions and their revenue, entered, exited; then the
+    totals and the rates with 95% intervals (docs/measure.md)."""
+    from segmentation.service.segment_metrics import report
+    from segmentation.service.segments import UnknownSegmentError
+
+    segment_id = unquote(segment_id)
+    start, end = _period(from_, to)
+    try:
+        size = _segments().detail(segment_id, 1)["size"]
+    except UnknownSegmentError as exc:
+        raise NotFoundError(str(exc)) from None
+    return MetricsOut.model_validate(report(bootstrap.metrics_store(), segment_id, start, end, size_now=size,
+                                            today=datetime.now(UTC).date()))
+
+
+@app.get("/cohorts", summary="Repeat purchase and lifetime value by first-order month, and for a segment",
+         responses=responses(CohortsOut, 400, 404))
+def get_cohorts(segment: Annotated[str | None, Query(max_length=200, description="compare its members with "
+                                                                                 "the other customers")] = None,
+                cursor: Cursor = None) -> CohortsOut:
+    """Customers grouped by the month of their first order: how many, the share who ordered again,
+    the average lifetime revenue; with `segment`, the same for its members and for the other
+    customers. Reads every profile: a request reads until its time runs short, then answers
+    `complete: false` with a cursor to send back (docs/measure.md)."""
+    from segmentation.service.cohorts import InvalidCohortCursorError, cohorts
+    from segmentation.service.segments import UnknownSegmentError
+
+    if segment is not None:
+        try:
+            _segments().resolve(unquote(segment))
+        except UnknownSegmentError as exc:
+            raise NotFoundError(str(exc)) from None
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 25.0
+    try:
+        out = cohorts(bootstrap.repository(), unquote(segment) if segment else None, cursor,
+                      budget_s=max(1.0, remaining - PREVIEW_MARGIN_S))
+    except InvalidCohortCursorError as exc:
+        raise BadRequestError(str(exc)) from None
+    return CohortsOut.model_validate(out)
+
+
+def _experiment_sizes(experiment_ids) -> dict[str, int]:
+    store = bootstrap.repository()
+    catalog = bootstrap.catalog()
+    return {sid: store.segment_size(sid) for eid in experiment_ids
+            for _, sid, _ in catalog.experiments[eid].arms(eid)}
+
+
+@app.get("/experiments", summary="Every experiment on segment definitions, with its report",
+         responses=responses(ExperimentsOut, 400))
+def list_experiments(from_: FromDay = None, to: Day = None) -> ExperimentsOut:
+    """The experiments declared in the catalog: per arm its size, trials, successes and rate with
+    its interval; the difference with its interval, the p-value, the trials still needed, and the
+    verdict (no winner before each arm has the trials needed). docs/measure.md."""
+    from segmentation.service.experiments import experiment_reports
+
+    start, end = _period(from_, to)
+    catalog = bootstrap.catalog()
+    reports = experiment_reports(catalog, bootstrap.metrics_store(), _experiment_sizes(catalog.experiments),
+                                 start, end)
+    return ExperimentsOut.model_validate({"since": start.isoformat(), "until": end.isoformat(),
+                                          "experiments": reports})
+
+
+@app.get("/experiments/<experiment_id>", summary="One experiment's report",
+         responses=responses(ExperimentOut, 400, 404))
+def get_experiment(experiment_id: SegmentId, from_: FromDay = None, to: Day = None) -> ExperimentOut:
+    from segmentation.service.experiments import experiment_report
+
+    start, end = _period(from_, to)
+    catalog = bootstrap.catalog()
+    spec = catalog.experiments.get(experiment_id)
+    if spec is None:
+        raise NotFoundError(f"no experiment {experiment_id!r} in the catalog")
+    return ExperimentOut.model_validate(experiment_report(
+        experiment_id, spec, bootstrap.metrics_store(), _experiment_sizes([experiment_id]), start, end))
 
 
 @app.get("/openapi.json", include_in_schema=False)

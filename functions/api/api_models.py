@@ -102,8 +102,15 @@ class SegmentSummary(BaseModel):
     family: str | None = None
 
 
+class HealthWarning(BaseModel):
+    kind: str = Field(description="too_many_synced, overlap, too_small or high_unsubscribe (docs/measure.md)")
+    segments: list[str]
+    message: str
+
+
 class SegmentsOut(BaseModel):
     segments: list[SegmentSummary]
+    warnings: list[HealthWarning] = Field(default_factory=list, description="segment health, when asked for")
 
 
 class MembersOut(BaseModel):
@@ -174,3 +181,114 @@ class PreviewOut(BaseModel):
     complete: bool = Field(description="true once every profile has been read: the figures are final")
     cursor: str | None = Field(description="pass back to read the next profiles")
     warnings: list[str]
+
+
+class Rate(BaseModel):
+    value: float | None = Field(description="the rate of the period's totals; null without a denominator")
+    ci95: list[float] | None = Field(description="its 95% Wilson score interval [low, high]")
+
+
+class Figures(BaseModel):
+    delivered: int
+    opened: int
+    clicked: int
+    unsubscribed: int
+    bounced: int
+    spam: int
+    conversions: int
+    entered: int
+    exited: int
+    revenue: str = Field(description="conversions' revenue, in the shop currency")
+
+
+class DayOut(Figures):
+    day: str
+    members: int | None = Field(default=None, description="members at the end of the day: the size now, less "
+                                                           "the net entries of the later days")
+
+
+class MetricsOut(BaseModel):
+    segment_id: str
+    since: str = Field(description="the first day (UTC), the request's `from`")
+    until: str = Field(description="the last day (UTC), the request's `to`")
+    days: list[DayOut]
+    totals: Figures
+    rates: dict[str, Rate] = Field(description="open_rate, click_rate, click_to_open_rate, unsubscribe_rate, "
+                                                "conversion_rate (conversions per delivered message)")
+
+
+class SegmentTotals(BaseModel):
+    segment_id: str
+    size: int = Field(description="members now")
+    members: list[int] = Field(description="members at the end of each day of the period (a trend)")
+    totals: Figures
+    rates: dict[str, Rate]
+
+
+class AllMetricsOut(BaseModel):
+    since: str
+    until: str
+    segments: list[SegmentTotals] = Field(description="one row per segment and family instance")
+
+
+class Arm(BaseModel):
+    variant: str
+    segment_id: str = Field(description="the arm's segment: its bucket and its own definition")
+    size: int = Field(description="members now")
+    trials: int = Field(description="the metric's denominator over the period (delivered, or opened)")
+    successes: int
+    rate: float | None
+    ci95: list[float] | None = Field(description="the rate's 95% Wilson interval")
+
+
+class Difference(BaseModel):
+    value: float | None = Field(description="the second arm's rate less the first's")
+    ci95: list[float] | None = Field(description="its Wald interval at the experiment's alpha")
+
+
+class ExperimentOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    metric: str
+    split: int = Field(description="percent of profiles in the first arm")
+    segment_id: str = Field(description="the union of the arms: the audience campaigns are sent to")
+    arms: list[Arm]
+    difference: Difference
+    p_value: float | None = Field(description="two-sided two-proportion z test (pooled)")
+    min_detectable_effect: float
+    alpha: float
+    power: float
+    needed_per_arm: int | None = Field(description="trials each arm needs to detect min_detectable_effect")
+    verdict: str = Field(description="collecting (too few trials: no winner yet), no difference, or the winning variant")
+    verdict_text: str
+
+
+class ExperimentsOut(BaseModel):
+    since: str
+    until: str
+    experiments: list[ExperimentOut]
+
+
+class CohortFigures(BaseModel):
+    customers: int = Field(description="profiles with at least one order")
+    repeat_rate: float | None = Field(description="the share of them with two orders or more")
+    avg_ltv: str = Field(description="their average lifetime revenue, in the shop currency")
+
+
+class CohortMonth(CohortFigures):
+    month: str = Field(description="the month of the first order, YYYY-MM (UTC)")
+
+
+class SegmentCohort(BaseModel):
+    segment_id: str
+    members: CohortFigures
+    non_members: CohortFigures
+
+
+class CohortsOut(BaseModel):
+    months: list[CohortMonth]
+    segment: SegmentCohort | None = Field(description="members vs non-members of `segment`, if asked")
+    scanned: int = Field(description="profiles read so far")
+    complete: bool = Field(description="false: send the cursor back for the rest (the figures are partial)")
+    cursor: str | None

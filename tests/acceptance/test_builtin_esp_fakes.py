@@ -29,6 +29,7 @@ def test_the_local_runner_syncs_to_its_built_in_fakes_and_reports_what_they_rece
     monkeypatch.setenv("DESTINATIONS_FILE", str(path))
     template = Template(TEMPLATE)
     template.parameters["EspSyncBatchingWindow"] = "0"
+    template.parameters["MetricsBatchingWindow"] = "0"
     stack = LocalStack(template, log_level="ERROR", esp_fakes=True).start()
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()

@@ -19,12 +19,33 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
+from conftest import start_api
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from segctl.demo import http as request
 from segctl.provision import dev_secret_values
 from segctl.signing import segment_headers
+from segmentation.domain.catalog import load_catalog
 from support import signed_shopify
+
+#: the default catalog and an experiment, so that the experiment routes have one to report
+EXPERIMENT = """
+experiments:
+  engaged-test:
+    name: Engaged, two ways
+    description: opened in the last 7 days, or ever
+    metric: open_rate
+    variants:
+      recent: {event: {signal: email_opened, within: 7d}}
+      ever: {event: {signal: email_opened}}
+"""
+
+
+@pytest.fixture(scope="module")
+def base_url(signing_keys, tmp_path_factory):
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    catalog.write_text(open(load_catalog().source).read() + EXPERIMENT)
+    yield from start_api(signing_keys, tmp_path_factory, extra_env={"CATALOG_FILE": str(catalog)})
 
 pytestmark = pytest.mark.acceptance
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -127,6 +148,8 @@ def _add_examples(raw: dict, seeded: dict[str, str]) -> None:
         ("get", "segment_id"): ["recent-buyers", "repeat-buyers", "cart-abandoners", "category-browsers",
                                 "category-browsers:shoes", "category-browsers:nothing", "no-such-segment"],
         ("get", "email"): ["repeat@example.com", " Big@Example.com ", "nobody@example.com"],
+        ("get", "experiment_id"): ["engaged-test", "no-such-experiment"],
+        ("get", "segment"): ["recent-buyers", "category-browsers:shoes", "no-such-segment"],
     }
     for operations in raw["paths"].values():
         for method, operation in operations.items():

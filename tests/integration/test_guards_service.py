@@ -249,10 +249,10 @@ def batch_with_a_fault(aws, monkeypatch):
                            order("o3", now_s(), "c@example.com"))
     real_apply = Profile.apply
 
-    def apply(self, event, aliases):
+    def apply(self, event, aliases, *rest):
         if event.event_id == poison.event_id:
             raise InjectedFault("fault while applying the event")
-        return real_apply(self, event, aliases)
+        return real_apply(self, event, aliases, *rest)
 
     monkeypatch.setattr(Profile, "apply", apply)
     handler = load_handler(aws.functions()["ProfileFunction"])  # its loggers exist before we listen

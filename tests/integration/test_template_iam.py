@@ -27,10 +27,18 @@ from segmentation.domain.catalog import load_catalog
 from segmentation.domain.events import BrowseProperties, CustomerEvent, EventType, Identity
 from segmentation.infra.esp.mailchimp import MailchimpClient
 from segmentation.service.ports import Push
-from support import TEMPLATE, deliver_to_esp_sync, deliver_to_profile_function, import_file, signed_shopify
+from support import (
+    TEMPLATE,
+    deliver_to_esp_sync,
+    deliver_to_profile_function,
+    deliver_to_queue_function,
+    import_file,
+    signed_shopify,
+)
 from test_profile_function import NOW
 
-TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable")
+TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable",
+          "MetricsTable")
 #: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
 #: template going back to one of them is measured as what it really grants
 SAM_DYNAMODB = {
@@ -293,7 +301,8 @@ def management_api(aws, api, recorder) -> None:
         for path in ["/health", "/openapi.json", "/profiles?email=ana@example.com", f"/profiles/{pid}",
                      f"/profiles/{pid}/explain", f"/profiles/{pid}/export", f"/profiles/{pid}/history",
                      "/segments", "/segments/overlap", "/segments/recent-buyers",
-                     "/segments/recent-buyers/members", "/segments/category-browsers:shirts/members"]:
+                     "/segments/recent-buyers/members", "/segments/category-browsers:shirts/members",
+                     "/segments/recent-buyers/metrics", "/segments/metrics"]:
             assert api("GET", path).status in (200, 404), path
         assert api("POST", "/segments/preview", {"segment_id": "buyers", "definition": definition}).status == 200
         assert api("DELETE", f"/profiles/{pid}").status == 200
@@ -360,6 +369,9 @@ def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_perform
     finally:
         fake.stop()
 
+    with recorder.running("MetricsFunction"):  # every figure the scenario's events gave, summed
+        assert all(a == {"batchItemFailures": []}
+                   for a in deliver_to_queue_function(aws, "MetricsQueue", "MetricsFunction"))
     grants = granted(aws)
     # a function the scenario never runs would have its needs unmeasured: whatever its code does
     # with DynamoDB, nothing here would notice a missing grant

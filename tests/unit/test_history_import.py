@@ -220,7 +220,10 @@ def test_an_import_builds_the_profile_the_live_path_builds_from_the_same_events(
         assert set(a.segments) == set(b.segments)
         assert a.traits == b.traits
         assert a.next_due_at == b.next_due_at
-        assert (a.orders, a.checkouts, a.messages, a.browse, a.email_consent) == \
+        # (an import does not know which segments a message of the past was delivered to)
+        assert all(m.s is None for m in b.messages.values())
+        strip = {k: m.model_copy(update={"s": None}) for k, m in a.messages.items()}
+        assert (a.orders, a.checkouts, strip, a.browse, a.email_consent) == \
                (b.orders, b.checkouts, b.messages, b.browse, b.email_consent)
         assert sum(imported.saves.values()) == 1
 

@@ -49,7 +49,7 @@ def test_state_round_trips_through_the_dictionary_and_is_much_smaller_than_plain
     profile = a_profile()
     stored = encode_state(profile)
     assert stored[1] & 0x20 and int.from_bytes(stored[2:6], "big") == V1_ID  # says which dictionary
-    assert decode_state(stored) == profile
+    assert decode_state(stored).model_dump() == profile.model_dump()
     plain = zlib.compress(profile.model_dump_json(exclude={"version"}, exclude_none=True).encode(), 6)
     assert len(stored) < 0.8 * len(plain)
 
@@ -57,7 +57,7 @@ def test_state_round_trips_through_the_dictionary_and_is_much_smaller_than_plain
 def test_state_stored_before_dictionaries_still_reads():
     profile = a_profile()
     plain = zlib.compress(profile.model_dump_json(exclude={"version"}, exclude_none=True).encode(), 6)
-    assert decode_state(plain) == profile
+    assert decode_state(plain).model_dump() == profile.model_dump()
 
 
 def test_state_written_with_an_unknown_dictionary_is_refused_with_a_reason():

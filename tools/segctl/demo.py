@@ -373,6 +373,7 @@ def run(template_path: str, streams: list[str]) -> int:
     os.environ.setdefault("DESTINATIONS_FILE", DEMO_DESTINATIONS)
     template = Template(template_path)
     template.parameters["EspSyncBatchingWindow"] = "1"  # the demo waits for it; AWS gathers for 20 s
+    template.parameters["MetricsBatchingWindow"] = "1"  # and 60 s for the segment figures
     stack = LocalStack(template, log_level="WARNING", secret_values=secrets, esp_fakes=True).start()
     api = LocalApi(stack, port=0).start()
     stack.start_pollers()

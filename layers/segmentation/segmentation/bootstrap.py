@@ -283,3 +283,14 @@ def import_jobs() -> ImportJobs:
     if not bucket:
         raise SegmentationError("IMPORT_BUCKET is not set: only ImportFunction runs the import's steps")
     return ImportJobs(S3ObjectStore(_client("s3"), bucket), history=history_import, clock=lambda: int(time.time()))
+
+
+@_component
+def metrics_store():
+    """The segments' daily figures (``METRICS_TABLE``; docs/measure.md)."""
+    from .infra.metrics_store import DynamoDBMetricsStore
+
+    table = settings().metrics_table
+    if not table:
+        raise SegmentationError("METRICS_TABLE is not set: only MetricsFunction and ApiFunction read the figures")
+    return DynamoDBMetricsStore(_client("dynamodb"), table)

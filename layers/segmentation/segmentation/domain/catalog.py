@@ -213,6 +213,24 @@ class ConsentCondition(Strict):
         return self
 
 
+class ArmCondition(Strict):
+    """``arm: {experiment, from, to}``: the profile's bucket for the experiment (0-99, a hash of the
+    profile id and the experiment id, so fixed for a profile) is in ``[from, to)``. An experiment's
+    arms are written with it (docs/measure.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+    experiment: str = Field(pattern=SEGMENT_ID)
+    from_: int = Field(alias="from", ge=0, le=99)
+    to: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> ArmCondition:
+        if self.from_ >= self.to:
+            raise ValueError("from must be below to (buckets 0-99, to excluded)")
+        return self
+
+
 class OneOf(Strict):
     """A model of which exactly one field is set (a condition, a trait): ``kind`` names it, ``body`` is it."""
 
@@ -250,9 +268,10 @@ class Condition(OneOf):
     trait: TraitCondition | None = None
     consent: ConsentCondition | None = None
     segment: str | None = None
+    arm: ArmCondition | None = None
 
     def _one_of_message(self, given: list[str]) -> str:
-        names = "all, any, not, event, last, first, ratio, aggregate, trait, consent, segment"
+        names = "all, any, not, event, last, first, ratio, aggregate, trait, consent, segment, arm"
         return f"a condition has exactly one of: {names} (got {', '.join(given) or 'none'})"
 
 
@@ -316,10 +335,63 @@ class TraitSpec(OneOf):
         return f"a trait has exactly one of: {', '.join(type(self).model_fields)}"
 
 
+#: the metrics an experiment can compare (service/segment_metrics.py's rates)
+EXPERIMENT_METRICS = ("open_rate", "click_rate", "click_to_open_rate", "unsubscribe_rate", "conversion_rate")
+VARIANT_ID = r"^[a-z0-9]{1,16}$"
+ARM_SEPARATOR = "--"
+
+
+class ExperimentSpec(Strict):
+    """Two definitions of one audience, compared on one metric (docs/measure.md)."""
+
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    metric: Literal[EXPERIMENT_METRICS]  # type: ignore[valid-type]
+    #: the percentage of profiles in the first variant (the rest are in the second)
+    split: int = Field(default=50, ge=1, le=99)
+    variants: dict[Annotated[str, Field(pattern=VARIANT_ID)], Condition] = Field(min_length=2, max_length=2)
+    #: the smallest absolute difference of the metric worth detecting (0.02: two points)
+    min_detectable_effect: float = Field(default=0.02, gt=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, ge=0.5, lt=1)
+    sync: bool = True
+
+    def arms(self, experiment_id: str) -> list[tuple[str, str, ArmCondition]]:
+        """(variant, arm segment id, the arm's bucket condition), in the order declared."""
+        (first, _), (second, _) = self.variants.items()
+        return [(first, f"{experiment_id}{ARM_SEPARATOR}{first}",
+                 ArmCondition(experiment=experiment_id, from_=0, to=self.split)),
+                (second, f"{experiment_id}{ARM_SEPARATOR}{second}",
+                 ArmCondition(experiment=experiment_id, from_=self.split, to=100))]
+
+    def segments(self, experiment_id: str) -> dict[str, SegmentSpec]:
+        """The experiment as segments: one per arm (its bucket and its own definition) and the union
+        under the experiment's id, the audience a campaign is sent to."""
+        out: dict[str, SegmentSpec] = {}
+        for variant, sid, bucket in self.arms(experiment_id):
+            out[sid] = SegmentSpec(
+                name=f"{self.name} ({variant})", description=f"Arm {variant} of experiment {experiment_id}",
+                when=Condition(all=[Condition(arm=bucket), self.variants[variant]]), sync=self.sync)
+        out[experiment_id] = SegmentSpec(
+            name=self.name, description=self.description, sync=self.sync,
+            when=Condition(any=[Condition(segment=sid) for _, sid, _ in self.arms(experiment_id)]))
+        return out
+
+
 class CatalogFile(Strict):
     version: Literal[1]
     traits: dict[str, TraitSpec] = Field(default_factory=dict)
     segments: dict[Annotated[str, Field(pattern=SEGMENT_ID)], SegmentSpec] = Field(min_length=1)
+    experiments: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")], ExperimentSpec] = Field(
+        default_factory=dict)
+    #: an order converts for the segments of a message clicked at most this long before it (figures)
+    attribution_window: Duration = 5 * 86400
+
+    @model_validator(mode="after")
+    def _attribution_window(self) -> CatalogFile:
+        if self.attribution_window > 30 * 86400:
+            raise ValueError("attribution_window: at most 30d (messages are kept 60 days past the email windows)")
+        return self
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -332,7 +404,16 @@ def _where(loc: tuple) -> str:
         return f"segment {parts[1]!r}: {field}"
     if len(parts) >= 2 and parts[0] == "traits":
         return f"trait {parts[1]!r}: {'.'.join(parts[2:]) or '(the trait)'}"
+    if len(parts) >= 2 and parts[0] == "experiments":
+        field = ".".join(p for p in parts[2:] if not p.startswith("function-")) or "(the experiment)"
+        return f"experiment {parts[1]!r}: {field}"
     return ".".join(parts) or "(top level)"
+
+
+def bucket(profile_id: str, experiment_id: str) -> int:
+    """A profile's bucket (0-99) in an experiment: fixed for the pair, independent across experiments."""
+    digest = hashlib.sha256(f"{experiment_id}\x00{profile_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
 
 
 def walk(cond: Condition) -> Iterator[Condition]:
@@ -349,7 +430,8 @@ class Catalog:
         self.spec = spec
         self.source = source
         self.version = hashlib.sha256(text.encode()).hexdigest()[:12] if text else "inline"
-        self.segments = spec.segments
+        self.experiments = spec.experiments
+        self.segments = {**spec.segments, **self._experiment_segments()}
         self.traits = spec.traits
         self._check_depth()
         self._check_references()
@@ -381,6 +463,16 @@ class Catalog:
             raise CatalogError(f"{path}: cannot read the catalog: {exc.strerror}") from None
         return cls.from_yaml(text, str(path))
 
+    def _experiment_segments(self) -> dict[str, SegmentSpec]:
+        out: dict[str, SegmentSpec] = {}
+        for eid, experiment in self.experiments.items():
+            for sid, seg in experiment.segments(eid).items():
+                if sid in self.spec.segments:
+                    raise CatalogError(f"{self.source}: experiment {eid!r}: its segment {sid!r} is also a "
+                                       "segment of the catalog; rename one of them")
+                out[sid] = seg
+        return out
+
     def _fail(self, segment: str, message: str) -> None:
         raise CatalogError(f"{self.source}: segment {segment!r}: {message}")
 
@@ -400,6 +492,8 @@ class Catalog:
                     self._fail(sid, f"when: refers to unknown segment {cond.segment!r}")
                 if cond.segment is not None and self.segments[cond.segment].family is not None:
                     self._fail(sid, f"when: cannot refer to the family {cond.segment!r}")
+                if cond.arm is not None and cond.arm.experiment not in self.experiments:
+                    self._fail(sid, f"when.arm: refers to unknown experiment {cond.arm.experiment!r}")
                 if cond.event is not None:
                     uses_value = any(v == "$value" or (isinstance(v, list) and "$value" in v) for v in cond.event.where.values())
                     if uses_value and seg.family is None:
@@ -466,7 +560,7 @@ class Catalog:
                 email = max(email, window)
             elif signal == "checkout_started":
                 checkouts = max(checkouts, window)
-        return Retention(browse=browse, email=email, checkouts=checkouts)
+        return Retention(browse=browse, email=email, checkouts=checkouts, attribution=self.spec.attribution_window)
 
     def _check_lifetime_reads(self) -> None:
         """Lifetime reads of browsing and email signals cannot filter (only lifetime totals are kept),

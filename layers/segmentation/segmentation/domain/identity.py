@@ -33,6 +33,16 @@ def _extend(target: list[str], items: Iterable[str], skip: str | None = None) ->
             target.append(item)
 
 
+def _segment_set(profile: Profile, other: Profile, index: int | None) -> int | None:
+    """``other``'s segment set ``index`` as an index into ``profile``'s (added there if new)."""
+    if index is None or index >= len(other.segment_sets):
+        return None
+    wanted = other.segment_sets[index]
+    if wanted not in profile.segment_sets:
+        profile.segment_sets.append(list(wanted))
+    return profile.segment_sets.index(wanted)
+
+
 def merge(profile: Profile, other: Profile) -> None:
     """Fold ``other`` (another profile of the same person) into ``profile``, counting nothing twice:
     orders and checkouts by key (the latest version wins), messages by key (their earliest times),
@@ -54,9 +64,13 @@ def merge(profile: Profile, other: Profile) -> None:
             if key not in records or record.updated > records[key].updated:
                 records[key] = record
     for key, msg in other.messages.items():
-        mine = profile.messages.setdefault(key, msg)
-        if mine is not msg:
-            mine.d, mine.o, mine.c = min(mine.d, msg.d), _least(mine.o, msg.o), _least(mine.c, msg.c)
+        # its delivery segments, as an index into the survivor's segment sets (not the other's)
+        theirs = msg.model_copy(update={"s": _segment_set(profile, other, msg.s)})
+        mine = profile.messages.setdefault(key, theirs)
+        if mine is not theirs:
+            if theirs.d < mine.d:  # the earlier delivery's segments are the message's
+                mine.s = theirs.s
+            mine.d, mine.o, mine.c = min(mine.d, theirs.d), _least(mine.o, theirs.o), _least(mine.c, theirs.c)
     for signal, cols in other.browse.items():
         target = profile.browse.setdefault(signal, Columns())
         for t, c, v in zip(cols.t, cols.c, cols.v, strict=True):

@@ -82,6 +82,11 @@ def message_key(message_id: str) -> str:
     return hashlib.sha256(message_id.encode()).hexdigest()[:12]
 
 
+#: An order counts as a conversion for the segments of a message clicked at most this long before it
+#: (the default of the catalog's ``attribution_window``).
+ATTRIBUTION_WINDOW_S = 5 * 86400
+
+
 @dataclass(frozen=True)
 class Retention:
     """How long the catalog needs each kind of state, in seconds (from :mod:`.catalog`)."""
@@ -89,6 +94,9 @@ class Retention:
     browse: dict[str, int] = field(default_factory=dict)  # signal -> seconds
     email: int = 0
     checkouts: int = 0
+    #: an order converts for a message clicked at most this long before it (the catalog's
+    #: ``attribution_window``)
+    attribution: int = ATTRIBUTION_WINDOW_S
 
     def browse_max(self) -> int:
         return max(self.browse.values(), default=0)
@@ -120,11 +128,32 @@ class CheckoutRecord(BaseModel):
 
 
 class MessageRecord(BaseModel):
-    """One email message: when it was delivered, first opened, first clicked."""
+    """One email message: when it was delivered, first opened, first clicked, and the segments the
+    profile was in when it was delivered (what its opens, clicks and conversions count for; None for
+    messages stored before this was kept)."""
 
     d: int
     o: int | None = None
     c: int | None = None
+    s: int | None = None  # index into Profile.segment_sets
+
+
+
+@dataclass(frozen=True)
+class MetricFact:
+    """Something a segment's figures count (docs/measure.md): ``kind`` is delivered, opened, clicked,
+    unsubscribed, bounced, spam or conversion (with ``revenue``), counted once for each of
+    ``segments`` on the UTC day of ``at``."""
+
+    kind: str
+    segments: tuple[str, ...]
+    at: int
+    revenue: Decimal | None = None
+    message: str = ""  # the message whose segments it counts for (its key), if any
+
+    def detail(self) -> dict:
+        return {"kind": self.kind, "segments": list(self.segments), "at": iso(self.at),
+                "revenue": None if self.revenue is None else str(self.revenue)}
 
 
 class ConsentRecord(BaseModel):
@@ -231,7 +260,7 @@ class AppliedEvent(BaseModel):
     @field_validator("changes", mode="before")
     @classmethod
     def _old_format(cls, value: Any) -> Any:
-        if isinstance(value, list):
+        if isinstance(value, list) and value and isinstance(value[0], dict):
             return [(c["segment_id"], c["change"], c["at"], c["version"], tuple(c.get("fields") or ()))
                     if isinstance(c, dict) else c for c in value]
         return value
@@ -262,6 +291,11 @@ class Profile(BaseModel):
     #: the instant under which the store's due index holds this profile (not part of the state: the
     #: store sets it when it reads the profile); see :func:`due_entry`
     _indexed_due: int | None = PrivateAttr(default=None)
+    #: what the last :meth:`apply` gave the segments' figures (not stored)
+    _facts: list[MetricFact] = PrivateAttr(default_factory=list)
+    _attribution: int = PrivateAttr(default=ATTRIBUTION_WINDOW_S)
+    #: False while history is imported: its messages' delivery segments are not known (not stored)
+    _live: bool = PrivateAttr(default=True)
     phone: str | None = None
     aliases: list[str] = Field(default_factory=list)
     #: ids of the profiles merged into this one (their membership history is still under them)
@@ -279,6 +313,8 @@ class Profile(BaseModel):
     orders: dict[str, OrderRecord] = Field(default_factory=dict)
     checkouts: dict[str, CheckoutRecord] = Field(default_factory=dict)
     messages: dict[str, MessageRecord] = Field(default_factory=dict)
+    #: the segment sets messages were delivered to (MessageRecord.s refers to them)
+    segment_sets: list[list[str]] = Field(default_factory=list)
     # browsing events within retention, per signal, sorted by time
     browse: dict[str, Columns] = Field(default_factory=dict)
     totals: dict[str, Totals] = Field(default_factory=dict)
@@ -305,8 +341,39 @@ class Profile(BaseModel):
         done = next((e for e in self.recent_events if e.matches(event_id, key)), None)
         return None if done is None else done.membership_changes(self.profile_id, event_id)
 
-    def apply(self, event: CustomerEvent, aliases: list[str]) -> None:
-        """Fold ``event`` into the profile. The caller checks :meth:`applied` first."""
+    def redelivered_facts(self, event: CustomerEvent, attribution: int = ATTRIBUTION_WINDOW_S) -> list[MetricFact]:
+        """What ``event``, applied before, gave the segments' figures, read back from what it left:
+        a redelivery publishes them again, as it does its membership changes (at least once). Not
+        stored, so that they cost no bytes in every write of the profile: a message's delivery, first
+        open and first click are the times it holds, a new order's conversion is found again from
+        its clicks. (Two events of one message with the very same time read back as one.)"""
+        self._facts = []
+        self._attribution = attribution
+        props, at = event.properties, epoch(event.occurred_at)
+        if isinstance(props, EmailProperties):
+            key = message_key(scope_key(event.source, event.shop, props.message_id))
+            msg = self.messages.get(key)
+            if event.type in SUPPRESSING:
+                self._fact(SUPPRESSING[event.type], msg, at, message=key if msg is not None else "")
+            elif msg is not None:
+                if msg.d == at:
+                    self._fact("delivered", msg, at, message=key)
+                if event.type == EventType.EMAIL_OPENED and msg.o == at:
+                    self._fact("opened", msg, at, message=key)
+                if event.type == EventType.EMAIL_CLICKED and msg.c == at:
+                    self._fact("clicked", msg, at, message=key)
+        elif isinstance(props, OrderProperties) and props.status == "placed":
+            order = self.orders.get(scope_key(event.source, event.shop, props.order_id))
+            if order is not None and order.at == at and order.updated == epoch(props.updated_at):
+                self._conversion(at, props.total)
+        return self.facts
+
+    def apply(self, event: CustomerEvent, aliases: list[str], attribution: int = ATTRIBUTION_WINDOW_S) -> None:
+        """Fold ``event`` into the profile. The caller checks :meth:`applied` first. What it gives the
+        segments' figures is in :attr:`facts` afterwards (an order converts for a message clicked at
+        most ``attribution`` seconds before it)."""
+        self._facts = []
+        self._attribution = attribution
         at = epoch(event.occurred_at)
         self.first_seen_at = at if self.first_seen_at is None else min(self.first_seen_at, at)
         origin = scope_key(event.source, event.shop, "")[:-1]
@@ -367,6 +434,8 @@ class Profile(BaseModel):
         if current is not None and (current.updated > updated or current.refunded_until > updated):
             return
         cats = [i.category for i in props.items if i.category]
+        if current is None and props.status == "placed":
+            self._conversion(at, props.total)  # once per order: its later versions are not new orders
         self.orders[key] = OrderRecord(
             at=at, total=props.total, status=props.status, updated=updated, cats=cats or (current.cats if current else []),
             refunds=current.refunds if current else [], refunded_until=current.refunded_until if current else 0,
@@ -448,37 +517,102 @@ class Profile(BaseModel):
         self._seen(signal, at, None if value is None else Decimal(str(value)))
 
     def _apply_email(self, at: int, type_: EventType, message_id: str) -> None:
-        if type_ in SUPPRESSING:
-            self.add_consent_fact(SUPPRESSING[type_], at)
-            return
         key = message_key(message_id)
         msg = self.messages.get(key)
+        if type_ in SUPPRESSING:
+            self.add_consent_fact(SUPPRESSING[type_], at)
+            # counted for the segments of the message it came from when it is known, else today's
+            self._fact(SUPPRESSING[type_], msg, at, message=key if msg is not None else "")
+            return
         if msg is None:
-            msg = self.messages[key] = MessageRecord(d=at)
+            # the segments the person is in as the message arrives: its opens and clicks count for them
+            msg = self.messages[key] = MessageRecord(d=at, s=self._segment_set() if self._live else None)
             self._seen("email_delivered", at)
+            self._fact("delivered", msg, at, message=key)
         # An open or click implies delivery no later than it: delivery is the message's earliest event.
         msg.d = min(msg.d, at)
         if type_ == EventType.EMAIL_OPENED:
             if msg.o is None:
                 self._seen("email_opened", at)
+                self._fact("opened", msg, at, message=key)
             msg.o = at if msg.o is None else min(msg.o, at)
             self._seen("activity", at, count=False)  # every open is activity, not only the first
         elif type_ == EventType.EMAIL_CLICKED:
             if msg.c is None:
                 self._seen("email_clicked", at)
+                self._fact("clicked", msg, at, message=key)
             msg.c = at if msg.c is None else min(msg.c, at)
             self._seen("activity", at, count=False)
+
+    # -- what events give the segments' figures ----------------------------------------------
+    @property
+    def facts(self) -> list[MetricFact]:
+        """What the last :meth:`apply` gave the segments' figures (docs/measure.md)."""
+        return list(self._facts)
+
+    def forget_facts(self) -> None:
+        self._facts = []
+
+    def importing(self) -> None:
+        """History follows: its messages are delivered to no known segments, and give no figures."""
+        self._live = False
+
+    def _segment_set(self) -> int:
+        """The index of the current segments in :attr:`segment_sets` (added when new): messages
+        refer to it, so a set shared by many messages is stored once."""
+        # a family's instances (category-browsers:shoes) churn as people browse: each would make a new
+        # set, so email figures are kept for segments, not for family instances (docs/measure.md)
+        current = sorted(s for s in self.segments if ":" not in s)
+        for i, known in enumerate(self.segment_sets):
+            if known == current:
+                return i
+        self.segment_sets.append(current)
+        return len(self.segment_sets) - 1
+
+    def _delivered_to(self, msg: MessageRecord | None) -> tuple[str, ...]:
+        if msg is None or msg.s is None or msg.s >= len(self.segment_sets):
+            return ()
+        return tuple(self.segment_sets[msg.s])
+
+    def _fact(self, kind: str, msg: MessageRecord | None, at: int, revenue: Decimal | None = None,
+              message: str = "") -> None:
+        segments = (self._delivered_to(msg) if msg is not None and msg.s is not None
+                    else tuple(sorted(s for s in self.segments if ":" not in s)))
+        if segments:
+            self._facts.append(MetricFact(kind, segments, at, revenue, message if msg is not None else ""))
+
+    def _conversion(self, at: int, revenue: Decimal) -> None:
+        """An order placed at most the attribution window after a click converts for the segments of
+        the message clicked last before it."""
+        clicked = [(k, m) for k, m in self.messages.items()
+                   if m.c is not None and at - self._attribution <= m.c <= at]
+        if clicked:
+            key, msg = max(clicked, key=lambda km: km[1].c)
+            self._fact("conversion", msg, at, revenue, message=key)
 
     def prune(self, now: int, retention: Retention) -> None:
         """Drop state that can no longer affect any segment or trait at or after ``now``."""
         self.checkouts = {k: c for k, c in self.checkouts.items() if now - c.started < retention.checkouts}
-        keep_for = retention.email + EMAIL_GRACE_S if retention.email else 0
+        # kept past the catalog's email windows for late opens and clicks, and for the figures
+        # (attribution) even when no segment reads email
+        keep_for = retention.email + EMAIL_GRACE_S
         self.messages = {k: m for k, m in self.messages.items() if now - m.d < keep_for}
+        self._compact_segment_sets()
         for signal in list(self.browse):
             columns = self.browse[signal]
             columns.drop_before(now - retention.browse.get(signal, 0))
             if not columns.t:
                 del self.browse[signal]
+
+    def _compact_segment_sets(self) -> None:
+        """Keep only the segment sets a remembered message refers to (indices renumbered)."""
+        used = sorted({m.s for m in self.messages.values() if m.s is not None and m.s < len(self.segment_sets)})
+        if len(used) == len(self.segment_sets):
+            return
+        renumber = {old: new for new, old in enumerate(used)}
+        self.segment_sets = [self.segment_sets[i] for i in used]
+        for m in self.messages.values():
+            m.s = renumber.get(m.s) if m.s is not None else None
 
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(

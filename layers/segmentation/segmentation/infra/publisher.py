@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..domain.events import CustomerEvent
-from ..domain.profile import MembershipChange
+from ..domain.profile import MembershipChange, MetricFact
 from ..errors import SegmentationError
 
 INGEST_SOURCE = "segmentation.ingest"
@@ -66,6 +66,13 @@ class EventPublisher:
         self._put([{
             "EventBusName": self.bus_name, "Source": PROFILES_SOURCE, "DetailType": "ProfileDataExported",
             "Detail": detail,
+        }])
+
+    def publish_metrics(self, profile_id: str, cause: str, facts: list[MetricFact]) -> None:
+        """``SegmentMetrics``: what one event gave the segments' figures, one entry for all its facts."""
+        self._put([{
+            "EventBusName": self.bus_name, "Source": PROFILES_SOURCE, "DetailType": "SegmentMetrics",
+            "Detail": json.dumps({"profile_id": profile_id, "cause": cause, "facts": [f.detail() for f in facts]}),
         }])
 
     def publish_changes(self, changes: Iterable[MembershipChange]) -> None:

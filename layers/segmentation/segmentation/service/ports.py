@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: the webhook function, which never holds a profile, skips their import
     from ..domain.events import CustomerEvent, Identity, LineItem
-    from ..domain.profile import MembershipChange, Profile
+    from ..domain.profile import MembershipChange, MetricFact, Profile
 from ..errors import ConflictError, InvalidInputError, SegmentationError
 
 #: A position in a paginated read (the due index, a scan segment): opaque to the caller, given back
@@ -227,6 +227,10 @@ class ProfilePublisher(ChangePublisher, Protocol):
 
     def publish_export(self, profile_id: str, request: str, export: dict) -> None:
         """``ProfileDataExported``: everything stored about one person, for a data request."""
+        ...
+
+    def publish_metrics(self, profile_id: str, cause: str, facts: list[MetricFact]) -> None:
+        """``SegmentMetrics``: what one event gave the segments' figures (docs/measure.md)."""
         ...
 
 

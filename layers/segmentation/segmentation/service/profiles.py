@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from ..domain import identity
 from ..domain.evaluation import touched_inputs
 from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
-from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, Profile, epoch, iso
+from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, MetricFact, Profile, epoch, iso
 from ..domain.segments import SegmentEvaluator
 from ..views import export_view, history_view
 from .evaluation import deliver, flush_outbox
@@ -40,6 +40,7 @@ class _Written:
     ended: list[MembershipChange] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # aliases given up (a shop's identifiers, when it leaves)
     redelivery: bool = False  # the event was applied before: nothing written, its changes published again
+    facts: list[MetricFact] = field(default_factory=list)  # what it gave the segments' figures
 
 
 class ProfileService:
@@ -98,14 +99,15 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             done = profile.applied(event.event_id)
             if done is not None:
-                return _Written(profile, done, redelivery=True)
+                return _Written(profile, done, redelivery=True, facts=profile.redelivered_facts(
+                    event, self.evaluator.retention.attribution))
             for other in absorbed:
                 identity.merge(profile, other)
             new_aliases = [a for a in aliases if a not in profile.aliases and loaded.alias_owners.get(a) is None
                            and not (a.startswith("email#") and profile.email_outdated(a[6:], at))]
             email_before = profile.email
             removed = self._email_change(event, profile, previous, loaded.alias_owners)
-            profile.apply(event, new_aliases)
+            profile.apply(event, new_aliases, self.evaluator.retention.attribution)
             now = max(self.clock(), profile.evaluated_at or 0)
             profile.prune(now, self.evaluator.retention)
             touched = None if absorbed else touched_inputs(event)
@@ -118,7 +120,7 @@ class ProfileService:
             ended = [c for o in absorbed for c in _exits(o, now, event.event_id)]
             self.repository.save(profile, new_aliases, changes, absorbed=absorbed, removed_aliases=removed,
                                  ended=ended)
-            return _Written(profile, changes, now, absorbed, ended)
+            return _Written(profile, changes, now, absorbed, ended, facts=profile.facts)
 
         written = retry_on_conflict(attempt, f"the profile of event {event.event_id}")
         if written is None:
@@ -127,12 +129,18 @@ class ProfileService:
         if written.redelivery:
             if changes:  # the first delivery may have died before publishing
                 self.publisher.publish_changes(changes)
+            if written.facts:
+                self.publisher.publish_metrics(written.profile.profile_id, event.event_id, written.facts)
             return changes
         if written.absorbed:
             self.publisher.publish_merged(written.profile.profile_id, [o.profile_id for o in written.absorbed],
                                           iso(written.at), event.event_id)
             self.publisher.publish_changes(written.ended)
         deliver(changes, written.profile, self.repository, self.publisher)
+        if written.facts:
+            # after the write, as the changes: a failure fails the record, and its redelivery
+            # publishes them again (at least once)
+            self.publisher.publish_metrics(written.profile.profile_id, event.event_id, written.facts)
         return changes
 
     def apply_history(self, events: list[CustomerEvent], cause: str = "import",
@@ -164,6 +172,7 @@ class ProfileService:
             flush_outbox(profile, self.publisher)
             for other in absorbed:
                 identity.merge(profile, other)
+            profile.importing()
             email_before = profile.email
             now = max(self.clock(), profile.evaluated_at or 0)
             new_aliases: list[str] = []
@@ -180,12 +189,13 @@ class ProfileService:
                 gone = self._email_change(event, profile, previous, loaded.alias_owners)
                 removed += gone
                 new_aliases = [a for a in new_aliases if a not in gone]
-                profile.apply(event, fresh)
+                profile.apply(event, fresh, self.evaluator.retention.attribution)
                 new_aliases += fresh
                 profile.prune(now, self.evaluator.retention)  # as the live path does after each event
                 applied += 1
             if not applied:
                 return None
+            profile.forget_facts()  # history is not today's email figures (docs/measure.md)
             result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=cause,

@@ -46,10 +46,11 @@ class SegmentQueries:
                                  "family": d.id, "size": self.store.segment_size(sid)})
         return segments
 
-    def overlap(self) -> dict:
+    def overlap(self, segments: list[dict] | None = None) -> dict:
         """Pairwise overlap of the segments with members: counts and Jaccard index (|A∩B| / |A∪B|),
-        most overlapping first. Segments that overlap almost entirely are rarely worth keeping apart."""
-        ids = [s["id"] for s in self.all() if s["size"] > 0]
+        most overlapping first. Segments that overlap almost entirely are rarely worth keeping apart.
+        ``segments``: :meth:`all`'s list, if the caller has it already."""
+        ids = [s["id"] for s in (self.all() if segments is None else segments) if s["size"] > 0]
         members = {sid: self.store.all_members(sid) for sid in ids}
         pairs = []
         for i, a in enumerate(ids):

@@ -26,12 +26,14 @@ from ..catalog import (
     BROWSE,
     EMAIL,
     AggregateCondition,
+    ArmCondition,
     Condition,
     ConsentCondition,
     EventCondition,
     RatioCondition,
     RecencyCondition,
     TraitCondition,
+    bucket,
     walk,
 )
 from ..events import normalise_category
@@ -505,6 +507,30 @@ class MembershipEvaluator:
         return {"kind": "segment", "segment": self.segment_id, "result": self.value(ctx, t, fam)}
 
 
+class ArmEvaluator(_Leaf[ArmCondition]):
+    """``arm``: the profile's bucket in an experiment, a hash of its id: fixed, so never due."""
+
+    @staticmethod
+    def reads(body: ArmCondition) -> Iterator[Read]:
+        return iter(())
+
+    def bucket(self, ctx: Context) -> int:
+        key = ("bucket", self.c.experiment)
+        if key not in ctx.memo:
+            ctx.memo[key] = bucket(ctx.profile.profile_id, self.c.experiment)
+        return ctx.memo[key]
+
+    def value(self, ctx: Context, t: int, fam: str | None) -> bool:
+        return self.c.from_ <= self.bucket(ctx) < self.c.to
+
+    def next_change(self, ctx: Context, t: int, fam: str | None) -> int | None:
+        return None
+
+    def explain(self, ctx: Context, t: int, fam: str | None) -> Explanation:
+        return {"kind": "arm", "experiment": self.c.experiment, "bucket": self.bucket(ctx),
+                "buckets": [self.c.from_, self.c.to], "result": self.value(ctx, t, fam)}
+
+
 #: condition kind (a field of :class:`~segmentation.domain.catalog.Condition`) -> its evaluator
 EVALUATORS: dict[str, type[ConditionEvaluator]] = {
     "all": AllEvaluator,
@@ -518,4 +544,5 @@ EVALUATORS: dict[str, type[ConditionEvaluator]] = {
     "trait": TraitEvaluator,
     "consent": ConsentEvaluator,
     "segment": MembershipEvaluator,
+    "arm": ArmEvaluator,
 }
