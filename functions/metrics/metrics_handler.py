@@ -1,7 +1,7 @@
 """SQS batch of SegmentMetrics / SegmentEntered / SegmentExited (from the bus) -> each segment's daily
 figures, summed over the batch and added once (docs/measure.md); then, with SEGMENT_CLOUDWATCH_METRICS,
 each segment the batch touched as CloudWatch metrics in the log (EMF: no API call): SegmentSize,
-SegmentEntries, SegmentExits, dimension ``segment`` (not family instances: one metric each would cost
+SegmentEntries, SegmentExits, dimensions ``segment`` and ``stack`` (not family instances: one metric each would cost
 more than it tells)."""
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def publish_cloudwatch(sums: dict) -> None:
         moves[1] += figures.counts.get("exited", 0)
     store = bootstrap.repository()
     metrics = Metrics(namespace=NAMESPACE)
+    if os.environ.get("STACK_NAME"):  # two stacks in one account keep their figures apart
+        metrics.set_default_dimensions(stack=os.environ["STACK_NAME"])
     for segment, (entered, exited) in sorted(touched.items()):
         metrics.add_dimension(name="segment", value=segment)
         metrics.add_metric(name="SegmentSize", unit=MetricUnit.Count, value=store.segment_size(segment))

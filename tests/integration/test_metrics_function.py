@@ -84,7 +84,9 @@ def test_a_batch_publishes_each_touched_segments_size_entries_and_exits_as_emf(a
 
     from segctl.template import load_template
 
-    monkeypatch.setenv("SEGMENT_CLOUDWATCH_METRICS", aws.ref("SegmentCloudWatchMetrics"))
+    environment = aws.environment("MetricsFunction")
+    for name in ("SEGMENT_CLOUDWATCH_METRICS", "STACK_NAME"):
+        monkeypatch.setenv(name, environment[name])
     created = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for n, email in enumerate(["emf1@example.com", "emf2@example.com"]):
         body, headers = signed_shopify({"id": 4500 + n, "email": email, "created_at": created, "total_price": "30.00"},
@@ -107,3 +109,6 @@ def test_a_batch_publishes_each_touched_segments_size_entries_and_exits_as_emf(a
         assert name in {m["Name"] for m in directive["Metrics"]} and name in text
     searched = ",".join([directive["Namespace"], *sorted(directive["Dimensions"][0])])
     assert "{" + searched + "}" in text
+    # this stack's figures only: another stack in the account publishes under its own name
+    assert by_segment["recent-buyers"]["stack"] == environment["STACK_NAME"]
+    assert f'stack=\\"{environment["STACK_NAME"]}\\"' in text

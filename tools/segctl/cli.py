@@ -53,6 +53,10 @@ def cmd_start_api(args) -> int:
         from .demo import DEMO_DESTINATIONS, demo_secrets
 
         os.environ.setdefault("DESTINATIONS_FILE", DEMO_DESTINATIONS)
+        overridden = {item.partition("=")[0] for item in args.parameter_overrides or []}
+        for name, seconds in (("EspSyncBatchingWindow", "1"), ("MetricsBatchingWindow", "1")):
+            if name not in overridden:  # the seeding waits for the queues: as the demo, short windows
+                template.parameters[name] = seconds
         secrets, signing = demo_secrets()
     stack = LocalStack(template, log_level=args.log_level, esp_fakes=True, secret_values=secrets).start()
     try:
