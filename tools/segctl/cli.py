@@ -37,6 +37,53 @@ def _template(args) -> Template:
     return Template(path)
 
 
+def bounded_int(low: int, high: int | None = None, what: str = "a number"):
+    """An argparse type: an integer in [low, high], else a usage error (exit 2) saying the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {what} {span}")
+        return value
+    return parse
+
+
+#: what each kind of event source hands a function, and how to recognise it (segctl local invoke)
+EVENT_KINDS = {
+    "HttpApi": ("an API Gateway HTTP API event (payload 2.0: version, routeKey, rawPath, requestContext, "
+                "headers, body), e.g. events/shopify/orders-create.json",
+                lambda e: isinstance(e, dict) and isinstance(e.get("requestContext"), dict) and "rawPath" in e),
+    "SQS": ("an SQS batch ({\"Records\": [{\"messageId\", \"body\", ...}]}), "
+            "e.g. events/profile/sqs-customer-event.json",
+            lambda e: isinstance(e, dict) and isinstance(e.get("Records"), list) and bool(e["Records"])
+            and all(isinstance(r, dict) and "body" in r and "messageId" in r for r in e["Records"])),
+}
+
+
+def check_event_kind(template: Template, function: str, event, path: str) -> None:
+    """A usage error when ``event`` is not what ``function``'s event sources in template.yaml deliver."""
+    spec = template.functions().get(function)
+    if spec is None:
+        raise SystemExit(f"segctl: no function {function!r} in {template.path}; functions: "
+                         f"{', '.join(template.functions())}")
+    if not isinstance(event, dict):
+        raise SystemExit(f"segctl: {path}: a Lambda event is a JSON object, not a JSON {type(event).__name__}")
+    kinds = {e.get("Type") for e in spec.events.values()} & set(EVENT_KINDS)
+    if len(kinds) != 1:
+        return  # a schedule, a direct invocation or Step Functions: any object
+    (kind,) = kinds
+    wanted, matches = EVENT_KINDS[kind]
+    if not matches(event):
+        hint = ""
+        if kind == "HttpApi":
+            hint = ("; a provider's payload (such as the files under events/<provider>/) is sent over HTTP to "
+                    "`segctl local start-api`, signed as the provider signs it (docs/cli.md)")
+        raise SystemExit(f"segctl: {path} is not an event {function} receives: it takes {wanted}{hint}")
+
+
 def cmd_start_api(args) -> int:
     from .runtime import LocalStack
     from .server import LocalApi
@@ -89,16 +136,22 @@ def cmd_invoke(args) -> int:
     from .runtime import LocalStack
 
     try:
-        event = json.loads(Path(args.event).read_text())
+        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SystemExit(f"segctl: event file {args.event} not found") from None
-    except ValueError as exc:
+        raise SystemExit(f"segctl: event file {args.event} not found; give a JSON Lambda event "
+                         "(samples under events/)") from None
+    except OSError as exc:
+        raise SystemExit(f"segctl: cannot read the event file {args.event}: {exc.strerror}") from None
+    except ValueError as exc:  # bad JSON, or not UTF-8
         raise SystemExit(f"segctl: event file {args.event} is not JSON: {exc}") from None
-    stack = LocalStack(_template(args), log_level=args.log_level).start()
+    template = _template(args)
+    check_event_kind(template, args.function, event, args.event)
+    stack = LocalStack(template, log_level=args.log_level).start()
     try:
         result = stack.invoke(args.function, event)
-    except KeyError as exc:
-        raise SystemExit(f"segctl: {exc.args[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - the function's own failure, as Lambda reports it
+        print(f"segctl: {args.function} failed on {args.event}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
     print(json.dumps(result, indent=2, default=str))
@@ -108,6 +161,20 @@ def cmd_invoke(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run
 
+    for stream in args.stream:
+        try:
+            doc = json.loads(Path(stream).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SystemExit(f"segctl: --stream {stream}: no such file (the demo's streams are under "
+                             "events/demo/)") from None
+        except OSError as exc:
+            raise SystemExit(f"segctl: --stream {stream}: cannot read it: {exc.strerror}") from None
+        except ValueError as exc:
+            raise SystemExit(f"segctl: --stream {stream} is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("deliveries"), list):
+            raise SystemExit(f"segctl: --stream {stream} is not a demo stream: it needs a \"deliveries\" list "
+                             "(see events/demo/shopify-stream.json)")
+    _template(args)
     return run(args.template, args.stream)
 
 
@@ -144,7 +211,7 @@ def cmd_sync_reconcile(args) -> int:
 def cmd_dlq(args) -> int:
     from .dlq import run
 
-    return run(_template(args), args.dlq_command, args.queue, args.stack)
+    return run(_template(args), args.dlq_command, args.queue, args.stack, args.max)
 
 
 def cmd_sweep(args) -> int:
@@ -193,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     local = sub.add_parser("local", help="run the application locally").add_subparsers(dest="local_command", required=True)
     start = local.add_parser("start-api", help="serve the HTTP API on 127.0.0.1 (Swagger UI at /docs)")
-    start.add_argument("--port", type=int, default=3000)
+    start.add_argument("--port", type=bounded_int(1, 65535, "a TCP port"), default=3000,
+                       help="the port to listen on, 1-65535 (default 3000)")
     start.add_argument("--log-level", default=None, help="override the LogLevel parameter (e.g. DEBUG)")
     start.add_argument("--parameter-overrides", nargs="*", metavar="NAME=VALUE",
                        help="template parameters, as sam's (e.g. EspSyncBatchingWindow=2)")
@@ -215,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     pre = segments.add_parser("preview", help="dry-run a catalog file's new or changed segments against stored profiles")
     pre.add_argument("file", help="the edited catalog YAML")
     pre.add_argument("--segment", action="append", help="preview this segment (repeatable; default: every changed one)")
-    pre.add_argument("--sample", type=int, default=5, help="profile ids shown per list (default 5)")
+    pre.add_argument("--sample", type=bounded_int(0, 100, "a count"), default=5,
+                     help="profile ids shown per list, 0-100 (default 5)")
     pre.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     pre.set_defaults(func=cmd_segments_preview)
 
@@ -234,18 +303,22 @@ def main(argv: list[str] | None = None) -> int:
     rec.set_defaults(func=cmd_sync_reconcile)
 
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="dlq_command", required=True)
-    for action, text in (("list", "what waits in a dead-letter queue (kinds and ids, no payloads)"),
-                         ("replay", "send every message of a dead-letter queue back to its source queue")):
-        cmd = dlq.add_parser(action, help=text)
+    for action, text in (("list", "what waits in a dead-letter queue and why it failed (kinds and ids, no payloads)"),
+                         ("replay", "after a fix: send the messages of a dead-letter queue back to its source queue "
+                                    "(in AWS: an SQS message move task)")):
+        cmd = dlq.add_parser(action, help=text, description=text)
         cmd.add_argument("--queue", required=True, help="esp-sync, profile, backfill, or a logical id")
         cmd.add_argument("--stack", default=None, help="a deployed stack (default: AWS_ENDPOINT_URL, the local runner)")
+        cmd.add_argument("--max", type=bounded_int(1, None, "a count"), default=None, metavar="N",
+                         help="at most N messages (default: all); replay then moves them one by one, in AWS too")
         cmd.set_defaults(func=cmd_dlq)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")
     sw.set_defaults(func=cmd_sweep)
     bf = sub.add_parser("backfill", help="re-evaluate every profile with the current catalog")
-    bf.add_argument("--segments", type=int, default=4, help="parallel scan segments")
+    bf.add_argument("--segments", type=bounded_int(1, 64, "a count"), default=4,
+                    help="parallel scan segments, one thread each, 1-64 (default 4)")
     bf.set_defaults(func=cmd_backfill)
     imp = sub.add_parser("import", help="import a shop's history").add_subparsers(dest="import_command", required=True)
     icsv = imp.add_parser("csv", help="CSV files of orders and customers (columns: docs/import.md)")
@@ -293,6 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     except TemplateError as exc:
         print(f"segctl: template.yaml: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # SystemExit("segctl: ..."): a usage error, said once, exit code 2
+            print(exc.code, file=sys.stderr)
+            exc.code = 2
+        raise
+    except KeyboardInterrupt:
+        print("segctl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a message, not a traceback (SEGCTL_DEBUG=1 shows it)
+        if os.environ.get("SEGCTL_DEBUG"):
+            raise
+        print(f"segctl: {args.command} failed: {type(exc).__name__}: {exc} (SEGCTL_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
