@@ -7,7 +7,7 @@
   segctl segments preview FILE                   who would enter/leave the file's changed segments
   segctl destinations validate FILE              check a destinations file (ESP lists, tags, properties)
   segctl sync reconcile --destination ID         push a destination's full desired state [--dry-run]
-  segctl dlq list|replay --queue NAME            what waits in a dead-letter queue; send it back
+  segctl dlq list|replay --queue NAME [--max N]  what waits in a dead-letter queue and why; send it back
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl import csv --orders F --customers F     import a shop's history (resumable; --quiet: no events)
@@ -15,6 +15,11 @@
   segctl import woocommerce --site URL [FILES]   import a WooCommerce store (REST API, or saved pages)
   segctl import klaviyo|mailchimp FILES --account ID   import an ESP's member export (consent, engagement)
   segctl demo                                    replay sample webhooks and print a segment report
+
+Exit codes: 0 done; 1 the work failed, or what was checked is not valid (segments validate); 2 a usage
+error (a bad option, file or event: the message says what to do); 130 interrupted. SEGCTL_DEBUG=1
+shows the traceback of an unexpected failure. Long commands draw a progress bar on a terminal and
+write plain lines when their output goes to a log. Full reference: docs/cli.md.
 """
 
 from __future__ import annotations
@@ -268,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(func=cmd_start_api)
     invoke = local.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. WebhookFunction")
-    invoke.add_argument("--event", "-e", required=True, help="JSON event file")
-    invoke.add_argument("--log-level", default="WARNING")
+    invoke.add_argument("--event", "-e", required=True,
+                        help="a Lambda event (JSON) of the kind the function's event source sends (samples: events/)")
+    invoke.add_argument("--log-level", default="WARNING", help="the LogLevel parameter for this run (default WARNING)")
     invoke.set_defaults(func=cmd_invoke)
 
     segments = sub.add_parser("segments", help="the segment catalog").add_subparsers(dest="segments_command", required=True)
@@ -277,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("file", nargs="?", default=None)
     val.set_defaults(func=cmd_segments_validate)
     exp = segments.add_parser("explain", help="per segment: member or not, and the value of every condition")
-    exp.add_argument("--email", required=True)
+    exp.add_argument("--email", required=True, help="the customer's email address")
     exp.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     exp.set_defaults(func=cmd_segments_explain)
     pre = segments.add_parser("preview", help="dry-run a catalog file's new or changed segments against stored profiles")
