@@ -8,9 +8,11 @@ import os
 import re
 
 import pytest
-from segctl.cli import main
+from segctl.cli import main, parameter_problem
+from segctl.runtime import LocalStack
+from segctl.template import Template
 from segmentation import bootstrap
-from support import ROOT
+from support import ROOT, TEMPLATE
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing answers
 
@@ -65,6 +67,14 @@ CASES = [
     ("start-api-port-text", ["local", "start-api", "--port", "http"], {}, r"--port: 'http' is not a whole number"),
     ("start-api-parameter", ["local", "start-api", "--parameter-overrides", "Nope=1"], {},
      r"give Name=Value with a parameter of template.yaml"),
+    ("start-api-override-range", ["local", "start-api", "--parameter-overrides", "DueShards=0"], {},
+     r"'DueShards=0': DueShards must be from 1 to 1000"),
+    ("start-api-override-number", ["local", "start-api", "--parameter-overrides", "EspSyncBatchingWindow=soon"], {},
+     r"EspSyncBatchingWindow must be a number"),
+    ("start-api-log-level", ["local", "start-api", "--log-level", "verbose"], {},
+     r"--log-level 'verbose': LogLevel must be one of DEBUG, INFO, WARNING, ERROR"),
+    ("invoke-log-level", [*P, "{events}/profile/sqs-customer-event.json", "--log-level", "TRACE"], {},
+     r"--log-level 'TRACE': LogLevel must be one of"),
     ("missing-template", ["--template", "{d}/nope.yaml", "sweep"], {}, r"nope.yaml not found; run from the project root"),
     ("demo-missing-stream", ["demo", "--stream", "{d}/nope.json"], {}, r"--stream .*nope.json: no such file"),
     ("demo-bad-stream", ["demo", "--stream", "{d}/bad.json"], {}, r"--stream .*bad.json is not JSON"),
@@ -134,6 +144,8 @@ def test_bad_input_is_one_message_and_exit_code_2(request, argv, env, message, f
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     for var, value in env.items():
         monkeypatch.setenv(var, value.format(**values))
+    if argv[:2] == ["local", "start-api"]:  # a check that let it start would serve until killed
+        monkeypatch.setattr(LocalStack, "start", lambda self: pytest.fail("start-api started"))
     saved = dict(os.environ)  # the local runner sets the functions' environment: put it back
     try:
         code, out, err = run([a.format(**values) for a in argv], capsys)
@@ -165,3 +177,21 @@ def test_a_catalog_that_does_not_parse_is_reported_by_segments_validate_with_its
     """`segments validate` answers whether a catalog is valid: a file that is not is its answer, exit 1."""
     code, out, err = run(["segments", "validate", str(files / "catalog.yaml")], capsys)
     assert code == 1 and "the catalog is not valid" in err and "line 2" in err and "Traceback" not in err
+
+
+def number_parameters():
+    doc = Template(TEMPLATE).doc["Parameters"]
+    return sorted(n for n, p in doc.items() if p.get("Type") == "Number" and ("MinValue" in p or "MaxValue" in p))
+
+
+@pytest.mark.parametrize("name", number_parameters())
+def test_parameter_overrides_are_held_to_the_template_s_bounds(name):
+    """What CloudFormation would refuse at deploy time, start-api refuses too (template.yaml's
+    MinValue/MaxValue), and the bounds themselves pass."""
+    template = Template(TEMPLATE)
+    spec = template.doc["Parameters"][name]
+    for bound, outside in (("MinValue", -1), ("MaxValue", 1)):
+        if bound in spec:
+            assert parameter_problem(template, name, str(spec[bound])) is None
+            assert "must be from" in parameter_problem(template, name, str(spec[bound] + outside))
+    assert parameter_problem(template, name, "many") == f"{name} must be a number"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -89,6 +90,39 @@ def check_event_kind(template: Template, function: str, event, path: str) -> Non
         raise SystemExit(f"segctl: {path} is not an event {function} receives: it takes {wanted}{hint}")
 
 
+def parameter_problem(template: Template, name: str, value: str) -> str | None:
+    """What CloudFormation would refuse in ``value`` for the template's parameter ``name`` (its Type
+    Number, MinValue/MaxValue, AllowedValues, AllowedPattern, MinLength/MaxLength), or None."""
+    spec = template.doc.get("Parameters", {}).get(name) or {}
+    allowed = [str(v) for v in spec.get("AllowedValues") or []]
+    if allowed and value not in allowed:
+        return f"{name} must be one of {', '.join(allowed)}"
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{name} must be a number"
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            return f"{name} must be from {low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
+    pattern = spec.get("AllowedPattern")
+    if pattern and not re.fullmatch(pattern, value):
+        return f"{name} must match {pattern}"
+    if len(value) < int(spec.get("MinLength", 0)) or len(value) > int(spec.get("MaxLength", len(value))):
+        return f"{name} must be {spec.get('MinLength', 0)} to {spec.get('MaxLength', 'any')} characters long"
+    return None
+
+
+def _log_level(template: Template, level: str | None) -> str | None:
+    """``--log-level``, checked against the template's LogLevel parameter (any case)."""
+    if level is None:
+        return None
+    problem = parameter_problem(template, "LogLevel", level.upper())
+    if problem:
+        raise SystemExit(f"segctl: --log-level {level!r}: {problem}")
+    return level.upper()
+
+
 def cmd_start_api(args) -> int:
     from .runtime import LocalStack
     from .server import LocalApi
@@ -99,8 +133,11 @@ def cmd_start_api(args) -> int:
         if not sep or name not in template.parameters:
             raise SystemExit(f"segctl: --parameter-overrides {item!r}: give Name=Value with a parameter of "
                              f"template.yaml ({', '.join(sorted(template.parameters))})")
+        problem = parameter_problem(template, name, value)
+        if problem:
+            raise SystemExit(f"segctl: --parameter-overrides {item!r}: {problem}")
         template.parameters[name] = value
-    stack = LocalStack(template, log_level=args.log_level, esp_fakes=True).start()
+    stack = LocalStack(template, log_level=_log_level(template, args.log_level), esp_fakes=True).start()
     try:
         api = LocalApi(stack, host="127.0.0.1", port=args.port)
     except OSError as exc:
@@ -151,7 +188,7 @@ def cmd_invoke(args) -> int:
         raise SystemExit(f"segctl: event file {args.event} is not JSON: {exc}") from None
     template = _template(args)
     check_event_kind(template, args.function, event, args.event)
-    stack = LocalStack(template, log_level=args.log_level).start()
+    stack = LocalStack(template, log_level=_log_level(template, args.log_level)).start()
     try:
         result = stack.invoke(args.function, event)
     except Exception as exc:  # noqa: BLE001 - the function's own failure, as Lambda reports it
