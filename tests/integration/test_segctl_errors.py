@@ -8,7 +8,8 @@ import os
 import re
 
 import pytest
-from segctl.cli import main, parameter_problem
+from segctl.checks import parameter_problem
+from segctl.cli import main
 from segctl.runtime import LocalStack
 from segctl.template import Template
 from segmentation import bootstrap
