@@ -162,7 +162,7 @@ def test_every_source_is_accepted_with_its_real_signature_scheme(base_url):
     secrets = {**dev_secret_values({}), "_sendgrid_private": KEYS[0], "_magento_private": KEYS[2]}
     sources = set()
     for d in doc["deliveries"]:
-        path, body, headers = signed_request(d, doc, secrets, NOW)
+        path, body, headers = signed_request(d, doc, secrets, datetime.now(UTC))  # Klaviyo signs a time: within 300 s of now
         status, answer = request("POST", f"{base_url}{path}", body, headers)
         assert status == 200 and answer["accepted"] >= 1, (d.get("source", "shopify"), status, answer)
         sources.add(path.split("?")[0].rsplit("/", 1)[1])
