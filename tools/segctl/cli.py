@@ -7,7 +7,7 @@
   segctl segments preview FILE                   who would enter/leave the file's changed segments
   segctl destinations validate FILE              check a destinations file (ESP lists, tags, properties)
   segctl sync reconcile --destination ID         push a destination's full desired state [--dry-run]
-  segctl dlq list|replay --queue NAME            what waits in a dead-letter queue; send it back
+  segctl dlq list|replay --queue NAME [--max N]  what waits in a dead-letter queue and why; send it back
   segctl sweep [--at +30d]                       apply time-based changes as of a time (local endpoint)
   segctl backfill [--segments 4]                 re-evaluate every profile after a catalog change
   segctl import csv --orders F --customers F     import a shop's history (resumable; --quiet: no events)
@@ -15,6 +15,11 @@
   segctl import woocommerce --site URL [FILES]   import a WooCommerce store (REST API, or saved pages)
   segctl import klaviyo|mailchimp FILES --account ID   import an ESP's member export (consent, engagement)
   segctl demo                                    replay sample webhooks and print a segment report
+
+Exit codes: 0 done; 1 the work failed, or what was checked is not valid (segments validate); 2 a usage
+error (a bad option, file or event: the message says what to do); 130 interrupted. SEGCTL_DEBUG=1
+shows the traceback of an unexpected failure. Long commands draw a progress bar on a terminal and
+write plain lines when their output goes to a log. Full reference: docs/cli.md.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .checks import bounded_int, check_event_kind, log_level, parameter_problem
 from .template import Template, TemplateError
 
 
@@ -47,6 +53,9 @@ def cmd_start_api(args) -> int:
         if not sep or name not in template.parameters:
             raise SystemExit(f"segctl: --parameter-overrides {item!r}: give Name=Value with a parameter of "
                              f"template.yaml ({', '.join(sorted(template.parameters))})")
+        problem = parameter_problem(template, name, value)
+        if problem:
+            raise SystemExit(f"segctl: --parameter-overrides {item!r}: {problem}")
         template.parameters[name] = value
     secrets = signing = None
     if args.seed_demo:
@@ -58,7 +67,8 @@ def cmd_start_api(args) -> int:
             if name not in overridden:  # the seeding waits for the queues: as the demo, short windows
                 template.parameters[name] = seconds
         secrets, signing = demo_secrets()
-    stack = LocalStack(template, log_level=args.log_level, esp_fakes=True, secret_values=secrets).start()
+    stack = LocalStack(template, log_level=log_level(template, args.log_level), esp_fakes=True,
+                       secret_values=secrets).start()
     try:
         api = LocalApi(stack, host="127.0.0.1", port=args.port)
     except OSError as exc:
@@ -108,16 +118,22 @@ def cmd_invoke(args) -> int:
     from .runtime import LocalStack
 
     try:
-        event = json.loads(Path(args.event).read_text())
+        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SystemExit(f"segctl: event file {args.event} not found") from None
-    except ValueError as exc:
+        raise SystemExit(f"segctl: event file {args.event} not found; give a JSON Lambda event "
+                         "(samples under events/)") from None
+    except OSError as exc:
+        raise SystemExit(f"segctl: cannot read the event file {args.event}: {exc.strerror}") from None
+    except ValueError as exc:  # bad JSON, or not UTF-8
         raise SystemExit(f"segctl: event file {args.event} is not JSON: {exc}") from None
-    stack = LocalStack(_template(args), log_level=args.log_level).start()
+    template = _template(args)
+    check_event_kind(template, args.function, event, args.event)
+    stack = LocalStack(template, log_level=log_level(template, args.log_level)).start()
     try:
         result = stack.invoke(args.function, event)
-    except KeyError as exc:
-        raise SystemExit(f"segctl: {exc.args[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - the function's own failure, as Lambda reports it
+        print(f"segctl: {args.function} failed on {args.event}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
     print(json.dumps(result, indent=2, default=str))
@@ -127,6 +143,20 @@ def cmd_invoke(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run
 
+    for stream in args.stream:
+        try:
+            doc = json.loads(Path(stream).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SystemExit(f"segctl: --stream {stream}: no such file (the demo's streams are under "
+                             "events/demo/)") from None
+        except OSError as exc:
+            raise SystemExit(f"segctl: --stream {stream}: cannot read it: {exc.strerror}") from None
+        except ValueError as exc:
+            raise SystemExit(f"segctl: --stream {stream} is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("deliveries"), list):
+            raise SystemExit(f"segctl: --stream {stream} is not a demo stream: it needs a \"deliveries\" list "
+                             "(see events/demo/shopify-stream.json)")
+    _template(args)
     return run(args.template, args.stream)
 
 
@@ -163,7 +193,7 @@ def cmd_sync_reconcile(args) -> int:
 def cmd_dlq(args) -> int:
     from .dlq import run
 
-    return run(_template(args), args.dlq_command, args.queue, args.stack)
+    return run(_template(args), args.dlq_command, args.queue, args.stack, args.max)
 
 
 def cmd_sweep(args) -> int:
@@ -212,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
     local = sub.add_parser("local", help="run the application locally").add_subparsers(dest="local_command", required=True)
     start = local.add_parser("start-api", help="serve the HTTP API on 127.0.0.1 (Swagger UI at /docs)")
-    start.add_argument("--port", type=int, default=3000)
+    start.add_argument("--port", type=bounded_int(1, 65535, "a TCP port"), default=3000,
+                       help="the port to listen on, 1-65535 (default 3000)")
     start.add_argument("--log-level", default=None, help="override the LogLevel parameter (e.g. DEBUG)")
     start.add_argument("--parameter-overrides", nargs="*", metavar="NAME=VALUE",
                        help="template parameters, as sam's (e.g. EspSyncBatchingWindow=2)")
@@ -221,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(func=cmd_start_api)
     invoke = local.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. WebhookFunction")
-    invoke.add_argument("--event", "-e", required=True, help="JSON event file")
-    invoke.add_argument("--log-level", default="WARNING")
+    invoke.add_argument("--event", "-e", required=True,
+                        help="a Lambda event (JSON) of the kind the function's event source sends (samples: events/)")
+    invoke.add_argument("--log-level", default="WARNING", help="the LogLevel parameter for this run (default WARNING)")
     invoke.set_defaults(func=cmd_invoke)
 
     segments = sub.add_parser("segments", help="the segment catalog").add_subparsers(dest="segments_command", required=True)
@@ -230,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("file", nargs="?", default=None)
     val.set_defaults(func=cmd_segments_validate)
     exp = segments.add_parser("explain", help="per segment: member or not, and the value of every condition")
-    exp.add_argument("--email", required=True)
+    exp.add_argument("--email", required=True, help="the customer's email address")
     exp.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     exp.set_defaults(func=cmd_segments_explain)
     pre = segments.add_parser("preview", help="dry-run a catalog file's new or changed segments against stored profiles")
     pre.add_argument("file", help="the edited catalog YAML")
     pre.add_argument("--segment", action="append", help="preview this segment (repeatable; default: every changed one)")
-    pre.add_argument("--sample", type=int, default=5, help="profile ids shown per list (default 5)")
+    pre.add_argument("--sample", type=bounded_int(0, 100, "a count"), default=5,
+                     help="profile ids shown per list, 0-100 (default 5)")
     pre.add_argument("--url", default="http://127.0.0.1:3000", help="the API (default: the local runner)")
     pre.set_defaults(func=cmd_segments_preview)
 
@@ -255,18 +288,22 @@ def main(argv: list[str] | None = None) -> int:
     rec.set_defaults(func=cmd_sync_reconcile)
 
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="dlq_command", required=True)
-    for action, text in (("list", "what waits in a dead-letter queue (kinds and ids, no payloads)"),
-                         ("replay", "send every message of a dead-letter queue back to its source queue")):
-        cmd = dlq.add_parser(action, help=text)
+    for action, text in (("list", "what waits in a dead-letter queue and why it failed (kinds and ids, no payloads)"),
+                         ("replay", "after a fix: send the messages of a dead-letter queue back to its source queue "
+                                    "(in AWS: an SQS message move task)")):
+        cmd = dlq.add_parser(action, help=text, description=text)
         cmd.add_argument("--queue", required=True, help="esp-sync, profile, backfill, or a logical id")
         cmd.add_argument("--stack", default=None, help="a deployed stack (default: AWS_ENDPOINT_URL, the local runner)")
+        cmd.add_argument("--max", type=bounded_int(1, None, "a count"), default=None, metavar="N",
+                         help="at most N messages (default: all); replay then moves them one by one, in AWS too")
         cmd.set_defaults(func=cmd_dlq)
 
     sw = sub.add_parser("sweep", help="run the sweep once, at a given time (moves time forward)")
     sw.add_argument("--at", default="now", help="now, +30d, +2h, +90m or an ISO time")
     sw.set_defaults(func=cmd_sweep)
     bf = sub.add_parser("backfill", help="re-evaluate every profile with the current catalog")
-    bf.add_argument("--segments", type=int, default=4, help="parallel scan segments")
+    bf.add_argument("--segments", type=bounded_int(1, 64, "a count"), default=4,
+                    help="parallel scan segments, one thread each, 1-64 (default 4)")
     bf.set_defaults(func=cmd_backfill)
     imp = sub.add_parser("import", help="import a shop's history").add_subparsers(dest="import_command", required=True)
     icsv = imp.add_parser("csv", help="CSV files of orders and customers (columns: docs/import.md)")
@@ -314,6 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     except TemplateError as exc:
         print(f"segctl: template.yaml: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # SystemExit("segctl: ..."): a usage error, said once, exit code 2
+            print(exc.code, file=sys.stderr)
+            exc.code = 2
+        raise
+    except KeyboardInterrupt:
+        print("segctl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a message, not a traceback (SEGCTL_DEBUG=1 shows it)
+        if os.environ.get("SEGCTL_DEBUG"):
+            raise
+        print(f"segctl: {args.command} failed: {type(exc).__name__}: {exc} (SEGCTL_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .imports import _bar, _digest, print_report
+from .imports import ImportBar, _digest, print_report
+from .progress import Progress
 from .template import Template
 
 
@@ -36,10 +37,11 @@ def shop_domain(shop: str) -> str:
 
 
 def _progress(kind: str):
+    progress = Progress("objects")
+
     def show(operation, seconds: float) -> None:
-        end = "\n" if operation.status in ("COMPLETED", "FAILED", "CANCELED", "EXPIRED") else ""
-        print(f"\r  {kind}: {operation.status.lower()}, {operation.object_count:,} objects, {seconds:,.0f} s   ",
-              end=end, flush=True)
+        progress.show(f"  {kind}: {operation.status.lower()}, {operation.object_count:,} objects, {seconds:,.0f} s",
+                      final=operation.status in ("COMPLETED", "FAILED", "CANCELED", "EXPIRED"))
 
     return show
 
@@ -125,8 +127,9 @@ def run_shopify_import(shop: str, token: str | None, file: Path | None, quiet: b
 
     print(f"importing {file} from {shop}" + (" quietly (no membership events)" if quiet else ""))
     importing = time.monotonic()
-    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, importing)).run(records(), job, quiet=quiet)
-    print()
+    bar = ImportBar(importing)
+    report = bootstrap.history_import(progress=bar).run(records(), job, quiet=quiet)
+    bar.finish()
     print_report(report.as_dict())
     print(f"took {time.monotonic() - started:.1f} s")
     return 1 if report.failed else 0

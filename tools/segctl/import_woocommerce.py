@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .imports import _bar, print_report
+from .imports import ImportBar, print_report
+from .progress import Progress
 from .template import Template
 
 KINDS = ("customers", "orders")  # customers first: their names and ids, then what they bought
@@ -51,9 +52,12 @@ def import_woocommerce(template: Template, site: str, key: str | None, secret: s
     return on_local_stack(template, lambda: run_woocommerce_import(site, key, secret, [Path(f) for f in files], quiet))
 
 
-def _page_progress(resource: str, page: int, pages: int | None, read: int) -> None:
-    of = f"/{pages:,}" if pages is not None else ""
-    print(f"\r  {resource}: page {page:,}{of}, {read:,} records", end="", flush=True)
+def _page_progress(progress: Progress):
+    def show(resource: str, page: int, pages: int | None, read: int) -> None:
+        of = f"/{pages:,}" if pages is not None else ""
+        progress.show(f"  {resource}: page {page:,}{of}, {read:,} records")
+
+    return show
 
 
 def run_woocommerce_import(site: str, key: str | None, secret: str | None, files: list[Path], quiet: bool,
@@ -97,15 +101,17 @@ def run_woocommerce_import(site: str, key: str | None, secret: str | None, files
         if not key or not secret:
             raise SystemExit("segctl: give --key and --secret (a REST API key with Read permission: WooCommerce > "
                              "Settings > Advanced > REST API > Add key), or files of REST objects")
+        pages = Progress("pages")
         try:
             client = WooCommerceRest(site, key, secret, base_url=base_url, per_page=per_page or PER_PAGE)
             print(f"reading {site} through the WooCommerce REST API")
             fetched: dict[str, list[tuple[int, Any]]] = {}
             for resource in KINDS:
-                fetched[resource] = list(client.records(resource, _page_progress))
-                print()
+                pages = Progress("pages")
+                fetched[resource] = list(client.records(resource, _page_progress(pages)))
+                pages.finish()
         except WooCommerceRestError as exc:
-            print()
+            pages.finish()
             raise SystemExit(f"segctl: {exc}") from None
         digest = hashlib.sha256()
         for resource in KINDS:
@@ -119,8 +125,9 @@ def run_woocommerce_import(site: str, key: str | None, secret: str | None, files
             for resource in KINDS:
                 yield from read_objects(fetched[resource], shop, now, resource, f"REST API {resource}")
 
-    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, started)).run(records(), job, quiet=quiet)
-    print()
+    bar = ImportBar(started)
+    report = bootstrap.history_import(progress=bar).run(records(), job, quiet=quiet)
+    bar.finish()
     print_report(report.as_dict())
     print(f"took {time.monotonic() - started:.1f} s")
     return 1 if report.failed else 0

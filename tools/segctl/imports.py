@@ -13,14 +13,24 @@ import sys
 import time
 from pathlib import Path
 
+from .progress import Progress
 from .template import Template
 
 
-def _bar(done: int, total: int, started: float) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    rate = done / max(time.monotonic() - started, 1e-6)
-    print(f"\r  [{'#' * filled:<{width}}] {done:,}/{total:,} customers, {rate:,.0f}/s", end="", flush=True)
+class ImportBar:
+    """The import's progress (customers written of the history's, and the rate): a bar on a
+    terminal, plain lines in a log (progress.Progress)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.progress = Progress("customers")
+
+    def __call__(self, done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        self.progress.update(done, total, f"{rate:,.0f}/s")
+
+    def finish(self) -> None:
+        self.progress.finish()
 
 
 def _digest(path: Path) -> str:
@@ -95,8 +105,9 @@ def import_with_progress(what: str, records, job: str, quiet: bool) -> int:
 
     started = time.monotonic()
     print(f"importing {what}" + (" quietly (no membership events)" if quiet else ""))
-    report = bootstrap.history_import(progress=lambda d, t: _bar(d, t, started)).run(records, job, quiet=quiet)
-    print()
+    bar = ImportBar(started)
+    report = bootstrap.history_import(progress=bar).run(records, job, quiet=quiet)
+    bar.finish()
     print_report(report.as_dict())
     print(f"took {time.monotonic() - started:.1f} s")
     return 1 if report.failed else 0

@@ -55,19 +55,44 @@ def load_handler(spec: FunctionSpec, environment: int = 0) -> Callable:
     """Import ``Handler`` from ``CodeUri``, as the Lambda runtime does. ``environment`` > 0 loads a
     separate copy of the handler's module (its own module-level state, such as Powertools' resolver
     and its current event), as a second Lambda execution environment would have; the layer's
-    modules are shared, as boto3 clients may be."""
+    modules are shared, as boto3 clients may be.
+
+    The module is imported with the function's own ``POWERTOOLS_SERVICE_NAME`` (template.yaml): its
+    Powertools Logger is built then, and a logger per service keeps each function's keys (function
+    name, cold start, request id) to itself when functions share this process."""
     if spec.code_uri not in sys.path:
         sys.path.insert(0, spec.code_uri)
-    if not environment:
-        return getattr(importlib.import_module(spec.module), spec.attr)
-    name = f"{spec.module}__environment_{environment}"
+    name = spec.module if not environment else f"{spec.module}__environment_{environment}"
     if name not in sys.modules:
-        source = Path(spec.code_uri) / f"{spec.module}.py"
-        module_spec = importlib.util.spec_from_file_location(name, source)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        service = spec.environment.get("POWERTOOLS_SERVICE_NAME")
+        saved = os.environ.get("POWERTOOLS_SERVICE_NAME")
+        if isinstance(service, str):
+            os.environ["POWERTOOLS_SERVICE_NAME"] = service
+        try:
+            if not environment:
+                importlib.import_module(spec.module)
+            else:
+                source = Path(spec.code_uri) / f"{spec.module}.py"
+                module_spec = importlib.util.spec_from_file_location(name, source)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module
+                module_spec.loader.exec_module(module)
+        finally:
+            if saved is None:
+                os.environ.pop("POWERTOOLS_SERVICE_NAME", None)
+            else:
+                os.environ["POWERTOOLS_SERVICE_NAME"] = saved
     return getattr(sys.modules[name], spec.attr)
+
+
+def lambda_environment(context: LambdaContext, region: str) -> dict[str, str]:
+    """The variables the Lambda runtime sets in a function's environment (the reserved ones that
+    describe the function), for one invocation."""
+    return {"AWS_LAMBDA_FUNCTION_NAME": context.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": context.function_version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(context.memory_limit_in_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": context.log_group_name,
+            "AWS_LAMBDA_LOG_STREAM_NAME": context.log_stream_name, "AWS_REGION": region}
 
 
 def context_for(template: Template, function: str) -> LambdaContext:
@@ -96,6 +121,7 @@ class LocalStack:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> LocalStack:
+        check_files(os.environ.get("CATALOG_FILE"), os.environ.get("DESTINATIONS_FILE"))
         if not self.endpoint:
             import logging
 
@@ -115,13 +141,20 @@ class LocalStack:
         os.environ.setdefault("AWS_DEFAULT_REGION", self.template.region)
         os.environ.setdefault("AWS_REGION", self.template.region)
         self.session = boto3.session.Session(region_name=self.template.region)
-        provision(self.template, self.session, self.secret_values or dev_secret_values())
-        if self.log_level:
-            self.template.parameters["LogLevel"] = self.log_level
         # Files and ESP URLs given in the environment win over the template's defaults (empty).
         for variable, parameter in (("CATALOG_FILE", "CatalogFile"), ("DESTINATIONS_FILE", "DestinationsFile")):
             if os.environ.get(variable):
                 self.template.parameters[parameter] = os.environ[variable]
+        from botocore.exceptions import EndpointConnectionError
+
+        try:
+            provision(self.template, self.session, self.secret_values or dev_secret_values())
+        except EndpointConnectionError:
+            self.stop()
+            raise SystemExit(f"segctl: nothing answers at AWS_ENDPOINT_URL={self.endpoint}: start `segctl local "
+                             "start-api` (it prints the endpoint to use), or unset AWS_ENDPOINT_URL") from None
+        if self.log_level:
+            self.template.parameters["LogLevel"] = self.log_level
         given = {k: os.environ[k] for k in ("KLAVIYO_API_URL", "MAILCHIMP_API_URL") if os.environ.get(k)}
         # Every function sees its own variables; they share one process, so the union is set.
         for name in self.template.functions():
@@ -134,7 +167,6 @@ class LocalStack:
         from segmentation import bootstrap
 
         bootstrap.reset()
-        os.environ["POWERTOOLS_SERVICE_NAME"] = "segctl-local"
         # CloudWatch metrics (EMF lines on stdout) mean nothing locally; POWERTOOLS_METRICS_DISABLED=false shows them
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         return self
@@ -234,7 +266,11 @@ class LocalStack:
                 handler, lock = self._environment(function, 0)
                 lock.acquire()
         try:
-            return handler(event, context_for(self.template, function))
+            context = context_for(self.template, function)
+            # One process holds every function: invocations running at once share these variables
+            # (the last set wins); each function's log lines come from its own logger (load_handler).
+            os.environ.update(lambda_environment(context, self.template.region))
+            return handler(event, context)
         finally:
             lock.release()
 
@@ -257,6 +293,34 @@ class LocalStack:
                 return True
             time.sleep(0.1)
         return False
+
+
+def check_files(catalog: str | None, destinations: str | None) -> None:
+    """A usage error (SystemExit) naming the file and its problems when the catalog or destinations
+    file the functions would load is missing or not valid: said once, before anything runs, rather
+    than by every invocation."""
+    from segmentation.domain.catalog import CatalogError, load_catalog
+
+    try:
+        loaded = load_catalog(catalog)
+    except CatalogError as exc:
+        raise SystemExit(f"segctl: CATALOG_FILE={catalog}: the catalog is not valid:\n{exc}\n"
+                         f"fix it (`segctl segments validate {catalog}`) or unset CATALOG_FILE") from None
+    if not destinations:
+        return
+    from segmentation.destinations.config import DestinationsError, load_destinations
+
+    try:
+        text = Path(destinations).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SystemExit(f"segctl: DESTINATIONS_FILE={destinations}: cannot read it ({reason}); "
+                         "fix the path or unset DESTINATIONS_FILE") from None
+    try:
+        load_destinations(text, loaded, destinations)
+    except DestinationsError as exc:
+        raise SystemExit(f"segctl: DESTINATIONS_FILE={destinations} is not valid:\n" + "\n".join(exc.errors)
+                         + f"\nfix it (`segctl destinations validate {destinations}`) or unset DESTINATIONS_FILE") from None
 
 
 def rate_seconds(expression: str) -> int | None:

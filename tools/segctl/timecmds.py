@@ -8,6 +8,7 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+from .progress import Progress
 from .runtime import LocalStack, scheduled_event
 from .template import Template
 
@@ -54,8 +55,8 @@ def run_sweep(stack: LocalStack, when: datetime, max_runs: int = 20) -> dict:
 
 
 def sweep(template: Template, at: str) -> int:
+    when = parse_when(at)  # a bad --at is said before anything starts
     stack = _stack(template)
-    when = parse_when(at)
     try:
         result = stack.invoke(SWEEP_FUNCTION, scheduled_event(when, template.arn(SWEEP_FUNCTION)))
     finally:
@@ -75,14 +76,13 @@ def backfill(template: Template, segments: int) -> int:
     total = max(1, bootstrap.repository().count_profiles())
     lock = threading.Lock()
     seen = {"scanned": 0, "updated": 0}
+    bar = Progress("profiles")
 
     def on_page(progress: SegmentProgress, n: int) -> None:
         with lock:
             seen["scanned"] += n
             done = min(seen["scanned"], total)
-            bar = "#" * int(30 * done / total)
-            print(f"\r  [{bar:<30}] {done}/{total} profiles, {progress.updated} updated in segment {progress.segment}",
-                  end="", flush=True)
+        bar.update(done, total, f"{progress.updated} updated in segment {progress.segment}")
 
     parts = [SegmentProgress(segment=s, total=segments) for s in range(segments)]
     errors: list[BaseException] = []
@@ -99,7 +99,7 @@ def backfill(template: Template, segments: int) -> int:
         t.start()
     for t in threads:
         t.join()
-    print()
+    bar.finish()
     stack.stop()
     if errors:
         print(f"segctl: backfill failed in {len(errors)} segment(s): {errors[0]!r}; run it again to resume",
