@@ -151,6 +151,11 @@ class LocalApi:
         if parts.path == "/docs" and method in ("GET", "HEAD"):
             return self._write(req, 200, {"content-type": "text/html; charset=utf-8"},
                                b"" if method == "HEAD" else DOCS_HTML)
+        if (parts.path == "/dashboard" or parts.path.startswith("/dashboard/")) and method in ("GET", "HEAD"):
+            from .dashboard import local_response  # the marketer's pages, from this runner's own routes
+
+            status, headers, page = local_response(self.url, parts.path, parts.query)
+            return self._write(req, status, headers, b"" if method == "HEAD" else page)
         path = decoded_path(parts.path)
         route, params = self.router.match(method, path)
         if route is None:
