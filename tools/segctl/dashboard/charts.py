@@ -31,7 +31,7 @@ def sparkline(values: list[float | None], width: int = 120, height: int = 28, la
 
 
 def line_chart(days: list[str], series: list[tuple[str, list[float | None]]], title: str,
-               width: int = 640, height: int = 220, percent: bool = False) -> str:
+               width: int = 560, height: int = 220, percent: bool = False) -> str:
     """Lines over days, one per (name, values), from 0 to the largest value, with a legend."""
     left, right, top, bottom = 48, 12, 24, 34
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -91,7 +91,7 @@ def heatmap(segments: list[str], pairs: list[dict], names: dict[str, str] | None
     by_pair = {}
     for p in pairs:
         by_pair[(p["a"], p["b"])] = by_pair[(p["b"], p["a"])] = p
-    label_w = 12 + 7 * max(len(s) for s in segments)
+    label_w = 12 + 6 * max(len(s) for s in segments)
     size = len(segments) * cell
     width, height = label_w + size + 8, label_w + size + 8
     parts = [f'<svg class="heatmap" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '

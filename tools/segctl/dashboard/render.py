@@ -24,8 +24,8 @@ vertical-align:middle}th{font-weight:600;color:#475569;font-size:12px}td.n,th.n{
 font-variant-numeric:tabular-nums}.muted{color:#94a3b8}.warn{color:#b45309}.badge{display:inline-block;
 background:#fef3c7;color:#92400e;border-radius:8px;padding:0 6px;font-size:11px;margin-left:4px}
 .axis{font-size:10px;fill:#475569}.cellnum{font-size:9px}pre{background:#f1f5f9;padding:8px;overflow:auto}
-ul.warnings li{margin:2px 0}.error{background:#fee2e2;border-color:#fca5a5}.charts svg{margin-right:16px}
-.verdict{font-weight:600}form{margin:8px 0}input{padding:3px 6px}a{color:#1d4ed8}
+ul.warnings li{margin:2px 0}.error{background:#fee2e2;border-color:#fca5a5}.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.verdict{font-weight:600}form{margin:8px 0}summary{cursor:pointer;color:#475569}tr.focus{background:#eff6ff}input{padding:3px 6px}a{color:#1d4ed8}
 """
 
 
@@ -232,7 +232,8 @@ def segment_page(detail: dict, metrics: dict | None, explain: dict | None = None
     rate_rows = "".join(f'<tr><td>{e(name.replace("_", " "))}</td>{rate_cell(r)}<td class="n">{_ci(r.get("ci95"))}'
                         f'</td></tr>' for name, r in rates.items())
     totals = (metrics or {}).get("totals") or {}
-    total_rows = "".join(f'<tr><td>{e(k)}</td><td class="n">{e(v)}</td></tr>' for k, v in totals.items())
+    total_rows = ("<tr>" + "".join(f'<th class="n">{e(k)}</th>' for k in totals) + "</tr><tr>"
+                  + "".join(f'<td class="n">{e(v)}</td>' for v in totals.values()) + "</tr>")
     members = ((detail.get("members") or {}).get("profile_ids")) or []
     member_items = "".join(f'<li><a href="{e(segment_href(sid))}?{e(urlencode({"profile": p}))}#explain">{e(p)}</a></li>'
                            for p in members)
@@ -271,7 +272,8 @@ def _explain(explain: dict | None, profile: dict | None, focus: str, note: str) 
         if x.get("excluded_as_suppressed"):
             member += " (suppressed)"
         rows.append(f'<tr{" class=focus" if sid == focus else ""}><td>{e(sid)}</td><td>{e(member)}</td>'
-                    f'<td><pre>{e(json.dumps(x.get("condition"), indent=1))}</pre></td></tr>')
+                    f'<td><details{" open" if sid == focus else ""}><summary>conditions</summary>'
+                    f'<pre>{e(json.dumps(x.get("condition"), indent=1))}</pre></details></td></tr>')
     who = e((profile or {}).get("email") or explain.get("profile_id"))
     return (f'<p>Profile {who} <span class="muted">{e(explain.get("profile_id"))}</span>, as of {e(explain.get("at"))}'
             f' (catalog {e(explain.get("catalog_version"))}).</p><table class="explain"><tr><th>Segment</th>'
