@@ -14,6 +14,7 @@
   segctl import shopify --shop S [--file F]      import a Shopify store's customers and orders (Admin API)
   segctl import woocommerce --site URL [FILES]   import a WooCommerce store (REST API, or saved pages)
   segctl import klaviyo|mailchimp FILES --account ID   import an ESP's member export (consent, engagement)
+  segctl dashboard --url API_URL [--port 8100]   the dashboard of a deployed stack (SigV4-signed API calls)
   segctl demo                                    replay sample webhooks and print a segment report
 
 Exit codes: 0 done; 1 the work failed, or what was checked is not valid (segments validate); 2 a usage
@@ -91,6 +92,7 @@ def cmd_start_api(args) -> int:
         auth = "  [AWS_IAM in AWS; not enforced locally]" if route.auth else ""
         print(f"  {route.method:<6} {api.url}{route.path} -> {route.function}{auth}")
     print(f"Swagger UI: {api.url}/docs   (local only)")
+    print(f"Dashboard: {api.url}/dashboard")
     destinations = os.environ.get("DESTINATIONS_FILE")
     if destinations:
         print(f"ESP sync: {destinations}")
@@ -158,6 +160,12 @@ def cmd_demo(args) -> int:
                              "(see events/demo/shopify-stream.json)")
     _template(args)
     return run(args.template, args.stream)
+
+
+def cmd_dashboard(args) -> int:
+    from .dashboard import run
+
+    return run(args.url, args.port, args.region)
 
 
 def cmd_segments_validate(args) -> int:
@@ -338,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                              help="the members' status, for a file whose columns do not say it")
         cmd.add_argument("--quiet", action="store_true", help="publish no membership events")
         cmd.set_defaults(func=cmd_import_esp)
+
+    dash = sub.add_parser("dashboard", help="serve the dashboard of a deployed stack on 127.0.0.1 (docs/measure.md)")
+    dash.add_argument("--url", required=True, help="the management API's URL (the stack's ApiUrl output)")
+    dash.add_argument("--port", type=int, default=8100)
+    dash.add_argument("--region", default=None, help="default: from the URL, else the AWS configuration")
+    dash.set_defaults(func=cmd_dashboard)
 
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],

@@ -163,6 +163,11 @@ class LocalApi:
         body = req.rfile.read(length) if length else b""
         if method in ("GET", "HEAD") and (parts.path == "/docs" or parts.path.startswith(SWAGGER_UI_PATH)):
             return self._docs(req, parts.path, method)
+        if (parts.path == "/dashboard" or parts.path.startswith("/dashboard/")) and method in ("GET", "HEAD"):
+            from .dashboard import local_response  # the marketer's pages, from this runner's own routes
+
+            status, headers, page = local_response(self.url, parts.path, parts.query)
+            return self._write(req, status, headers, b"" if method == "HEAD" else page)
         path = decoded_path(parts.path)
         route, params = self.router.match(method, path)
         if route is None:
