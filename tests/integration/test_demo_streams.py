@@ -90,3 +90,19 @@ def test_the_demo_moves_time_through_the_scheduled_sweep_to_at_risk_then_inactiv
     sample = json.loads(text.split("as a consumer of the bus receives it:\n", 1)[1].splitlines()[0])
     assert sample["source"] == "segmentation.profiles" and sample["detail-type"] == "SegmentEntered"
     assert sample["detail"]["segment_id"] == "inactive" and sample["detail"]["cause"] == "time"
+    # it ends by saying how to keep its data up for the dashboard
+    assert "segctl demo --serve, then open the dashboard at http://127.0.0.1:3000/dashboard" in text
+
+
+def test_demo_serve_is_the_runner_seeded_with_the_demo_and_kept_up(monkeypatch):
+    """`segctl demo --serve` runs `local start-api --seed-demo` on its port (tests/acceptance/
+    test_local_seed_demo.py checks what that serves)."""
+    from segctl import cli
+
+    called = {}
+    monkeypatch.setattr(cli, "cmd_start_api", lambda args: called.update(vars(args)) or 0)
+    assert cli.main(["demo", "--serve", "--port", "3123"]) == 0
+    assert called["seed_demo"] is True and called["port"] == 3123 and called["parameter_overrides"] == []
+    called.clear()
+    monkeypatch.setattr("segctl.demo.run", lambda *a: 0)
+    assert cli.main(["demo"]) == 0 and called == {}  # without --serve: the demo itself

@@ -145,6 +145,10 @@ def cmd_invoke(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run
 
+    if args.serve:  # the demo's data, as of now, kept up for a person to explore (Swagger UI, dashboard)
+        args.seed_demo, args.log_level, args.parameter_overrides = True, None, []
+        return cmd_start_api(args)
+
     for stream in args.stream:
         try:
             doc = json.loads(Path(stream).read_text(encoding="utf-8"))
@@ -356,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="replay sample Shopify webhooks through the local stack")
     demo.add_argument("--stream", nargs="+", default=["events/demo/shopify-stream.json", "events/demo/mixed-stream.json"],
                       help="demo streams to replay (default: Shopify, then several sources at once)")
+    demo.add_argument("--serve", action="store_true",
+                      help="load the demo's data as of now and keep the runner up (the dashboard, Swagger UI); "
+                           "same as `segctl local start-api --seed-demo`")
+    demo.add_argument("--port", type=bounded_int(1, 65535, "a TCP port"), default=3000,
+                      help="with --serve: the port to listen on")
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

@@ -403,7 +403,8 @@ def run(template_path: str, streams: list[str]) -> int:
             return 1
         print()
         print(destinations_report(stack, os.environ["DESTINATIONS_FILE"]))
-        print("\nTo explore this data in Swagger UI: segctl local start-api --seed-demo (as of now, before the time moved)")
+        print("\nTo explore this data (as of now, before the time moved): segctl demo --serve, then open the "
+              "dashboard at http://127.0.0.1:3000/dashboard (Swagger UI at /docs)")
         return code
     finally:
         api.stop()
