@@ -211,3 +211,20 @@ def import_file(template: Template, key: str, body: bytes | None = None, metadat
     rule = template.resources["ImportStateMachine"]["Properties"]["Events"]["FilePut"]["Properties"]
     assert rule["InputPath"] == "$.detail"
     return machine.run(s3_event(template, key)["detail"])
+
+
+def catalog_with_an_experiment() -> str:
+    """The shipped catalog plus one experiment (``engaged-test``: opened in 7 days vs ever), as a
+    CATALOG_FILE's text: for the routes and pages that need an experiment to report."""
+    from segmentation.domain.catalog import load_catalog
+
+    return open(load_catalog().source).read() + """
+experiments:
+  engaged-test:
+    name: Engaged, two ways
+    description: opened in the last 7 days, or ever
+    metric: open_rate
+    variants:
+      recent: {event: {signal: email_opened, within: 7d}}
+      ever: {event: {signal: email_opened}}
+"""

@@ -25,26 +25,13 @@ from schemathesis import checks
 from segctl.demo import http as request
 from segctl.provision import dev_secret_values
 from segctl.signing import segment_headers
-from segmentation.domain.catalog import load_catalog
-from support import signed_shopify
-
-#: the default catalog and an experiment, so that the experiment routes have one to report
-EXPERIMENT = """
-experiments:
-  engaged-test:
-    name: Engaged, two ways
-    description: opened in the last 7 days, or ever
-    metric: open_rate
-    variants:
-      recent: {event: {signal: email_opened, within: 7d}}
-      ever: {event: {signal: email_opened}}
-"""
+from support import catalog_with_an_experiment, signed_shopify
 
 
 @pytest.fixture(scope="module")
 def base_url(signing_keys, tmp_path_factory):
     catalog = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
-    catalog.write_text(open(load_catalog().source).read() + EXPERIMENT)
+    catalog.write_text(catalog_with_an_experiment())
     yield from start_api(signing_keys, tmp_path_factory, extra_env={"CATALOG_FILE": str(catalog)})
 
 pytestmark = pytest.mark.acceptance

@@ -6,24 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from segmentation import bootstrap
-from segmentation.domain.catalog import load_catalog
 from segmentation.service.segment_metrics import DayFigures
-
-EXPERIMENT = """
-experiments:
-  engaged-test:
-    name: Engaged, two ways
-    description: opened in the last 7 days, or ever
-    metric: open_rate
-    variants:
-      recent: {event: {signal: email_opened, within: 7d}}
-      ever: {event: {signal: email_opened}}
-"""
+from support import catalog_with_an_experiment
 
 
 def test_the_api_reports_a_declared_experiment_and_404s_an_unknown_one(aws, api, monkeypatch, tmp_path):
     changed = tmp_path / "catalog.yaml"
-    changed.write_text(open(load_catalog().source).read() + EXPERIMENT)
+    changed.write_text(catalog_with_an_experiment())
     monkeypatch.setenv("CATALOG_FILE", str(changed))
     bootstrap.reset()
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
