@@ -215,7 +215,7 @@ def deployed_api(base_url):
 
 
 def test_segctl_dashboard_signs_its_calls_and_chromium_shows_an_experiment_with_its_interval(
-        browser, demo_data, deployed_api):
+        browser, demo_data, deployed_api, base_url):
     port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-example",
            "AWS_SESSION_TOKEN": "token-example", "AWS_CONFIG_FILE": os.devnull,
@@ -233,7 +233,8 @@ def test_segctl_dashboard_signs_its_calls_and_chromium_shows_an_experiment_with_
         text = " ".join(experiment.inner_text().split())
         assert "Difference +5.8 pts (95% interval +0.7 pts to +10.8 pts)" in text and "1360 per arm" in text
         assert experiment.locator("svg.interval").count() == 2 and experiment.locator("svg.interval .ci").count() == 3
-        assert page.locator("tr.cohort-row").count() == 2
+        _, cohorts = http("GET", f"{base_url}/cohorts")  # the runner's own, from the demo's orders
+        assert page.locator("tr.cohort-row").count() == len(cohorts["months"]) > 0
         assert page.locator("tr.segment-row").count() >= len(demo_data)
         page.screenshot(path=str(ARTIFACTS / "dashboard-aws.png"), full_page=True)
         if os.environ.get("DASHBOARD_SCREENSHOT_DOCS") == "1":
