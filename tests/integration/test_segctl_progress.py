@@ -5,6 +5,7 @@ imports, backfill and `dlq replay`."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import subprocess
@@ -97,3 +98,15 @@ def test_import_and_backfill_show_a_bar_on_a_terminal_and_lines_in_a_log(endpoin
     else:
         assert "\r" not in out
         assert [line for line in out.splitlines() if "12/12 customers" in line]  # the last state, on its own line
+
+
+def test_the_demo_replay_writes_whole_lines_in_a_log(monkeypatch, capsys):
+    """`make demo` in CI or piped to a file: no carriage returns, and the last state is there."""
+    from segctl import demo
+
+    monkeypatch.setattr(demo, "http", lambda *a, **k: (202, {}))
+    stream = ROOT / "events" / "demo" / "shopify-stream.json"
+    total = len(json.loads(stream.read_text())["deliveries"])
+    assert demo.replay("http://127.0.0.1:9", stream, demo.demo_secrets()[1]) == {202: total}
+    out = capsys.readouterr().out
+    assert "\r" not in out and f"{total}/{total} shopify-stream.json deliveries" in out

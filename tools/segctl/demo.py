@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
+from .progress import Progress
 from .provision import dev_secret_values
 from .runtime import LocalStack
 from .server import LocalApi
@@ -132,12 +133,13 @@ def replay(api_url: str, stream_path: Path, secrets: dict[str, str], now: dateti
     doc = json.loads(stream_path.read_text())
     statuses: dict[int, int] = {}
     total = len(doc["deliveries"])
+    progress = Progress(f"{stream_path.name} deliveries")  # a bar on a terminal, lines in a log
     for i, d in enumerate(doc["deliveries"], 1):
         path, body, headers = signed_request(d, doc, secrets, now)
         status, _ = http("POST", f"{api_url}{path}", body, headers)
         statuses[status] = statuses.get(status, 0) + 1
-        print(f"\r  {stream_path.name}: {i}/{total} deliveries", end="", flush=True)
-    print()
+        progress.update(i, total)
+    progress.finish()
     return statuses
 
 
