@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .imports import ImportBar, _digest, print_report
+from .imports import _digest, import_with_progress
 from .progress import Progress
 from .template import Template
 
@@ -107,7 +107,6 @@ def run_shopify_import(shop: str, token: str | None, file: Path | None, quiet: b
     """The import itself, on the components bootstrap builds (the local stack's, or any): from
     ``file`` (a bulk query's JSONL) or, without one, from the shop's Admin API with ``token`` (the
     export is saved in ``save_dir``, the current directory by default, and imported from there)."""
-    from segmentation import bootstrap
     from segmentation.history.shopify_bulk import read_bulk
     from segmentation.service.history_import import job_id
 
@@ -125,11 +124,4 @@ def run_shopify_import(shop: str, token: str | None, file: Path | None, quiet: b
         with file.open(encoding="utf-8-sig", errors="replace") as f:
             yield from read_bulk(f, shop, now, file.name)
 
-    print(f"importing {file} from {shop}" + (" quietly (no membership events)" if quiet else ""))
-    importing = time.monotonic()
-    bar = ImportBar(importing)
-    report = bootstrap.history_import(progress=bar).run(records(), job, quiet=quiet)
-    bar.finish()
-    print_report(report.as_dict())
-    print(f"took {time.monotonic() - started:.1f} s")
-    return 1 if report.failed else 0
+    return import_with_progress(f"{file} from {shop}", records(), job, quiet, started)

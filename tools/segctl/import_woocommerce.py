@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .imports import ImportBar, print_report
+from .imports import import_with_progress
 from .progress import Progress
 from .template import Template
 
@@ -65,7 +65,6 @@ def run_woocommerce_import(site: str, key: str | None, secret: str | None, files
     """The import itself, on the components bootstrap builds (the local stack's, or any). ``files``
     given: read them; else page through the REST API (``base_url`` replaces the site's address for
     the requests: a local fake; ``per_page``: the page size, 100 unless given)."""
-    from segmentation import bootstrap
     from segmentation.history.woocommerce import file_kind, read_file, read_objects
     from segmentation.infra.woocommerce_rest import PER_PAGE, WooCommerceRest, WooCommerceRestError
     from segmentation.service.history_import import job_id
@@ -91,8 +90,7 @@ def run_woocommerce_import(site: str, key: str | None, secret: str | None, files
         inputs.sort(key=lambda i: KINDS.index(i[0]))
         job = job_id(["woocommerce", shop, str(quiet),
                       *(f"{k}:{hashlib.sha256(t.encode()).hexdigest()}" for k, _, t in inputs)])
-        print(f"importing {', '.join(f'{n} ({k})' for k, n, _ in inputs)} as WooCommerce ({shop})"
-              + (" quietly (no membership events)" if quiet else ""))
+        what = f"{', '.join(f'{n} ({k})' for k, n, _ in inputs)} as WooCommerce ({shop})"
 
         def records():
             for kind, name, text in inputs:
@@ -118,16 +116,10 @@ def run_woocommerce_import(site: str, key: str | None, secret: str | None, files
             for _, record in fetched[resource]:
                 digest.update(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
         job = job_id(["woocommerce", shop, str(quiet), digest.hexdigest()])
-        print(f"importing {len(fetched['customers']):,} customers and {len(fetched['orders']):,} orders as "
-              f"WooCommerce ({shop})" + (" quietly (no membership events)" if quiet else ""))
+        what = f"{len(fetched['customers']):,} customers and {len(fetched['orders']):,} orders as WooCommerce ({shop})"
 
         def records():
             for resource in KINDS:
                 yield from read_objects(fetched[resource], shop, now, resource, f"REST API {resource}")
 
-    bar = ImportBar(started)
-    report = bootstrap.history_import(progress=bar).run(records(), job, quiet=quiet)
-    bar.finish()
-    print_report(report.as_dict())
-    print(f"took {time.monotonic() - started:.1f} s")
-    return 1 if report.failed else 0
+    return import_with_progress(what, records(), job, quiet, started)

@@ -99,13 +99,15 @@ def run_import(files: list[tuple[Path, str]], platform: str, shop: str | None, q
     return import_with_progress(what, records(), job, quiet)
 
 
-def import_with_progress(what: str, records, job: str, quiet: bool) -> int:
-    """Import ``records`` on bootstrap's components with a progress bar, then print the report."""
+def import_with_progress(what: str, records, job: str, quiet: bool, started: float | None = None) -> int:
+    """Import ``records`` on bootstrap's components with a progress bar, then print the report;
+    "took" counts from ``started`` (when the command began fetching, if it did)."""
     from segmentation import bootstrap
 
-    started = time.monotonic()
+    importing = time.monotonic()
+    started = importing if started is None else started
     print(f"importing {what}" + (" quietly (no membership events)" if quiet else ""))
-    bar = ImportBar(started)
+    bar = ImportBar(importing)
     report = bootstrap.history_import(progress=bar).run(records, job, quiet=quiet)
     bar.finish()
     print_report(report.as_dict())
