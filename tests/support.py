@@ -120,10 +120,11 @@ def sqs_batch(*events, bad: int = 0) -> dict:
 
 
 def deliver_to_queue_function(template: Template, queue: str, function: str, batch: int = 1000,
-                              visibility: int = 30) -> list[dict]:
+                              visibility: int = 30, stop_on_failure: bool = False) -> list[dict]:
     """Run ``function`` over everything the bus queued in ``queue``, in batches of up to ``batch``
     records (its event source mapping's BatchSize), deleting the records it did not report as
-    failures; returns each invocation's answer."""
+    failures; returns each invocation's answer. With ``stop_on_failure``, a batch with failures is
+    the last: the rest come back after the visibility timeout, as in AWS."""
     from segctl.runtime import context_for, load_handler
 
     sqs = boto3.client("sqs")
@@ -147,37 +148,16 @@ def deliver_to_queue_function(template: Template, queue: str, function: str, bat
         for m in msgs:
             if m["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        if failed and stop_on_failure:
+            return answers
 
 
 def deliver_to_esp_sync(template: Template, batch: int = 1000, visibility: int = 30) -> list[dict]:
     """Run EspSyncFunction over everything the bus queued for it, in batches of up to ``batch``
     records (its event source mapping's BatchSize), deleting the records it did not report as
     failures; returns each invocation's answer."""
-    from segctl.runtime import context_for, load_handler
-
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=template.physical_name("EspSyncQueue"))["QueueUrl"]
-    handler = load_handler(template.functions()["EspSyncFunction"])
-    answers = []
-    while True:
-        msgs: list[dict] = []
-        while len(msgs) < batch and (got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                                 VisibilityTimeout=visibility)
-                                     .get("Messages", [])):
-            msgs += got
-        if not msgs:
-            return answers
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn",
-                    "awsRegion": "us-east-1", "md5OfBody": ""} for m in msgs]
-        answer = handler({"Records": records}, context_for(template, "EspSyncFunction"))
-        answers.append(answer)
-        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
-        for m in msgs:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        if failed:
-            return answers  # the rest come back after the visibility timeout, as in AWS
+    return deliver_to_queue_function(template, "EspSyncQueue", "EspSyncFunction", batch, visibility,
+                                     stop_on_failure=True)
 
 
 def s3_event(template: Template, key: str) -> dict:
