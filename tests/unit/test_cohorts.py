@@ -67,3 +67,23 @@ def test_a_scan_out_of_time_hands_back_a_cursor_that_finishes_it(store, monkeypa
         cohorts(store, "other", first["cursor"])
     with pytest.raises(InvalidCohortCursorError):
         cohorts(store, None, "not-a-cursor")
+
+
+@pytest.mark.parametrize("crafted", [
+    {"of": None, "key": {"profile_id": {"N": "1"}}},  # a key DynamoDB would refuse (a 500 if passed on)
+    {"of": None, "key": {"email": {"S": "x"}}},
+    {"of": None, "months": {"2026-01": {"customers": -1}}},
+    {"of": None, "months": {"2026-01": {"value": "Infinity"}}},  # would break the average
+    {"of": None, "months": {"January": {}}},
+    {"of": None, "scanned": "many"},
+    {"of": None, "extra": 1},
+    ["not", "an", "object"],
+])
+def test_a_crafted_cursor_is_refused_before_it_reaches_the_store(store, crafted):
+    import base64
+    import json
+    import zlib
+
+    cursor = base64.urlsafe_b64encode(zlib.compress(json.dumps(crafted).encode())).decode().rstrip("=")
+    with pytest.raises(InvalidCohortCursorError, match="not one a cohorts request issued"):
+        cohorts(store, None, cursor)

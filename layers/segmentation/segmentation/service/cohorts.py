@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.profile import Profile
 from ..errors import InvalidInputError
@@ -30,20 +32,41 @@ class InvalidCohortCursorError(InvalidInputError):
     pass
 
 
-def _empty() -> dict:
-    return {"customers": 0, "repeat": 0, "value": "0"}
+class _Group(BaseModel):
+    """Sums over a group of customers (a month, a segment's members, the others)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customers: int = Field(default=0, ge=0)
+    repeat: int = Field(default=0, ge=0)
+    value: Decimal = Field(default=Decimal(0), allow_inf_nan=False)
+
+    def add(self, orders: int, value: Decimal) -> None:
+        self.customers += 1
+        self.repeat += orders >= 2
+        self.value += value
+
+    def out(self) -> dict:
+        n = self.customers
+        return {"customers": n, "repeat_rate": self.repeat / n if n else None,
+                "avg_ltv": str((self.value / n).quantize(Decimal("0.01"))) if n else "0.00"}
 
 
-def _add(group: dict, orders: int, value: Decimal) -> None:
-    group["customers"] += 1
-    group["repeat"] += orders >= 2
-    group["value"] = str(Decimal(group["value"]) + value)
+class _Key(BaseModel):
+    S: str = Field(min_length=1)
 
 
-def _out(group: dict) -> dict:
-    n = group["customers"]
-    return {"customers": n, "repeat_rate": group["repeat"] / n if n else None,
-            "avg_ltv": str((Decimal(group["value"]) / n).quantize(Decimal("0.01"))) if n else "0.00"}
+class _State(BaseModel):
+    """What a cursor carries: where the scan stopped, and the sums so far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    of: str | None
+    key: dict[Literal["profile_id"], _Key] | None = None
+    months: dict[Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")], _Group] = Field(default_factory=dict)
+    members: _Group = Field(default_factory=_Group)
+    others: _Group = Field(default_factory=_Group)
+    scanned: int = Field(default=0, ge=0)
 
 
 def customer(profile: Profile) -> tuple[str, int, Decimal] | None:
@@ -57,46 +80,42 @@ def customer(profile: Profile) -> tuple[str, int, Decimal] | None:
 
 def cohorts(store: ProfileStore, segment_id: str | None = None, cursor: str | None = None,
             budget_s: float = 20.0, clock: Callable[[], float] = time.monotonic) -> dict:
-    state = _decode(cursor, segment_id) if cursor else {"of": segment_id, "key": None, "months": {},
-                                                         "members": _empty(), "others": _empty(), "scanned": 0}
+    state = _decode(cursor, segment_id) if cursor else _State(of=segment_id)
     deadline = clock() + budget_s
     done = False
     while True:
-        profiles, last = store.scan_page(0, 1, SCAN_PAGE, state["key"])
-        state["scanned"] += len(profiles)
+        start = {k: v.model_dump() for k, v in state.key.items()} if state.key else None
+        profiles, last = store.scan_page(0, 1, SCAN_PAGE, start)
+        state.scanned += len(profiles)
         for p in profiles:
             found = customer(p)
             if found is None:
                 continue
             month, orders, value = found
-            _add(state["months"].setdefault(month, _empty()), orders, value)
+            state.months.setdefault(month, _Group()).add(orders, value)
             if segment_id:
-                _add(state["members"] if segment_id in p.segments else state["others"], orders, value)
-        state["key"] = last
+                (state.members if segment_id in p.segments else state.others).add(orders, value)
+        state.key = {k: _Key(**v) for k, v in last.items()} if last else None
         if last is None:
             done = True
             break
         if clock() >= deadline:
             break
-    return {"months": [{"month": m, **_out(g)} for m, g in sorted(state["months"].items())],
-            "segment": None if not segment_id else {"segment_id": segment_id, "members": _out(state["members"]),
-                                                    "non_members": _out(state["others"])},
-            "scanned": state["scanned"], "complete": done, "cursor": None if done else _encode(state)}
+    return {"months": [{"month": m, **g.out()} for m, g in sorted(state.months.items())],
+            "segment": None if not segment_id else {"segment_id": segment_id, "members": state.members.out(),
+                                                    "non_members": state.others.out()},
+            "scanned": state.scanned, "complete": done, "cursor": None if done else _encode(state)}
 
 
-def _encode(state: dict) -> str:
-    return base64.urlsafe_b64encode(zlib.compress(json.dumps(state).encode())).decode().rstrip("=")
+def _encode(state: _State) -> str:
+    return base64.urlsafe_b64encode(zlib.compress(state.model_dump_json().encode())).decode().rstrip("=")
 
 
-def _decode(cursor: str, segment_id: str | None) -> dict:
+def _decode(cursor: str, segment_id: str | None) -> _State:
     try:
-        state = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
-        ok = isinstance(state, dict) and {"of", "key", "months", "members", "others", "scanned"} <= set(state)
+        state = _State.model_validate_json(zlib.decompress(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
     except (binascii.Error, zlib.error, ValueError, TypeError):
-        ok = False
-    key = state.get("key") if ok else None
-    if not ok or not (key is None or (isinstance(key, dict) and set(key) == {"profile_id"})):
-        raise InvalidCohortCursorError("cursor is not one a cohorts request issued")
-    if state["of"] != segment_id:
+        raise InvalidCohortCursorError("cursor is not one a cohorts request issued") from None
+    if state.of != segment_id:
         raise InvalidCohortCursorError("cursor belongs to another request: send the same segment")
     return state
