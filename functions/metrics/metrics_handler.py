@@ -43,11 +43,22 @@ def publish_cloudwatch(sums: dict) -> None:
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> dict:
     records = event.get("Records", [])
-    sums = summed(parse(r["body"]) for r in records)
+    good, failures = [], []
+    for r in records:
+        try:
+            message = parse(r["body"])
+            summed([message])  # a message the sums cannot read fails alone, not with its batch
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.error("unreadable figures message; it goes to the dead-letter queue after its retries",
+                         extra={"message_id": r.get("messageId")})
+            failures.append({"itemIdentifier": r["messageId"]})
+            continue
+        good.append((r["messageId"], message))
+    sums = summed(m for _, m in good)
     # the batch's identity: a retry of the same messages adds only what it had not added
-    token = hashlib.sha256("\n".join(sorted(r["messageId"] for r in records)).encode()).hexdigest()
+    token = hashlib.sha256("\n".join(sorted(i for i, _ in good)).encode()).hexdigest()
     bootstrap.metrics_store().add(sums, token)
-    logger.info("figures added", extra={"messages": len(records), "segment_days": len(sums)})
+    logger.info("figures added", extra={"messages": len(good), "segment_days": len(sums)})
     if os.environ.get("SEGMENT_CLOUDWATCH_METRICS", "false").lower() == "true":
         publish_cloudwatch(sums)
-    return {"batchItemFailures": []}
+    return {"batchItemFailures": failures}

@@ -112,3 +112,23 @@ def test_a_batch_publishes_each_touched_segments_size_entries_and_exits_as_emf(a
     # this stack's figures only: another stack in the account publishes under its own name
     assert by_segment["recent-buyers"]["stack"] == environment["STACK_NAME"]
     assert f'stack=\\"{environment["STACK_NAME"]}\\"' in text
+
+
+def test_an_unreadable_message_fails_alone_and_the_rest_of_its_batch_is_added(aws):
+    """ReportBatchItemFailures (template.yaml): a message the sums cannot read is reported failed
+    (it goes to the dead-letter queue after its retries); the good ones are added at once."""
+    import json
+
+    from segctl.runtime import context_for, load_handler
+
+    event = aws.functions()["MetricsFunction"]
+    assert "ReportBatchItemFailures" in str(event.events)
+    good = {"detail-type": "SegmentEntered", "detail": {"profile_id": "p1", "segment_id": "vip",
+                                                        "at": "2026-11-30T10:00:00Z", "cause": "e1", "version": 2}}
+    records = [{"messageId": "m-good", "receiptHandle": "r1", "body": json.dumps(good)},
+               {"messageId": "m-garbage", "receiptHandle": "r2", "body": "not json"},
+               {"messageId": "m-no-at", "receiptHandle": "r3",
+                "body": json.dumps({"detail-type": "SegmentExited", "detail": {"segment_id": "vip"}})}]
+    answer = load_handler(event)({"Records": records}, context_for(aws, "MetricsFunction"))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-garbage"}, {"itemIdentifier": "m-no-at"}]}
+    assert bootstrap.metrics_store().days("vip", "2026-11-30", "2026-11-30")["2026-11-30"].counts == {"entered": 1}
