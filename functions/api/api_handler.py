@@ -167,8 +167,10 @@ def list_segments(health: Health = True) -> SegmentsOut:
         today = datetime.now(UTC).date()
         start, end = _period(None, today.isoformat())
         store = bootstrap.metrics_store() if load_settings().metrics_table else None
+        experiments = bootstrap.catalog().experiments
+        related = {frozenset((eid, arm)) for eid, spec in experiments.items() for _, arm, _ in spec.arms(eid)}
         found = warnings(segments, synced, queries.overlap(segments)["pairs"], store, start, end,
-                         load_settings().min_segment_size)
+                         load_settings().min_segment_size, related)
     return SegmentsOut.model_validate({"segments": segments, "warnings": found})
 
 

@@ -31,7 +31,7 @@ from conftest import free_port, start_api
 from segctl.demo import http, signed_request
 from segctl.provision import dev_secret_values
 from segctl.signing import demo_keys
-from support import ROOT
+from support import ROOT, catalog_with_an_experiment
 
 pytestmark = pytest.mark.acceptance
 KEYS = demo_keys()  # the server verifies SendGrid and Magento deliveries with these keys' public halves
@@ -57,13 +57,21 @@ def browser_or_skip():
 
 
 @pytest.fixture(scope="module")
-def base_url(signing_keys, tmp_path_factory):
-    yield from start_api(signing_keys, tmp_path_factory,
+def catalog_file(tmp_path_factory) -> Path:
+    """The shipped catalog with an experiment (engaged-test), so the dashboard shows a real one."""
+    path = tmp_path_factory.mktemp("catalog") / "catalog.yaml"
+    path.write_text(catalog_with_an_experiment())
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_url(signing_keys, tmp_path_factory, catalog_file):
+    yield from start_api(signing_keys, tmp_path_factory, extra_env={"CATALOG_FILE": str(catalog_file)},
                          args=("--parameter-overrides", "MetricsBatchingWindow=1", "EspSyncBatchingWindow=1"))
 
 
 @pytest.fixture(scope="module")
-def demo_data(base_url, tmp_path_factory):
+def demo_data(base_url, tmp_path_factory, catalog_file):
     """The demo's data in the runner: `segctl demo`'s history import, then its webhook streams."""
     endpoint = re.search(r"AWS endpoint: (\S+)", start_api.log_path.read_text()).group(1)
     workdir = tmp_path_factory.mktemp("history")
@@ -73,7 +81,8 @@ def demo_data(base_url, tmp_path_factory):
               "from segctl.template import Template; LocalStack(Template('template.yaml'), log_level='WARNING').start(); "
               "sys.exit(import_history(DEMO_HISTORY, datetime.now(UTC), Path(sys.argv[1])))")
     out = subprocess.run([sys.executable, "-c", script, str(workdir)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "AWS_ENDPOINT_URL": endpoint, "SENDGRID_PUBLIC_KEY": KEYS[1],
+                         env={**os.environ, "AWS_ENDPOINT_URL": endpoint, "CATALOG_FILE": str(catalog_file),
+                              "SENDGRID_PUBLIC_KEY": KEYS[1],
                               "MAGENTO_PUBLIC_KEY": KEYS[3]}, timeout=300)  # its start re-provisions the secret
     assert out.returncode == 0, out.stdout + out.stderr
     secrets = {**dev_secret_values({}), "sendgrid": KEYS[1], "magento": KEYS[3],
@@ -147,6 +156,8 @@ def test_chromium_shows_the_segments_their_charts_and_the_heatmap(browser, base_
     heat = page.locator("svg.heatmap g.heat-cell")
     assert heat.count() >= 4 and page.locator("svg.heatmap").bounding_box()["width"] > 100
     assert page.locator("#experiments").is_visible()
+    real = page.locator('div.experiment[data-experiment="engaged-test"]')  # the runner's catalog declares it
+    assert real.count() == 1 and "Collecting" in real.locator("p.verdict").inner_text()
     page.screenshot(path=str(ARTIFACTS / "dashboard-local.png"), full_page=True)
 
     row.locator("a").first.click()
@@ -163,7 +174,7 @@ def test_chromium_shows_the_segments_their_charts_and_the_heatmap(browser, base_
     page.close()
 
 
-#: an experiment and cohorts in the shapes of GET /experiments and GET /cohorts, for a runner without them
+#: an experiment with figures (the runner's own has none yet) and cohorts, in the API's shapes
 FAKE_EXPERIMENTS = {"since": None, "until": None, "experiments": [{
     "id": "recency-vs-lifetime", "name": "Active in 7 days vs lifetime engagement",
     "description": "which definition of engaged opens more", "metric": "open_rate", "split": 50,
@@ -183,7 +194,8 @@ FAKE_COHORTS = {"months": [{"month": "2026-09", "customers": 4, "repeat_rate": 0
 @pytest.fixture
 def deployed_api(base_url):
     """A stand-in for a deployed management API: forwards to the runner, records each request's
-    Authorization, and answers /experiments and /cohorts with the fakes when the runner has none."""
+    Authorization, adds an experiment with figures to the runner's, and answers /cohorts with the
+    fake if the runner has no such route."""
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -194,8 +206,8 @@ def deployed_api(base_url):
             seen.append(self.headers.get("authorization", ""))
             path = self.path.split("?")[0]
             status, body = http("GET", f"{base_url}{self.path}")
-            if path == "/experiments" and (status == 404 or not body.get("experiments")):
-                status, body = 200, FAKE_EXPERIMENTS
+            if path == "/experiments" and status == 200:  # a second one, with figures to draw intervals of
+                body = {**body, "experiments": [*body["experiments"], *FAKE_EXPERIMENTS["experiments"]]}
             if path == "/cohorts" and status == 404:
                 status, body = 200, FAKE_COHORTS
             data = json.dumps(body).encode()
@@ -229,6 +241,7 @@ def test_segctl_dashboard_signs_its_calls_and_chromium_shows_an_experiment_with_
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         console = ConsoleWatch(page)
         page.goto(f"http://127.0.0.1:{port}/dashboard", wait_until="load")
+        assert page.locator('div.experiment[data-experiment="engaged-test"]').count() == 1  # passed through
         experiment = page.locator('div.experiment[data-experiment="recency-vs-lifetime"]')
         text = " ".join(experiment.inner_text().split())
         assert "Difference +5.8 pts (95% interval +0.7 pts to +10.8 pts)" in text and "1360 per arm" in text

@@ -56,3 +56,23 @@ def test_cohorts_from_webhook_orders_through_the_api(aws, api):
     assert body["complete"] is True
     assert api("GET", "/cohorts?segment=no-such").status == 404
     assert api("GET", "/cohorts?cursor=garbage").status == 400
+
+
+def test_an_experiments_union_and_its_arm_get_no_overlap_warning(fakes, fake_api, monkeypatch, tmp_path):
+    """They share their members by construction; two ordinary segments that do are still warned about."""
+    from segmentation.domain.profile import MembershipChange, Profile
+
+    changed = tmp_path / "catalog.yaml"
+    changed.write_text(catalog_with_an_experiment())
+    monkeypatch.setenv("CATALOG_FILE", str(changed))
+    bootstrap.reset()
+    for n, segments in enumerate([("engaged-test", "engaged-test--recent", "recent-buyers", "repeat-buyers")] * 3):
+        pid = f"p{n}"
+        fakes.store.save(Profile(profile_id=pid), [], [
+            MembershipChange(profile_id=pid, segment_id=s, change="entered", at=1_800_000_000, cause="t", version=1)
+            for s in segments])
+    pairs = {frozenset((p["a"], p["b"])): p["jaccard"] for p in fake_api("GET", "/segments/overlap").json()["pairs"]}
+    assert pairs[frozenset(("engaged-test", "engaged-test--recent"))] == 1.0
+    overlaps = [set(w["segments"]) for w in fake_api("GET", "/segments").json()["warnings"] if w["kind"] == "overlap"]
+    assert {"recent-buyers", "repeat-buyers"} in overlaps
+    assert not [w for w in overlaps if w & {"engaged-test", "engaged-test--recent"} == w]

@@ -45,3 +45,9 @@ def test_an_unsubscribe_rate_above_the_accounts_beyond_doubt():
     found = warnings(segs(500, 500, 500), set(), [], store, START, END, 0)
     assert kinds(found) == [("high_unsubscribe", ["s0"])]
     assert "2.00%" in found[0]["message"] and "0.50%" in found[0]["message"]
+
+
+def test_an_experiments_union_and_its_arms_overlap_by_construction_and_are_not_warned_about():
+    pairs = [{"a": "exp", "b": "exp--a", "jaccard": 1.0}, {"a": "x", "b": "y", "jaccard": 0.9}]
+    found = warnings([], set(), pairs, None, START, END, 0, related={frozenset(("exp", "exp--a"))})
+    assert kinds(found) == [("overlap", ["x", "y"])]

@@ -95,11 +95,13 @@ def experiment_report(experiment_id: str, spec: ExperimentSpec, store: MetricsSt
 
 def _verdict(spec: ExperimentSpec, a: dict, b: dict, needed: int | None, p_value: float | None) -> tuple[str, str]:
     have = min(a["trials"], b["trials"])
-    if needed is None or have < needed:
-        more = "an unknown number of" if needed is None else f"{needed - have:,} more"
-        return "collecting", (f"Collecting: each arm needs {needed or '?'} trials to detect a difference of "
-                              f"{spec.min_detectable_effect:.1%}; the smaller arm has {have:,} ({more} to go). "
-                              "No winner before then.")
+    if needed is None:
+        return "collecting", ("Collecting: the first arm has no rate yet, so the trials each arm needs are not "
+                              "known. No winner before then.")
+    if have < needed:
+        return "collecting", (f"Collecting: each arm needs {needed:,} trials to detect a difference of "
+                              f"{spec.min_detectable_effect:.1%}; the smaller arm has {have:,} "
+                              f"({needed - have:,} more to go). No winner before then.")
     if p_value is None or p_value >= spec.alpha:
         return "no difference", (f"No difference of {spec.min_detectable_effect:.1%} or more detected "
                                  f"(p = {'n/a' if p_value is None else f'{p_value:.3f}'}): keep the simpler definition.")

@@ -20,17 +20,18 @@ MAX_JACCARD = 0.8
 
 
 def warnings(segments: list[dict], synced: set[str], pairs: list[dict] | None, store: MetricsStore | None,
-             start: date, end: date, min_size: int) -> list[dict[str, Any]]:
+             start: date, end: date, min_size: int, related: set[frozenset[str]] = frozenset()) -> list[dict[str, Any]]:
     """``segments`` as GET /segments lists them (id, size, family); ``synced``: the segments of the
     destinations file; ``pairs``: the overlap computation's pairs (None: not computed); ``store``:
-    the daily figures, read over ``start``..``end`` for the unsubscribe rates."""
+    the daily figures, read over ``start``..``end`` for the unsubscribe rates; ``related``: pairs
+    that overlap by construction (an experiment's union and its arms), not worth a warning."""
     out: list[dict[str, Any]] = []
     if len(synced) > MAX_SYNCED:
         out.append({"kind": "too_many_synced", "segments": sorted(synced),
                     "message": f"{len(synced)} segments are synced to the ESPs; more than {MAX_SYNCED} is hard to "
                                "act on: merge or drop the ones that overlap or stay small"})
     for p in pairs or []:
-        if p["jaccard"] > MAX_JACCARD:
+        if p["jaccard"] > MAX_JACCARD and frozenset((p["a"], p["b"])) not in related:
             out.append({"kind": "overlap", "segments": [p["a"], p["b"]],
                         "message": f"{p['a']} and {p['b']} share {p['jaccard']:.0%} of their members "
                                    f"(Jaccard index): one of them is probably enough"})
