@@ -208,7 +208,6 @@ def _stream(n: int, span_days: float, seed: int = 7, categories: int = 20, order
 
 
 def _fed(events, evaluator, evaluate_every: int = 0):
-    from segmentation.domain.evaluation import touched_inputs
     from segmentation.domain.profile import Profile
 
     profile = Profile(profile_id="bench")
@@ -217,9 +216,9 @@ def _fed(events, evaluator, evaluate_every: int = 0):
         profile.apply(e, [])
         profile.prune(t, evaluator.retention)
         if evaluate_every and i % evaluate_every == 0:
-            r = evaluator.evaluate(profile, t, touched_inputs(e))
+            r = evaluator.evaluate(profile, t)
             profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, t, e.event_id,
-                                      catalog_version=evaluator.version, unit_due=r.unit_due)
+                                      catalog_version=evaluator.version)
     return profile
 
 
@@ -289,7 +288,7 @@ def profile_size() -> None:
 def oracle_ratio() -> None:
     """Incremental update + evaluation of one event on a 1,000-event history, over the brute-force oracle."""
     import oracle
-    from segmentation.domain.evaluation import default_evaluator, touched_inputs
+    from segmentation.domain.evaluation import default_evaluator
 
     evaluator = default_evaluator()
     events, now = _stream(1001, 60, seed=11)
@@ -302,9 +301,9 @@ def oracle_ratio() -> None:
         t = time.perf_counter()
         profile.apply(last, [])
         profile.prune(now, evaluator.retention)
-        r = evaluator.evaluate(profile, now, touched_inputs(last))
+        r = evaluator.evaluate(profile, now)
         profile.record_evaluation(set(r.segments), r.traits, r.next_due_at, now, last.event_id,
-                                  catalog_version=evaluator.version, unit_due=r.unit_due)
+                                  catalog_version=evaluator.version)
         incremental.append(time.perf_counter() - t)
         t = time.perf_counter()
         expected = oracle.segments(arrivals, now)

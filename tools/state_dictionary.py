@@ -12,7 +12,10 @@ A dictionary is part of the stored format: state written with it can only be rea
 one is kept forever under its own file name, and the store recognises it by the id zlib writes into
 the stream (an Adler-32 of the dictionary). A new version gets a new file; never edit one.
 
-    python tools/state_dictionary.py layers/segmentation/segmentation/infra/state_dictionary_v1.json
+    python tools/state_dictionary.py layers/segmentation/segmentation/infra/state_dictionary_v2.json
+
+v1: the state as stored until the memory of applied events went compact and the id and the
+per-segment due instants left the state; v2: as stored since.
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ def state() -> bytes:
         profile.apply(event, [f"email#{event.identity.email}"])
         result = evaluator.evaluate(profile, at)
         profile.record_evaluation(set(result.segments), result.traits, result.next_due_at, at, event.event_id,
-                                            catalog_version=evaluator.version, unit_due=result.unit_due)
-    return profile.model_dump_json(exclude={"version"}, exclude_none=True).encode()
+                                            catalog_version=evaluator.version)
+    return profile.model_dump_json(exclude={"version", "profile_id"}, exclude_none=True).encode()
 
 
 if __name__ == "__main__":

@@ -398,3 +398,21 @@ def test_a_family_value_is_registered_once_per_execution_environment_and_every_e
 def _same_tables(store: DynamoDBProfileStore) -> dict:
     return {"client": store.client, "profiles_table": store.profiles, "aliases_table": store.aliases,
             "memberships_table": store.memberships, "due_shards": store.due_shards, "history_table": store.history}
+
+
+def test_a_profile_item_keeps_the_person_only_inside_its_compressed_state(aws):
+    """The profile item is its key, version, compressed state and due entry: no email in plain text
+    beside the state (it cost every write ~25 bytes and nothing read it), and the id not again inside."""
+    import boto3
+    from segmentation.infra.profile_store import inflate_state
+
+    store = bootstrap.repository()
+    profile = Profile(profile_id="p-plain", email="ana@example.com", emails=["ana@example.com"],
+                      aliases=["email#ana@example.com"])
+    store.save(profile, ["email#ana@example.com"], evaluated(profile, {"s1"}, due=NOW + DAY))
+    item = boto3.client("dynamodb").get_item(TableName=aws.physical_name("ProfilesTable"),
+                                             Key={"profile_id": {"S": "p-plain"}})["Item"]
+    assert set(item) == {"profile_id", "version", "state", "next_due_at", "due_shard"}
+    state = inflate_state(item["state"]["B"])
+    assert b"ana@example.com" in state and b"p-plain" not in state
+    assert store.get("p-plain").email == "ana@example.com"

@@ -38,7 +38,6 @@ def stored(pid: str, email: str, at: int, due: int) -> Profile:
         email_consent=ConsentRecord(state="subscribed", updated=at, since=at, log=[(at, "subscribed")]),
         first_at={"order_any": at}, last_at={"order_any": at, "activity": at}, first_seen_at=at,
         segments=["recent-buyers"], traits={"order_count": 1}, evaluated_at=at, next_due_at=due,
-        unit_due={"recent-buyers": due},
     )
     bootstrap.repository().save(profile, [f"email#{email}"], [])
     return profile

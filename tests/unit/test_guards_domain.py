@@ -5,8 +5,8 @@ line changed: a segment due at the very second an unrelated event arrives, an ev
 catalog change, a refund undone by a late stale order version, an email open that does not count as
 activity, a merge that loses counts, a signature check that stops at the first matching secret.
 
-Profiles are built and evaluated as the profile service does: ``Profile.apply``, then an evaluation
-limited to what the event touched (``touched_inputs``), then ``record_evaluation``.
+Profiles are built and evaluated as the profile service does: ``Profile.apply``, then a whole
+evaluation, then ``record_evaluation``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from segmentation.domain.profile import Profile, iso
 
 def _public(name: str):
     """A public name of the evaluation engine, wherever it lives (``domain/engine.py`` became the
-    ``domain/evaluation/`` package; ``touched_inputs`` moved there from ``domain/profile.py``)."""
+    ``domain/evaluation/`` package)."""
     for module in ("segmentation.domain.evaluation", "segmentation.domain.engine", "segmentation.domain.profile"):
         try:
             found = getattr(importlib.import_module(module), name, None)
@@ -46,7 +46,6 @@ def _public(name: str):
 
 
 CatalogEvaluator = _public("CatalogEvaluator")
-touched_inputs = _public("touched_inputs")
 EVALUATOR = _public("default_evaluator")()
 
 DAY = 86400
@@ -102,24 +101,24 @@ def email(type_: EventType, message: str, at: int) -> CustomerEvent:
 
 
 def handle(profile: Profile, event: CustomerEvent, now: int, evaluator=EVALUATOR):
-    """What the profile service does with one event: apply, prune, evaluate what it touched, record."""
+    """What the profile service does with one event: apply, prune, evaluate, record."""
     profile.apply(event, aliases=[])
     now = max(now, profile.evaluated_at or 0)
     profile.prune(now, evaluator.retention)
-    result = evaluator.evaluate(profile, now, touched_inputs(event))
+    result = evaluator.evaluate(profile, now)
     changes = profile.record_evaluation(
         set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
-        catalog_version=evaluator.version, unit_due=result.unit_due,
+        catalog_version=evaluator.version,
     )
     return result, changes
 
 
 def sweep(profile: Profile, now: int) -> None:
-    """What the sweep does with a due profile: evaluate at ``now`` (nothing touched), record."""
+    """What the sweep does with a due profile: evaluate at ``now``, record."""
     profile.prune(now, EVALUATOR.retention)
-    result = EVALUATOR.evaluate(profile, now, frozenset())
+    result = EVALUATOR.evaluate(profile, now)
     profile.record_evaluation(set(result.segments), result.traits, result.next_due_at, now, "time",
-                              catalog_version=EVALUATOR.version, unit_due=result.unit_due)
+                              catalog_version=EVALUATOR.version)
 
 
 def full(profile: Profile, now: int):
@@ -183,9 +182,8 @@ def test_the_first_event_after_a_catalog_change_re_evaluates_every_segment_not_j
     assert result.segments == full(profile, T0).segments
 
 
-def test_an_event_under_the_same_catalog_version_may_reuse_untouched_segments():
-    """The counterpart: with the catalog unchanged, the stored membership of an untouched segment
-    that is not due stands (the incremental path the version check must not disable)."""
+def test_an_event_under_the_same_catalog_version_keeps_a_membership_it_does_not_affect():
+    """The counterpart: with the catalog unchanged, a page view leaves a recent buyer a recent buyer."""
     profile = Profile(profile_id="p1")
     handle(profile, order("o1", T0 - 10 * DAY), T0 - HOUR)
     assert RECENT in profile.segments

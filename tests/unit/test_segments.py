@@ -25,7 +25,16 @@ from segmentation.domain.events import (
     Identity,
     OrderProperties,
 )
-from segmentation.domain.profile import RECENT_EVENTS_KEPT, MembershipChange, Profile
+from segmentation.domain.profile import (
+    APPLIED_ID_CHARS,
+    RECENT_EVENTS_KEPT,
+    RECENT_EVENTS_KEPT_S,
+    MembershipChange,
+    MessageRecord,
+    Profile,
+    applied_key,
+    due_entry,
+)
 from segmentation.domain.segments import Evaluation
 
 DAY = 86400
@@ -649,6 +658,82 @@ def test_a_profile_stored_with_whole_event_ids_and_changes_still_recognises_its_
                              "changes": [json.loads(c.model_dump_json()) for c in changes]}]
     stored = Profile.model_validate(old)
     assert stored.applied(event.event_id) == changes
-    new = json.loads(profile.model_dump_json())["recent_events"][0]
-    assert len(new["event_id"]) == 16
+    new = json.loads(profile.model_dump_json())["recent_events"]
+    assert len(new["k"]) == APPLIED_ID_CHARS  # one key: a short hash, end to end with the others
     assert event.event_id not in json.dumps(new)  # neither the id nor the changes repeat it
+
+
+# -- the memory of applied events: by time and by count, stored compact (issue 13) ----------------
+
+
+def test_a_redelivery_within_72_hours_is_recognised_and_the_memory_forgets_after():
+    """A provider retries for at most a day; the profile remembers an applied event for 72 hours
+    (and at most RECENT_EVENTS_KEPT of them), so a quiet customer's every write carries a few ids."""
+    profile = Profile(profile_id="p1")
+    first = order("o1", T0)
+    profile.apply(first, aliases=[])
+    record(profile, T0, cause=first.event_id)
+    for n, at in enumerate((T0 + RECENT_EVENTS_KEPT_S - 1, T0 + RECENT_EVENTS_KEPT_S)):
+        later = order(f"later{n}", at)
+        profile.apply(later, aliases=[])
+        record(profile, at, cause=later.event_id)
+        if at < T0 + RECENT_EVENTS_KEPT_S:
+            assert profile.applied(first.event_id) is not None  # 72 hours less a second: still known
+    assert profile.applied(first.event_id) is None  # 72 hours on: forgotten
+    assert [e.t for e in profile.recent_events] == [T0 + RECENT_EVENTS_KEPT_S - 1, T0 + RECENT_EVENTS_KEPT_S]
+
+
+def test_the_memory_is_stored_compact_and_reads_back_with_its_changes():
+    profile = Profile(profile_id="p1")
+    remembered = {}
+    for n in range(5):
+        event = order(f"o{n}", T0 + n * HOUR, total="500.00")
+        profile.apply(event, aliases=[])
+        remembered[event.event_id] = record(profile, T0 + n * HOUR, cause=event.event_id)
+    profile.recent_events[-1].changes.append(("", "updated", T0 + 4 * HOUR, profile.version + 1, ("email",)))
+    remembered[event.event_id] = profile.applied(event.event_id)
+    stored = json.loads(profile.model_dump_json())["recent_events"]
+    assert set(stored) == {"k", "t", "c"} and len(stored["k"]) == 5 * APPLIED_ID_CHARS
+    again = Profile.model_validate_json(profile.model_dump_json())
+    for event_id, changes in remembered.items():
+        assert again.applied(event_id) == changes
+    assert any(changes for changes in remembered.values())  # entries with changes were exercised
+
+
+def test_a_memory_stored_before_times_were_kept_still_reads_and_goes_by_count():
+    """Entries without a time (stored before) keep the list form and are never forgotten by time."""
+    event = order("o1", T0, total="500.00")
+    profile = profile_of(event)
+    changes = record(profile, T0 + 60, cause=event.event_id)
+    old = json.loads(profile.model_dump_json())
+    old["recent_events"] = [{"event_id": applied_key(event.event_id) + "beef",  # 16 digits, no time
+                             "changes": [list(c) for c in profile.recent_events[0].changes]}]
+    stored = Profile.model_validate(old)
+    later = order("o2", T0 + 10 * DAY)
+    stored.apply(later, aliases=[])
+    record(stored, T0 + 10 * DAY, cause=later.event_id)
+    assert stored.applied(event.event_id) == changes
+    assert isinstance(json.loads(stored.model_dump_json())["recent_events"], list)
+
+
+def test_message_times_are_stored_relative_to_the_delivery_and_old_records_still_read():
+    record_ = MessageRecord(d=T0, o=T0 + 90, c=T0 + 3600, s=0)
+    stored = json.loads(Profile(profile_id="p1", messages={"m": record_}).model_dump_json())["messages"]["m"]
+    assert stored == {"d": T0, "p": 90, "q": 3600, "s": 0}
+    assert MessageRecord.model_validate(stored) == record_
+    assert MessageRecord.model_validate({"d": T0, "o": T0 + 90, "c": T0 + 3600, "s": 0}) == record_  # as before
+    assert MessageRecord.model_validate_json(MessageRecord(d=T0).model_dump_json()) == MessageRecord(d=T0)
+
+
+def test_parked_changes_keep_a_due_entry_that_already_says_at_once():
+    """The sweep found the profile under an entry at or before now: parking its changes leaves the
+    entry there (no index write); the write that clears the outbox moves it once."""
+    profile = Profile(profile_id="p1", evaluated_at=T0, next_due_at=T0 + 7 * DAY)
+    profile.park([MembershipChange(profile_id="p1", segment_id=RECENT, change="exited", at=T0, cause="time",
+                                   version=1)])
+    assert due_entry(profile, T0 - 30) == T0 - 30
+    assert due_entry(profile, T0) == T0
+    assert due_entry(profile, T0 + 1) == T0  # an entry after now would hide the parked changes
+    assert due_entry(profile, None) == T0
+    profile.clear_parked()
+    assert due_entry(profile, T0 - 30) == T0 + 7 * DAY

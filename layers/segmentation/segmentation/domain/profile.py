@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .events import (
     BrowseProperties,
@@ -35,8 +44,13 @@ from .events import (
     scope_key,
 )
 
-#: How many applied event ids (with the membership changes they caused) a profile remembers.
+#: How many applied event ids (with the membership changes they caused) a profile remembers at most.
 RECENT_EVENTS_KEPT = 32
+#: How long a profile remembers an applied event: longer than any redelivery a source or the pipeline
+#: makes on its own (providers retry for at most 24 hours, EventBridge for 24 hours, the profile queue
+#: for minutes), so that a quiet customer's memory holds a few ids, not 32 (docs/architecture.md,
+#: "Delivery guarantees").
+RECENT_EVENTS_KEPT_S = 72 * 3600
 #: Messages are remembered this long after the catalog's email window, so that a late open or
 #: click still finds its message (and is not mistaken for a new delivery).
 EMAIL_GRACE_S = 60 * 86400
@@ -137,6 +151,29 @@ class MessageRecord(BaseModel):
     c: int | None = None
     s: int | None = None  # index into Profile.segment_sets
 
+    # Stored with the open and the click as seconds after the delivery ("p", "q"): a few digits
+    # instead of a whole time each. Records stored before hold them whole ("o", "c"); both read.
+    @model_serializer(mode="wrap", when_used="json")
+    def _relative(self, handler: Any) -> dict:
+        out = {"d": self.d}
+        if self.o is not None:
+            out["p"] = self.o - self.d
+        if self.c is not None:
+            out["q"] = self.c - self.d
+        if self.s is not None:
+            out["s"] = self.s
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ("p" in value or "q" in value):
+            value = dict(value)
+            for rel, field in (("p", "o"), ("q", "c")):
+                if rel in value:
+                    value[field] = value["d"] + value.pop(rel)
+        return value
+
 
 
 @dataclass(frozen=True)
@@ -236,10 +273,11 @@ class MembershipChange(BaseModel):
         }
 
 
-#: How much of an event id's SHA-256 a profile keeps to recognise a redelivery: 16 hex digits (64
-#: bits, whatever the id looks like) tell apart the last RECENT_EVENTS_KEPT events of one profile
-#: with a collision chance near 1e-18, at half the bytes of a whole id in every write of the profile.
-APPLIED_ID_CHARS = 16
+#: How much of an event id's SHA-256 a profile keeps to recognise a redelivery: 12 hex digits (48
+#: bits, whatever the id looks like). A new event is mistaken for one of the at most
+#: RECENT_EVENTS_KEPT remembered with a chance of 32 in 2**48 (about 1e-13): about once in ten
+#: thousand billion events. Profiles stored before kept 16 digits; their first 12 match.
+APPLIED_ID_CHARS = 12
 
 
 def applied_key(event_id: str) -> str:
@@ -256,6 +294,8 @@ class AppliedEvent(BaseModel):
 
     event_id: str
     changes: list[StoredChange] = Field(default_factory=list)
+    #: when it was applied (None: stored before this was kept; such entries go by count only)
+    t: int | None = None
 
     @field_validator("changes", mode="before")
     @classmethod
@@ -266,17 +306,48 @@ class AppliedEvent(BaseModel):
         return value
 
     @classmethod
-    def of(cls, event_id: str, changes: list[MembershipChange]) -> AppliedEvent:
-        return cls(event_id=applied_key(event_id),
+    def of(cls, event_id: str, changes: list[MembershipChange], at: int | None = None) -> AppliedEvent:
+        return cls(event_id=applied_key(event_id), t=at,
                    changes=[(c.segment_id, c.change, c.at, c.version, tuple(c.fields)) for c in changes])
 
     def matches(self, event_id: str, key: str | None = None) -> bool:
-        return self.event_id == (key or applied_key(event_id)) or self.event_id == event_id
+        return self.event_id[:APPLIED_ID_CHARS] == (key or applied_key(event_id)) or self.event_id == event_id
 
     def membership_changes(self, profile_id: str, cause: str) -> list[MembershipChange]:
         return [MembershipChange(profile_id=profile_id, segment_id=segment_id, change=change, at=at, cause=cause,
                                  version=version, fields=fields)
                 for segment_id, change, at, version, fields in self.changes]
+
+
+def compact_memory(events: list[AppliedEvent]) -> Any:
+    """The memory of applied events as it is stored: ``{"k": the keys end to end, "t": the times applied
+    as differences, "c": {position: [version, [[segment, change, fields?]...]]}}`` (a change's time is
+    the time its event was applied). About half the bytes of a list of entries in the compressed state.
+    Entries stored before times were kept (or whole ids) keep the list form, which still reads."""
+    if any(e.t is None or len(e.event_id) != APPLIED_ID_CHARS
+           or any(c[2] != e.t or c[3] != e.changes[0][3] for c in e.changes) for e in events):
+        return [e.model_dump(mode="json", exclude_none=True) for e in events]
+    times, previous = [], 0
+    for e in events:
+        times.append(e.t - previous)  # type: ignore[operator]  # (checked above)
+        previous = e.t  # type: ignore[assignment]
+    out: dict[str, Any] = {"k": "".join(e.event_id for e in events), "t": times}
+    changes = {str(i): [e.changes[0][3], [[c[0], c[1], *([list(c[4])] if c[4] else [])] for c in e.changes]]
+               for i, e in enumerate(events) if e.changes}
+    if changes:
+        out["c"] = changes
+    return out
+
+
+def expand_memory(stored: dict) -> list[AppliedEvent]:
+    """:func:`compact_memory`'s form back to the entries."""
+    keys, changes, out, t = stored["k"], stored.get("c", {}), [], 0
+    for i, delta in enumerate(stored["t"]):
+        t += delta
+        version, kept = changes.get(str(i), (0, []))
+        out.append(AppliedEvent(event_id=keys[i * APPLIED_ID_CHARS:(i + 1) * APPLIED_ID_CHARS], t=t,
+                                changes=[(c[0], c[1], t, version, tuple(c[2]) if len(c) > 2 else ()) for c in kept]))
+    return out
 
 
 class Profile(BaseModel):
@@ -327,11 +398,18 @@ class Profile(BaseModel):
     segments: list[str] = Field(default_factory=list)
     traits: dict = Field(default_factory=dict)
     next_due_at: int | None = None
-    #: per segment (or family value) the first instant its membership changes, if ever
-    unit_due: dict[str, int] = Field(default_factory=dict)
     #: membership changes stored but not yet published (the bus failed); sent on the next touch
     outbox: list[MembershipChange] = Field(default_factory=list)
     recent_events: list[AppliedEvent] = Field(default_factory=list)
+
+    @field_serializer("recent_events", when_used="json")
+    def _compact_memory(self, events: list[AppliedEvent]) -> Any:
+        return compact_memory(events)
+
+    @field_validator("recent_events", mode="before")
+    @classmethod
+    def _expand_memory(cls, value: Any) -> Any:
+        return expand_memory(value) if isinstance(value, dict) else value
 
     # -- applying events -------------------------------------------------------------
     def applied(self, event_id: str) -> list[MembershipChange] | None:
@@ -617,7 +695,7 @@ class Profile(BaseModel):
     # -- recording an evaluation --------------------------------------------------------
     def record_evaluation(
         self, segments: set[str], traits: dict, next_due_at: int | None, at: int, cause: str,
-        catalog_version: str | None = None, unit_due: dict[str, int] | None = None,
+        catalog_version: str | None = None,
         watch: frozenset[str] = frozenset(), email_before: str | None = None,
     ) -> list[MembershipChange]:
         """Store an evaluation's result and return the membership changes it makes.
@@ -645,15 +723,20 @@ class Profile(BaseModel):
         self.segments = sorted(segments)
         self.traits = traits
         self.next_due_at = next_due_at
-        if unit_due is not None:
-            self.unit_due = unit_due
         self.evaluated_at = at
         if catalog_version is not None:
             self.catalog_version = catalog_version
         if cause != "time":
-            self.recent_events.append(AppliedEvent.of(cause, changes))
-            del self.recent_events[:-RECENT_EVENTS_KEPT]
+            self.remember(AppliedEvent.of(cause, changes, at), now=at)
         return changes
+
+    def remember(self, *applied: AppliedEvent, now: int | None = None) -> None:
+        """Add ``applied`` to the memory of applied events, and forget those applied more than
+        RECENT_EVENTS_KEPT_S before ``now`` and all but the last RECENT_EVENTS_KEPT."""
+        kept = [*self.recent_events, *applied]
+        if now is not None:
+            kept = [e for e in kept if e.t is None or e.t > now - RECENT_EVENTS_KEPT_S]
+        self.recent_events = kept[-RECENT_EVENTS_KEPT:]
 
     # -- the outbox ---------------------------------------------------------------------
     def park(self, changes: list[MembershipChange]) -> None:
@@ -675,10 +758,16 @@ def due_entry(profile: Profile, indexed: int | None) -> int | None:
     indexed that is still ahead of this evaluation and not later than the due instant stays where
     it is (``indexed``): the sweep then finds the profile a little early, sees it is not due yet,
     and moves the entry once (:meth:`ProfileStore.move_due`). An entry is never later than the due
-    instant, so time-based changes still happen at their exact boundary."""
+    instant, so time-based changes still happen at their exact boundary.
+
+    Parked changes make the profile due at once: an entry at or before this evaluation already says
+    so (the sweep found the profile under it), so it stays too, and the write that clears the outbox
+    moves it once, straight to the due instant."""
     due = profile.next_due_at
     if profile.outbox:
         at = profile.evaluated_at or 0
+        if indexed is not None and indexed <= at:
+            return indexed
         due = min(due if due is not None else at, at)
     if due is None:
         return None

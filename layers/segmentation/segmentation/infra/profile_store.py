@@ -3,10 +3,9 @@
 
 Layout (one table each, names from template.yaml through the environment):
 
-* profiles     ``profile_id`` -> ``version`` (N), ``state`` (B, the profile as zlib-compressed JSON),
-  ``email`` (S), and when anything is due: ``next_due_at`` (N) + ``due_shard`` (S), the keys of
-  the sparse ``DueIndex`` (which projects ``state`` and ``version``, so the sweep reads each due
-  profile once)
+* profiles     ``profile_id`` -> ``version`` (N), ``state`` (B, the profile as zlib-compressed JSON
+  without its id), and when anything is due: ``next_due_at`` (N) + ``due_shard`` (S), the keys of
+  the sparse, keys-only ``DueIndex``
 * aliases      ``alias`` (e.g. ``email#ana@example.com``) -> ``profile_id``
 * memberships  ``segment_id`` + ``profile_id`` -> ``entered_at``, ``version``; and the segment's
   size as counters sharded over ``#size#<segment_id>`` + ``<shard>`` so that no single item
@@ -62,7 +61,7 @@ def _shard(profile_id: str) -> str:
 
 #: Preset dictionaries the state is compressed with, by the id zlib writes into the stream (Adler-32
 #: of the dictionary). Each is a stored format: kept forever, never edited (tools/state_dictionary.py).
-_DICTIONARY_FILES = ("state_dictionary_v1.json",)
+_DICTIONARY_FILES = ("state_dictionary_v1.json", "state_dictionary_v2.json")
 _dictionaries: dict[int, bytes] = {}
 
 
@@ -84,7 +83,8 @@ def encode_state(profile: Profile) -> bytes:
     and structure every profile repeats: about a quarter smaller than plain zlib, which is what
     keeps most profile writes under the next kilobyte of write units (docs/architecture.md, "Cost")."""
     out = zlib.compressobj(6, zdict=_dictionary())
-    return out.compress(profile.model_dump_json(exclude={"version"}, exclude_none=True).encode()) + out.flush()
+    # the id is the item's key: not again in the state
+    return out.compress(profile.model_dump_json(exclude={"version", "profile_id"}, exclude_none=True).encode()) + out.flush()
 
 
 def inflate_state(data: bytes) -> bytes:
@@ -95,8 +95,13 @@ def inflate_state(data: bytes) -> bytes:
     return zlib.decompress(data)
 
 
-def decode_state(data: bytes) -> Profile:
-    return Profile.model_validate_json(inflate_state(data))
+def decode_state(data: bytes, profile_id: str) -> Profile:
+    """The stored state of the profile ``profile_id`` (the item's key; states written before kept it
+    inside too)."""
+    raw = inflate_state(data)
+    if not raw.startswith(b'{"profile_id":'):
+        raw = b'{"profile_id":' + json.dumps(profile_id).encode() + (b"," + raw[1:] if raw != b"{}" else b"}")
+    return Profile.model_validate_json(raw)
 
 
 class DynamoDBProfileStore:
@@ -163,7 +168,7 @@ class DynamoDBProfileStore:
 
     @staticmethod
     def _from_item(item: dict) -> Profile:
-        profile = decode_state(item["state"]["B"])
+        profile = decode_state(item["state"]["B"], item["profile_id"]["S"])
         profile.version = int(item["version"]["N"])
         profile._indexed_due = int(item["next_due_at"]["N"]) if "next_due_at" in item else None
         return profile
@@ -180,8 +185,6 @@ class DynamoDBProfileStore:
             "version": {"N": str(profile.version + 1)},
             "state": {"B": encode_state(profile)},
         }
-        if profile.email:
-            item["email"] = {"S": profile.email}
         due = due_entry(profile, profile._indexed_due)  # parked changes: at once; a later due may keep the entry
         if due is not None:
             # Only due profiles are in DueIndex (sparse), spread over shards.

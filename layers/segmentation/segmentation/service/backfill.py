@@ -83,7 +83,7 @@ class Backfill:
             for profile in profiles:
                 changes = reevaluate(
                     profile, self.clock(), repository=self.repository, evaluator=self.evaluator,
-                    publisher=self.publisher, cause="catalog", touched=None,
+                    publisher=self.publisher, cause="catalog",
                     still_needed=lambda p: p.catalog_version != version,
                 )
                 progress.updated += changes is not None

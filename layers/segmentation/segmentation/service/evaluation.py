@@ -71,7 +71,6 @@ def reevaluate(
     evaluator: SegmentEvaluator,
     publisher: ChangePublisher,
     cause: str,
-    touched: frozenset[str] | None,
     still_needed: Callable[[Profile], bool],
 ) -> list[MembershipChange] | None:
     """Evaluate ``profile`` at ``max(now, its last evaluation)``, write it, publish its changes.
@@ -88,10 +87,10 @@ def reevaluate(
         flush_outbox(current, publisher)
         at = max(now, current.evaluated_at or 0)
         current.prune(at, evaluator.retention)
-        result = evaluator.evaluate(current, at, touched)
+        result = evaluator.evaluate(current, at)
         changes = current.record_evaluation(
             set(result.segments), result.traits, result.next_due_at, at, cause,
-            catalog_version=evaluator.version, unit_due=result.unit_due,
+            catalog_version=evaluator.version,
             watch=getattr(evaluator, "watch", frozenset()),
         )
         current.park(changes)  # write-ahead: see the module docstring

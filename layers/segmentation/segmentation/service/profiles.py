@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from aws_lambda_powertools import Logger
 
 from ..domain import identity
-from ..domain.evaluation import touched_inputs
 from ..domain.events import CustomerEvent, CustomerProperties, EventType, is_strong
 from ..domain.profile import PREVIOUS_EMAIL, MembershipChange, MetricFact, Profile, epoch, iso
 from ..domain.segments import SegmentEvaluator
@@ -110,11 +109,10 @@ class ProfileService:
             profile.apply(event, new_aliases, self.evaluator.retention.attribution)
             now = max(self.clock(), profile.evaluated_at or 0)
             profile.prune(now, self.evaluator.retention)
-            touched = None if absorbed else touched_inputs(event)
-            result = self.evaluator.evaluate(profile, now, touched)
+            result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=event.event_id,
-                catalog_version=self.evaluator.version, unit_due=result.unit_due,
+                catalog_version=self.evaluator.version,
                 watch=getattr(self.evaluator, "watch", frozenset()), email_before=email_before,
             )
             ended = [c for o in absorbed for c in _exits(o, now, event.event_id)]
@@ -199,7 +197,7 @@ class ProfileService:
             result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=cause,
-                catalog_version=self.evaluator.version, unit_due=result.unit_due,
+                catalog_version=self.evaluator.version,
                 watch=getattr(self.evaluator, "watch", frozenset()), email_before=email_before,
             )
             ended = [c for o in absorbed for c in _exits(o, now, cause)]
@@ -306,7 +304,7 @@ class ProfileService:
             result = self.evaluator.evaluate(profile, now)
             changes = profile.record_evaluation(
                 set(result.segments), result.traits, result.next_due_at, now, cause=cause,
-                catalog_version=self.evaluator.version, unit_due=result.unit_due,
+                catalog_version=self.evaluator.version,
                 watch=getattr(self.evaluator, "watch", frozenset()), email_before=email_before,
             )
             self.repository.save(profile, [], changes, removed_aliases=gone)

@@ -71,7 +71,7 @@ class Sweep:
                         continue
                     changes = reevaluate(
                         profile, now, repository=self.repository, evaluator=self.evaluator, publisher=self.publisher,
-                        cause="time", touched=frozenset(),
+                        cause="time",
                         # An event may have re-evaluated it since the index was read. A profile with
                         # parked changes is due at once, to publish them.
                         still_needed=lambda p: bool(p.outbox) or (p.next_due_at is not None and p.next_due_at <= now),

@@ -8,11 +8,11 @@
 """
 
 from .conditions import EVALUATORS, ConditionEvaluator, Context, Read, compile_condition, reads
-from .evaluator import MAX_STEPS, SUPPRESSED, CatalogEvaluator, default_evaluator, touched_inputs
+from .evaluator import MAX_STEPS, SUPPRESSED, CatalogEvaluator, default_evaluator
 from .signals import Series, Signals
 from .traits import TRAITS
 
 __all__ = [
     "EVALUATORS", "MAX_STEPS", "SUPPRESSED", "TRAITS", "CatalogEvaluator", "ConditionEvaluator", "Context", "Read",
-    "Series", "Signals", "compile_condition", "default_evaluator", "reads", "touched_inputs",
+    "Series", "Signals", "compile_condition", "default_evaluator", "reads",
 ]

@@ -1,9 +1,9 @@
 """Evaluation of a catalog: a pure function of (profile, catalog, now).
 
 :meth:`CatalogEvaluator.evaluate` walks the instants at which a condition *may* change, in order,
-and returns the first one at which some membership really changes: ``next_due_at``. What each
-segment reads (:attr:`CatalogEvaluator.inputs`) lets an event re-evaluate only the segments it can
-affect (:func:`touched_inputs`).
+and returns the first one at which some membership really changes: ``next_due_at``. Every
+evaluation is a whole one: the per-segment due instants it finds are not stored with the profile,
+because a byte in every write costs more than the CPU to find them again (docs/architecture.md, "Cost").
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..catalog import Catalog, SegmentSpec, load_catalog
-from ..events import CustomerEvent, EventType
-from ..profile import ACTIVITY_SIGNALS, BROWSE_SIGNALS, SUPPRESSING, Profile, Retention
+from ..profile import Profile, Retention
 from ..segments import Evaluation, SegmentDefinition
-from .conditions import Context, compile_condition, reads
+from .conditions import Context, compile_condition
 from .signals import Signals
 from .traits import compile_traits, compute_traits
 
@@ -24,24 +23,6 @@ MAX_STEPS = 2000
 SUPPRESSED = "suppressed"
 
 Unit = tuple[str, str | None]
-
-
-def touched_inputs(event: CustomerEvent) -> frozenset[str]:
-    """The inputs of segment evaluation (signals, ``consent``, ``attributes``) an event can change."""
-    t = event.type
-    if t in (EventType.ORDER, EventType.REFUND):
-        out = {"order_placed", "order_item", "activity"}
-    elif t == EventType.CHECKOUT:
-        out = {"checkout_started", "activity"}
-    elif t == EventType.CUSTOMER:
-        out = {"consent", "attributes"}
-    elif t in BROWSE_SIGNALS:
-        out = {BROWSE_SIGNALS[t]} | ({"activity"} if BROWSE_SIGNALS[t] in ACTIVITY_SIGNALS else set())
-    elif t in SUPPRESSING:
-        out = {"consent"}
-    else:  # email delivered / opened / clicked: one message record holds all three
-        out = {"email_delivered", "email_opened", "email_clicked", "activity"}
-    return frozenset(out | {"any"})
 
 
 class CatalogEvaluator:
@@ -57,20 +38,6 @@ class CatalogEvaluator:
         self.nodes = {sid: compile_condition(seg.when) for sid, seg in catalog.segments.items()}
         self._traits = compile_traits(catalog.traits)
         self._suppression = SUPPRESSED in catalog.segments
-        self.inputs = {sid: self._inputs(sid) for sid in catalog.segments}
-
-    def _inputs(self, segment_id: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
-        """Everything a segment's membership reads: signals, consent, attributes (transitively)."""
-        spec = self._spec(segment_id)
-        out: set[str] = set(spec.family.signal) if spec.family else set()
-        for read in reads(spec.when):
-            if read.segment is None:
-                out.add(read.input)
-            elif read.segment not in seen:
-                out |= self._inputs(read.segment, seen | {segment_id})
-        if spec.sync and self._suppression and segment_id != SUPPRESSED and SUPPRESSED not in seen:
-            out |= self._inputs(SUPPRESSED, seen | {segment_id})
-        return frozenset(out)
 
     def definitions(self) -> list[SegmentDefinition]:
         return [
@@ -130,35 +97,17 @@ class CatalogEvaluator:
             t = candidate
         return t  # conservative: evaluated again there
 
-    def evaluate(self, profile: Profile, now: int, touched: frozenset[str] | None = None) -> Evaluation:
-        """Memberships, traits and next_due_at at ``now``.
-
-        With ``touched`` (the inputs the latest event changed), segments that read none of them and
-        are not due keep their stored membership and due instant: only the rest is evaluated.
-        """
+    def evaluate(self, profile: Profile, now: int) -> Evaluation:
+        """Memberships, traits and next_due_at at ``now``: every segment, every family value."""
         ctx = self._context(profile, now)
-        reuse = touched is not None and profile.catalog_version == self.version and profile.evaluated_at is not None
-        stored = set(profile.segments)
         member: dict[str, bool] = {}
         due_at: dict[str, int] = {}
-        for sid in self.catalog.order:
-            spec = self._spec(sid)
-            if reuse and touched is not None and not (self.inputs[sid] & touched):
-                prefix = f"{sid}:"
-                keys = [sid] if spec.family is None else [k for k in set(profile.unit_due) | stored if k.startswith(prefix)]
-                if all(profile.unit_due.get(k, now + 1) > now for k in keys):
-                    for k in keys:
-                        member[k] = k in stored
-                        if k in profile.unit_due:
-                            due_at[k] = profile.unit_due[k]
-                    continue
-            units = [(sid, None)] if spec.family is None else [(sid, v) for v in self.family_values(ctx, sid, now)]
-            for u in units:
-                key = sid if u[1] is None else f"{sid}:{u[1]}"
-                member[key] = self.member(ctx, sid, u[1], now)
-                first = self._first_change(ctx, u, now, member[key])
-                if first is not None:
-                    due_at[key] = first
+        for sid, fam in self.units(ctx, now):
+            key = sid if fam is None else f"{sid}:{fam}"
+            member[key] = self.member(ctx, sid, fam, now)
+            first = self._first_change(ctx, (sid, fam), now, member[key])
+            if first is not None:
+                due_at[key] = first
         segments = frozenset(k for k, m in member.items() if m)
         return Evaluation(at=now, segments=segments, traits=self.traits(ctx, now),
                           next_due_at=min(due_at.values(), default=None), unit_due=due_at)
