@@ -262,7 +262,7 @@ def preview_throughput() -> None:
         blob = encode_state(_fed(events, current))
         t = time.perf_counter()
         for _ in range(10):
-            p = decode_state(blob)
+            p = decode_state(blob, "bench")
             edited.segment_members(p, now, "at-risk")
             current.segment_members(p, now, "at-risk")
         samples.append((time.perf_counter() - t) / 10)
@@ -656,16 +656,18 @@ def cost_model(wcu: float, rru: float, changes: float, profile_cpu_s: float,
     (the bench's measured write and read units): one HTTP API request; a WebhookFunction invocation
     (512 MB, ~45 ms: verify, normalise, one PutEvents); one CustomerEvent on the bus and ``changes`` membership events;
     SQS: the bus's send, then receive and delete in batches of 10 (ProfileQueue) for the event and
-    of ~100 for the changes (EspSyncQueue); a tenth of a ProfileFunction invocation per event (batches
-    of 10) lasting its own CPU plus ~3 DynamoDB round trips of 8 ms; ~1.5 KB of logs."""
+    of ~100 for the changes (EspSyncQueue), and for the changes and ``metric_events`` again into
+    MetricsQueue (batches of ~100, as MetricsFunction's invocations); a tenth of a ProfileFunction
+    invocation per event (batches of 10) lasting its own CPU plus ~3 DynamoDB round trips of 8 ms;
+    ~1.5 KB of logs. (MetricsFunction's DynamoDB writes are ``metrics_wcu_per_event``, apart.)"""
     gb = 512 / 1024
     webhook_s, profile_s = 0.045, profile_cpu_s + 3 * 0.008
     per_event = {
         "dynamodb": (wcu * PRICES["dynamodb_write_unit"] + rru * PRICES["dynamodb_read_unit"]),
-        "lambda": (1 + 0.1 + changes / 100) * PRICES["lambda_request"]
+        "lambda": (1 + 0.1 + changes / 100 + (changes + metric_events) / 100) * PRICES["lambda_request"]
                   + (webhook_s + profile_s) * gb * PRICES["lambda_arm_gb_second"],
         "eventbridge": (1 + changes + metric_events) * PRICES["eventbridge_event"],
-        "sqs": (1 + 0.2 + changes * 1.02) * PRICES["sqs_request"],
+        "sqs": (1 + 0.2 + changes * 1.02 + (changes + metric_events) * 1.02) * PRICES["sqs_request"],
         "http_api": PRICES["http_api_request"],
         "logs": 1.5 / (1024 * 1024) * 1e6 * PRICES["logs_gb"],
     }

@@ -96,3 +96,6 @@ def test_the_cost_model_prices_each_service_from_the_dated_list_prices():
     assert usd["eventbridge"] == pytest.approx(1.0) and usd["http_api"] == pytest.approx(1.0)
     more = bench.cost_model(wcu=4.0, rru=2.0, changes=1.0, profile_cpu_s=0.001)
     assert more["eventbridge"] == pytest.approx(2.0)  # each membership change is one more event on the bus
+    figures = bench.cost_model(wcu=4.0, rru=2.0, changes=0.0, profile_cpu_s=0.001, metric_events=1.0)
+    assert figures["eventbridge"] == pytest.approx(2.0)  # a SegmentMetrics event on the bus
+    assert figures["sqs"] == pytest.approx(usd["sqs"] + 1.02 * 0.40)  # ...sent into MetricsQueue, read in batches

@@ -737,3 +737,18 @@ def test_parked_changes_keep_a_due_entry_that_already_says_at_once():
     assert due_entry(profile, None) == T0
     profile.clear_parked()
     assert due_entry(profile, T0 - 30) == T0 + 7 * DAY
+
+
+def test_an_early_due_entry_stays_only_if_the_profile_is_likely_written_again_before_it_falls_due():
+    """Leaving an entry early saves index moves on a busy profile; on a quiet one the sweep would have
+    to move it anyway, at the price of a whole item write: it moves with this write instead."""
+    from segmentation.domain.profile import AppliedEvent
+
+    profile = Profile(profile_id="p1", evaluated_at=T0, next_due_at=T0 + 7 * DAY)
+    profile.recent_events = [AppliedEvent(event_id="a" * APPLIED_ID_CHARS, t=T0)]  # one event in 72 hours
+    assert due_entry(profile, T0 + 2 * DAY) == T0 + 7 * DAY  # 2/3 of an event expected by then: moved
+    assert due_entry(profile, T0 + 3 * DAY) == T0 + 3 * DAY  # one expected: left where it is
+    profile.recent_events += [AppliedEvent(event_id=f"{n:0{APPLIED_ID_CHARS}x}", t=T0 - n * HOUR) for n in (1, 2)]
+    assert due_entry(profile, T0 + 2 * DAY) == T0 + 2 * DAY  # three in 72 hours: two expected, left
+    profile.recent_events = [AppliedEvent(event_id="a" * APPLIED_ID_CHARS, t=T0 - RECENT_EVENTS_KEPT_S)]
+    assert due_entry(profile, T0 + 6 * DAY) == T0 + 7 * DAY  # nothing within 72 hours: nothing expected

@@ -760,17 +760,29 @@ def due_entry(profile: Profile, indexed: int | None) -> int | None:
     and moves the entry once (:meth:`ProfileStore.move_due`). An entry is never later than the due
     instant, so time-based changes still happen at their exact boundary.
 
+    Leaving it pays only if the profile is written again before the entry falls due (the sweep's
+    move costs a write of the whole item besides the index entry): it stays when the profile's
+    events of the last RECENT_EVENTS_KEPT_S (its memory of applied events) make at least one more
+    event expected by then, and moves now otherwise.
+
     Parked changes make the profile due at once: an entry at or before this evaluation already says
     so (the sweep found the profile under it), so it stays too, and the write that clears the outbox
     moves it once, straight to the due instant."""
     due = profile.next_due_at
+    at = profile.evaluated_at or 0
     if profile.outbox:
-        at = profile.evaluated_at or 0
         if indexed is not None and indexed <= at:
             return indexed
         due = min(due if due is not None else at, at)
     if due is None:
         return None
-    if indexed is not None and (profile.evaluated_at or 0) < indexed <= due:
+    if indexed is not None and at < indexed <= due and _expected_events(profile, at, indexed) >= 1:
         return indexed
     return due
+
+
+def _expected_events(profile: Profile, now: int, until: int) -> float:
+    """How many events ``profile`` may be expected to get from ``now`` to ``until``, at the rate of its
+    last RECENT_EVENTS_KEPT_S."""
+    recent = sum(1 for e in profile.recent_events if e.t is not None and e.t > now - RECENT_EVENTS_KEPT_S)
+    return (until - now) * recent / RECENT_EVENTS_KEPT_S
