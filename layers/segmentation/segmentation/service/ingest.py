@@ -33,8 +33,8 @@ from .ports import CustomerEventPublisher, DeliveryLog, ShopStore, WebhookSecret
 
 logger = Logger(child=True)
 
-#: how long an accepted delivery is remembered for the "duplicate" answer (providers retry for up to
-#: 48 hours: Shopify 19 times over 48 h; the others sooner)
+#: how long an accepted delivery is remembered for the "duplicate" answer (providers retry for a day
+#: at most: Shopify 4 hours, SendGrid and Adobe 24; docs/webhooks.md)
 DELIVERY_MEMORY_S = 72 * 3600
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
