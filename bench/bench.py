@@ -6,6 +6,7 @@ reference measured in the same run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import subprocess
@@ -518,12 +519,16 @@ def ddb_cost() -> None:
     the real profile path and an hourly sweep, on moto with template.yaml's tables, billed by
     DynamoDB's rules on the real item sizes (bench/cost.py). The webhook path keeps no dedupe table (a
     redelivery is recognised by the profile path), so it writes nothing for these events; its only
-    DynamoDB calls are Shopify catalog facts (products, carts), which these events do not need."""
+    DynamoDB calls are Shopify catalog facts (products, carts), which these events do not need.
+
+    The figures are the defaults'. One more line, apart: what WebhookDuplicateAnswer=on would add,
+    measured by putting each event's delivery through the real DeliveryLog on its own meter."""
     import boto3
     from cost import WriteMeter
     from moto import mock_aws
     from segctl.provision import create_tables
     from segmentation.domain.evaluation import default_evaluator
+    from segmentation.infra.delivery_log import DynamoDBDeliveryLog
     from segmentation.infra.profile_store import DynamoDBProfileStore
     from segmentation.service.profiles import ProfileService
     from segmentation.service.sweep import Sweep
@@ -571,6 +576,17 @@ def ddb_cost() -> None:
             aws_before, started = meter.aws_seconds, time.perf_counter()
             service.apply(e)
             own_cpu += (time.perf_counter() - started) - (meter.aws_seconds - aws_before)
+        # WebhookDuplicateAnswer=on (off by default, so not in the figures above): one conditional put
+        # per accepted webhook, here one per event, through its own metered client
+        on = Template(TEMPLATE.path, parameters={"WebhookDuplicateAnswer": "on"})
+        create_tables(on, raw)
+        deliveries_client = boto3.client("dynamodb")
+        deliveries_meter = WriteMeter(deliveries_client, raw)
+        deliveries = DynamoDBDeliveryLog(deliveries_client, on.physical_name("DeliveriesTable"))
+        for e in events:
+            t = int(e.occurred_at.timestamp())
+            delivery = hashlib.sha256(f"bench#{e.shop}#{e.type}#{e.event_id}".encode()).hexdigest()
+            assert deliveries.remember(delivery, t, t + 72 * 3600)
     n = len(events)
     report("cost_mix_events", n, "events")
     report("cost_mix_customers", COST_CUSTOMERS, "customers")
@@ -578,6 +594,7 @@ def ddb_cost() -> None:
         report(f"ddb_wcu_per_event_{phase}", meter.wcu[phase] / n, "WCU")
     report("ddb_wcu_per_event_all_in", sum(meter.wcu.values()) / n, "WCU")
     report("ddb_requests_per_webhook", meter.requests["webhook"] / n, "requests")
+    report("ddb_wcu_per_webhook_duplicate_answer", deliveries_meter.wcu["event"] / n, "WCU")
     report("ddb_requests_per_event_profile_path", meter.requests["event"] / n, "requests")
     report("sweep_evaluations_per_event", evaluations / n, "evaluations")
     report("sweep_wasted_evaluations_share", (wasted / evaluations) if evaluations else 0.0, "ratio")

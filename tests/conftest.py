@@ -56,7 +56,14 @@ def _function_environment(template: Template, monkeypatch) -> None:
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def template_parameters() -> dict[str, str]:
+    """Template parameter values the ``aws`` fixture deploys with (none: the defaults); a test module
+    or a parametrized test overrides this fixture (``{"WebhookDuplicateAnswer": "on"}``)."""
+    return {}
+
+
+@pytest.fixture
+def aws(monkeypatch, template_parameters):
     """An in-process moto AWS holding everything template.yaml declares, with the functions' env set.
 
     Yields the Template, whose names resolve to the resources created.
@@ -65,7 +72,7 @@ def aws(monkeypatch):
 
     _test_account(monkeypatch)
     with mock_aws():
-        template = Template(TEMPLATE)
+        template = Template(TEMPLATE, parameters=template_parameters)
         provision(template, boto3.session.Session(region_name="us-east-1"), dev_secret_values({}))
         template.parameters["LogLevel"] = "WARNING"
         _function_environment(template, monkeypatch)

@@ -359,6 +359,25 @@ class InMemoryShopStore:
         return deleted
 
 
+class InMemoryDeliveryLog:
+    """The DeliveryLog port in memory: delivery -> expires. ``requests`` counts the calls (the real one
+    makes one DynamoDB request each); ``fault``, when set, is raised instead (a throttled put)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, int] = {}
+        self.requests = 0
+        self.fault: Exception | None = None
+
+    def remember(self, delivery: str, now: int, expires: int) -> bool:
+        self.requests += 1
+        if self.fault is not None:
+            raise self.fault
+        if delivery in self.items and self.items[delivery] > now:
+            return False
+        self.items[delivery] = expires
+        return True
+
+
 class RecordingPublisher:
     """The publisher ports (changes, merges, exports, customer events), recording what would go on
     the bus. :meth:`drain` returns it as EventBridge would deliver it (``detail-type`` and a JSON

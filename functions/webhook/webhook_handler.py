@@ -38,8 +38,10 @@ def webhook(source: str) -> Response:
     )
     reply = bootstrap.webhook_ingest().handle(request)
     # Logs name the source and outcome, never the body or headers (PII, signatures).
-    logger.info("webhook", extra={"source": source, "status": reply.status, "body_bytes": len(body),
-                                  "delivery": reply.delivery})
+    extra = {"source": source, "status": reply.status, "body_bytes": len(body), "delivery": reply.delivery}
+    if isinstance(reply.body, dict) and "duplicate" in reply.body:  # WebhookDuplicateAnswer=on
+        extra["duplicate"] = reply.body["duplicate"]
+    logger.info("webhook", extra=extra)
     if isinstance(reply.body, str):  # a handshake answered as the provider expects
         return Response(reply.status, content_type=reply.content_type, body=reply.body)
     return _json(reply.status, reply.body)

@@ -49,8 +49,7 @@ def catalog_texts(aws) -> list[str]:
 
 def all_texts(aws) -> list[str]:
     ddb = boto3.client("dynamodb")
-    return [json.dumps(i, default=repr) for logical, res in aws.resources.items()
-            if res["Type"] == "AWS::DynamoDB::Table"
+    return [json.dumps(i, default=repr) for logical in aws.of_type("AWS::DynamoDB::Table")  # those deployed
             for i in ddb.scan(TableName=aws.physical_name(logical), ConsistentRead=True)["Items"]]
 
 

@@ -7,14 +7,21 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from fakes import InMemoryProfileStore, InMemoryShopStore
+from fakes import InMemoryDeliveryLog, InMemoryProfileStore, InMemoryShopStore
 from segmentation import bootstrap
 from segmentation.domain import identity
 from segmentation.domain.events import Identity, LineItem
 from segmentation.domain.profile import MembershipChange, Profile
+from segmentation.infra.delivery_log import DynamoDBDeliveryLog
 from segmentation.infra.profile_store import DynamoDBProfileStore
 from segmentation.infra.shop_store import DynamoDBShopStore
-from segmentation.service.ports import ConcurrentUpdateError, InvalidCursorError, ProfileStore, ShopStore
+from segmentation.service.ports import (
+    ConcurrentUpdateError,
+    DeliveryLog,
+    InvalidCursorError,
+    ProfileStore,
+    ShopStore,
+)
 
 NOW = 1_750_000_000
 DAY = 86400
@@ -36,6 +43,21 @@ def shops(request) -> ShopStore:
     return InMemoryShopStore()
 
 
+@pytest.fixture(params=["memory", "dynamodb"])
+def deliveries(request) -> DeliveryLog:
+    if request.param == "dynamodb":  # the table exists with WebhookDuplicateAnswer=on only
+        import boto3
+        from segctl.provision import create_tables
+        from segctl.template import Template
+        from support import TEMPLATE
+
+        request.getfixturevalue("aws")
+        on = Template(TEMPLATE, parameters={"WebhookDuplicateAnswer": "on"})
+        create_tables(on, boto3.client("dynamodb"))
+        return DynamoDBDeliveryLog(boto3.client("dynamodb"), on.physical_name("DeliveriesTable"))
+    return InMemoryDeliveryLog()
+
+
 def evaluated(profile: Profile, segments: set[str], at: int = NOW, due: int | None = None,
               cause: str = "e") -> list[MembershipChange]:
     return profile.record_evaluation(segments, {}, due, at, cause)
@@ -51,6 +73,7 @@ def new(store, pid: str, *aliases: str, segments: set[str] = frozenset(), at: in
 @pytest.mark.parametrize(("port", "implementations"), [
     (ProfileStore, (InMemoryProfileStore, DynamoDBProfileStore)),
     (ShopStore, (InMemoryShopStore, DynamoDBShopStore)),
+    (DeliveryLog, (InMemoryDeliveryLog, DynamoDBDeliveryLog)),
 ])
 def test_both_implementations_have_every_method_of_the_port_with_its_parameters(port, implementations):
     methods = [name for name, value in vars(port).items() if callable(value) and not name.startswith("_")]
@@ -368,6 +391,18 @@ def test_forgetting_a_shop_leaves_the_others(shops):
     assert shops.categories("one.myshopify.com", ["10"]) == {} and shops.cart("one.myshopify.com", "t1") is None
     assert shops.categories("two.myshopify.com", ["10"]) == {"10": "shirts"}
     assert shops.cart_owner("two.myshopify.com", "t1") == Identity(email="ana@example.com")
+
+
+# -- the deliveries accepted (WebhookDuplicateAnswer) -------------------------------------------------
+
+
+def test_a_delivery_is_new_once_until_it_expires(deliveries):
+    assert deliveries.remember("d1", NOW, NOW + 100) is True
+    assert deliveries.remember("d1", NOW + 50, NOW + 150) is False  # seen; kept as it was
+    assert deliveries.remember("d2", NOW + 50, NOW + 150) is True  # another delivery
+    assert deliveries.remember("d1", NOW + 99, NOW + 199) is False  # still within the first expiry
+    assert deliveries.remember("d1", NOW + 100, NOW + 200) is True  # expired (TTL may not have deleted it)
+    assert deliveries.remember("d1", NOW + 150, NOW + 250) is False
 
 
 def test_a_family_value_is_registered_once_per_execution_environment_and_every_environment_lists_it(aws):

@@ -38,7 +38,10 @@ from support import (
 from test_profile_function import NOW
 
 TABLES = ("ProfilesTable", "AliasesTable", "MembershipsTable", "HistoryTable", "CatalogTable", "EspSyncTable",
-          "MetricsTable")
+          "MetricsTable", "DeliveriesTable")
+#: the template's optional features that change what a function does with DynamoDB: the scenario runs
+#: with each off (the defaults) and on
+FEATURES = {"defaults": {}, "duplicate-answer": {"WebhookDuplicateAnswer": "on"}}
 #: the DynamoDB actions SAM's policy templates grant (on the table and its indexes), so that a
 #: template going back to one of them is measured as what it really grants
 SAM_DYNAMODB = {
@@ -81,7 +84,7 @@ def granted(template: Template) -> dict[str, set[tuple[str, str]]]:
         statements = []
         for policy in res["Properties"].get("Policies", []):
             if isinstance(policy, dict) and "Statement" in policy:  # an inline policy document
-                statements += [template.resolve(s) for s in policy["Statement"]]
+                statements += template.resolve(policy["Statement"])  # !If: the statements of the condition
                 continue
             assert isinstance(policy, dict), f"{name}: managed policy {policy} is not measured by this test"
             (kind, body), = policy.items()
@@ -354,6 +357,7 @@ def history_import(aws, recorder, monkeypatch) -> None:
     assert person.email == "z@example.com" and person.traits["order_count"] == 1  # one person, merged
 
 
+@pytest.mark.parametrize("template_parameters", FEATURES.values(), ids=FEATURES.keys())
 def test_every_function_is_granted_exactly_the_dynamodb_actions_its_code_performs(
         aws, api, recorder, monkeypatch, tmp_path):
     webhooks_and_profiles(aws, api, recorder, monkeypatch)
@@ -397,8 +401,9 @@ def _on(grants: set[tuple[str, str]], table: str) -> set[str]:
     return {a for a, r in grants if r.split("/index/")[0] == table}
 
 
-def test_least_privilege_boundaries():
-    grants = granted(Template(TEMPLATE))
+@pytest.mark.parametrize("parameters", FEATURES.values(), ids=FEATURES.keys())
+def test_least_privilege_boundaries(parameters):
+    grants = granted(Template(TEMPLATE, parameters=parameters))
     # The management API writes no profile, only deletes it (erasure).
     assert _on(grants["ApiFunction"], "ProfilesTable") & WRITES == {"DeleteItem"}
     assert _on(grants["ApiFunction"], "HistoryTable") & WRITES == {"BatchWriteItem"}  # erasure's deletes
@@ -420,6 +425,9 @@ def test_least_privilege_boundaries():
         written = {r for a, r in grants[function] if a in WRITES}
         assert written == {"EspSyncTable"}, function
         assert _on(grants[function], "HistoryTable") == set()
+    # The deliveries accepted (WebhookDuplicateAnswer=on) are put by the webhook only, and never read.
+    deliveries = {(f, a) for f, pairs in grants.items() for a, r in pairs if r == "DeliveriesTable"}
+    assert deliveries == ({("WebhookFunction", "PutItem")} if parameters else set())
     # The due index is queried by the sweep only.
     assert {f for f, pairs in grants.items() for a, r in pairs if "/index/" in r} == {"InactivitySweepFunction"}
 

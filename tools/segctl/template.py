@@ -20,6 +20,10 @@ ACCOUNT = "123456789012"  # moto's default account
 DEFAULT_STACK = "segmentation-local"
 
 
+#: what ``!Ref AWS::NoValue`` resolves to: dropped from the list or mapping holding it, as CloudFormation does
+NO_VALUE = object()
+
+
 class TemplateError(ValueError):
     """template.yaml uses something the local runner does not understand."""
 
@@ -169,6 +173,8 @@ class Template:
         }
         if name in pseudo:
             return pseudo[name]
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.parameters:
             return self.parameters[name]
         if name in self.overrides:
@@ -197,11 +203,15 @@ class Template:
                     return self.get_att(*arg)
                 if key == "Fn::Sub":
                     return self._sub(arg)
+                if key == "Fn::If":
+                    name, then, otherwise = arg
+                    return self.resolve(then if self.condition(name) else otherwise)
                 if key.startswith("Fn::"):
                     raise TemplateError(f"{key} is not supported by the local runner")
-            return {k: self.resolve(v) for k, v in value.items()}
+            resolved = {k: self.resolve(v) for k, v in value.items()}
+            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [v for v in (self.resolve(v) for v in value) if v is not NO_VALUE]
         return value
 
     def _sub(self, arg: Any) -> str:
@@ -270,4 +280,5 @@ class Template:
         return out
 
     def environment(self, function: str) -> dict[str, str]:
-        return {k: str(self.resolve(v)) for k, v in self.functions()[function].environment.items()}
+        resolved = {k: self.resolve(v) for k, v in self.functions()[function].environment.items()}
+        return {k: str(v) for k, v in resolved.items() if v is not NO_VALUE}

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .service.history_jobs import ImportJobs
     from .service.ingest import WebhookIngest
     from .service.ports import (
+        DeliveryLog,
         ProfilePublisher,
         ProfileStore,
         ShopStore,
@@ -183,11 +184,20 @@ def backfill_queue() -> WorkQueue | None:
 
 
 @_component
+def delivery_log() -> DeliveryLog | None:
+    """The deliveries accepted (``DELIVERIES_TABLE``, WebhookDuplicateAnswer=on); None when it is off."""
+    from .infra.delivery_log import DynamoDBDeliveryLog
+
+    table = settings().deliveries_table
+    return DynamoDBDeliveryLog(_client("dynamodb"), table) if table else None
+
+
+@_component
 def webhook_ingest() -> WebhookIngest:
     from .service.ingest import WebhookIngest
 
     return WebhookIngest(secrets=secrets(), publisher=publisher(), max_body_bytes=settings().max_body_bytes,
-                         shops=shop_store())
+                         shops=shop_store(), deliveries=delivery_log())
 
 
 @_component

@@ -32,6 +32,8 @@ class Settings(BaseModel):
     secrets_max_age_s: int = Field(alias="SECRETS_MAX_AGE_SECONDS", default=300, ge=0)
     due_shards: int = Field(alias="DUE_SHARDS", default=32, ge=1, le=1000)
     backfill_queue_url: str | None = Field(alias="BACKFILL_QUEUE_URL", default=None)
+    #: the deliveries accepted, for the "duplicate" answer (WebhookFunction; WebhookDuplicateAnswer=on)
+    deliveries_table: str | None = Field(alias="DELIVERIES_TABLE", default=None)
     #: the segments' daily figures (MetricsFunction, ApiFunction)
     metrics_table: str | None = Field(alias="METRICS_TABLE", default=None)
     #: segments under this size get a "too small" warning (ApiFunction)
@@ -50,7 +52,7 @@ class Settings(BaseModel):
     klaviyo_api_url: str | None = Field(alias="KLAVIYO_API_URL", default=None)
     mailchimp_api_url: str | None = Field(alias="MAILCHIMP_API_URL", default=None)
 
-    @field_validator("catalog_file", "destinations_file", "esp_sync_table", "destination_secret_id",
+    @field_validator("catalog_file", "destinations_file", "esp_sync_table", "deliveries_table", "destination_secret_id",
                      "klaviyo_api_url", "mailchimp_api_url")
     @classmethod
     def _empty_is_default(cls, value: str | None) -> str | None:

@@ -4,22 +4,38 @@ There is no delivery dedupe here: a provider's retry (or a replay of a signed bo
 again with the same event ids, which the adapters derive from the signed content, and the profile
 path recognises it (docs/architecture.md, "Delivery guarantees"). Consumers of ``CustomerEvent``
 dedupe on ``event_id``, as EventBridge's at-least-once delivery requires of them anyway.
+
+Opt-in (WebhookDuplicateAnswer=on, a :class:`~.ports.DeliveryLog`): once a delivery's events are
+published, one conditional write remembers the SHA-256 of its delivery key for 72 hours, and the
+answer says ``"duplicate": false`` (new) or ``true`` (accepted before). Informative only: a
+duplicate is still published, and a fault of that write costs the field, never the delivery.
+Never before publishing: a remembered delivery whose publish then failed would make the provider's
+retry look like a duplicate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aws_lambda_powertools import Logger
+
 from ..domain.events import BrowseProperties, CheckoutProperties, CustomerEvent, EventType, OrderProperties
 from ..sources import MODULES, shopify
 from ..sources.errors import PayloadTooLargeError, WebhookError
 from ..sources.fields import receiving_at
 from ..sources.request import Handshake, Normalised, SecretLookup, WebhookRequest
-from .ports import CustomerEventPublisher, ShopStore, WebhookSecretStore
+from .ports import CustomerEventPublisher, DeliveryLog, ShopStore, WebhookSecretStore
+
+logger = Logger(child=True)
+
+#: how long an accepted delivery is remembered for the "duplicate" answer (providers retry for a day
+#: at most: Shopify 4 hours, SendGrid and Adobe 24; docs/webhooks.md)
+DELIVERY_MEMORY_S = 72 * 3600
 
 #: source name -> parse(request, secrets, now) -> Normalised | Handshake
 #: the sources with an adapter module ``segmentation.sources.<module>`` exposing ``parse``; a module is
@@ -43,9 +59,12 @@ class Reply:
 
 class WebhookIngest:
     def __init__(self, secrets: WebhookSecretStore, publisher: CustomerEventPublisher, max_body_bytes: int, clock: Callable[[], int] = lambda: int(time.time()),
-                 shops: ShopStore | None = None):
-        """``shops``: where product categories and carts are learnt; without it events go out as sent."""
+                 shops: ShopStore | None = None, deliveries: DeliveryLog | None = None):
+        """``shops``: where product categories and carts are learnt; without it events go out as sent.
+        ``deliveries``: where accepted deliveries are remembered, for the "duplicate" answer; without
+        it (the default) the answer has no such field and nothing is written."""
         self.shops = shops
+        self.deliveries = deliveries
         self.secrets = secrets
         self.publisher = publisher
         self.max_body_bytes = max_body_bytes
@@ -73,7 +92,23 @@ class WebhookIngest:
         except ValueError:
             return Reply(400, {"error": "MalformedPayloadError", "reason": "the body holds text that is not valid Unicode"})
 
-        return Reply(200, self._accept(normalised), delivery=normalised.delivery_key)
+        body = self._accept(normalised)
+        if self.deliveries is not None and body["accepted"] and normalised.delivery_key:
+            duplicate = self._seen_before(normalised.delivery_key)
+            if duplicate is not None:
+                body["duplicate"] = duplicate
+        return Reply(200, body, delivery=normalised.delivery_key)
+
+    def _seen_before(self, delivery_key: str) -> bool | None:
+        """Remember a published delivery; whether it was accepted before (None: unknown, a fault)."""
+        digest = hashlib.sha256(delivery_key.encode()).hexdigest()  # the key may hold a shop's domain
+        now = self.clock()
+        try:
+            return not self.deliveries.remember(digest, now, now + DELIVERY_MEMORY_S)
+        except Exception as exc:  # noqa: BLE001 - the events are published: the answer stays 200
+            logger.warning("the deliveries table did not take the delivery: no duplicate field in the answer",
+                           extra={"error": type(exc).__name__})
+            return None
 
     def _accept(self, normalised: Normalised) -> dict:
         events = list(normalised.events)

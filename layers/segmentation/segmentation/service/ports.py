@@ -240,6 +240,18 @@ class CustomerEventPublisher(Protocol):
     def publish_events(self, events: Iterable[CustomerEvent]) -> None: ...
 
 
+class DeliveryLog(Protocol):
+    """The webhook deliveries accepted lately (the opt-in "duplicate" answer, WebhookDuplicateAnswer).
+    Informative only: nothing is published or dropped because of it."""
+
+    def remember(self, delivery: str, now: int, expires: int) -> bool:
+        """Record ``delivery`` (an opaque, PII-free key) until ``expires`` (epoch seconds), in one
+        conditional write; True if it is new (or its record had expired by ``now``), False if it was
+        recorded before and has not expired (the record is kept as it was). Raises on faults
+        (throttling, a missing table)."""
+        ...
+
+
 class WebhookSecretStore(Protocol):
     def for_source(self, source: str) -> list[bytes]:
         """The secrets configured for ``source`` (two while one rotates); raises

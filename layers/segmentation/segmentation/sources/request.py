@@ -61,7 +61,8 @@ class Normalised:
     """The result of an accepted delivery.
 
     ``delivery_key`` identifies the delivery across retries (the webhook function logs it, to trace a
-    provider's delivery; nothing is deduplicated on it: see ``service.ingest``); ``events`` may be empty
+    provider's delivery; nothing is deduplicated on it: see ``service.ingest``, which at most remembers
+    its hash for the opt-in "duplicate" answer); ``events`` may be empty
     (a topic we acknowledge but do not use). ``products`` and ``cart`` are facts about the
     shop rather than about a customer.
     """
