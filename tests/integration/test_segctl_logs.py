@@ -74,3 +74,29 @@ def test_each_log_line_names_the_function_that_wrote_it_and_the_lambda_environme
     # the reserved variables of the Lambda environment, set per invocation
     env_after = {x["env_after"]: x["AWS_LAMBDA_FUNCTION_NAME"] for x in lines if "env_after" in x}
     assert env_after == {f: physical[f] for f in ("WebhookFunction", "ProfileFunction", "InactivitySweepFunction")}
+
+
+def test_the_local_runner_prints_no_cloudwatch_metrics_however_many_invocations(template):
+    """Metrics are off locally; Powertools still prints a metric once it holds 100 values, so the
+    runner lets none pile up: 110 sweeps (one SweepLagSeconds each) print no EMF document."""
+    script = textwrap.dedent("""
+        from datetime import UTC, datetime
+        from pathlib import Path
+        from segctl.runtime import LocalStack, scheduled_event
+        from segctl.template import Template
+
+        template = Template(Path("template.yaml"))
+        stack = LocalStack(template, log_level="ERROR").start()
+        sweep = scheduled_event(datetime.now(UTC), template.arn("InactivitySweepFunction"))
+        for _ in range(110):
+            stack.invoke("InactivitySweepFunction", sweep)
+        print("invoked", flush=True)
+        stack.stop()
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), str(ROOT / "layers" / "segmentation")])
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "invoked" in out.stdout
+    assert "_aws" not in out.stdout and "CloudWatchMetrics" not in out.stdout

@@ -273,6 +273,7 @@ class LocalStack:
             return handler(event, context)
         finally:
             lock.release()
+            _forget_metrics()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every polled queue is empty and no batch is in flight."""
@@ -329,6 +330,17 @@ def rate_seconds(expression: str) -> int | None:
     if not m:
         return None
     return int(m.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[m.group(2).rstrip("s")]
+
+
+def _forget_metrics() -> None:
+    """With metrics off (the default here), what a handler adds is never flushed, so Powertools'
+    process-wide metric set would keep growing, and Powertools prints a metric's values on stdout
+    once it holds 100, off or not: EMF documents among the runner's output. Lambda flushes them
+    per invocation; here they go."""
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("true", "1"):
+        from aws_lambda_powertools import Metrics
+
+        Metrics().clear_metrics()
 
 
 def scheduled_event(at: datetime, rule_arn: str) -> dict:
