@@ -99,3 +99,30 @@ def test_the_cost_model_prices_each_service_from_the_dated_list_prices():
     figures = bench.cost_model(wcu=4.0, rru=2.0, changes=0.0, profile_cpu_s=0.001, metric_events=1.0)
     assert figures["eventbridge"] == pytest.approx(2.0)  # a SegmentMetrics event on the bus
     assert figures["sqs"] == pytest.approx(usd["sqs"] + 1.02 * 0.40)  # ...sent into MetricsQueue, read in batches
+
+
+def test_the_cost_bench_prints_parts_that_add_up_to_its_totals(monkeypatch, capsys):
+    """`make bench`'s cost figures, on a few customers of the same mix: the all-in write units are
+    the sum of the event path, the sweep and the webhook path, each of those the sum of its tables,
+    the dollars the sum of the services; and the profile path stays within its request budget."""
+    import bench
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)  # the bench sets these; restored after
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr(bench, "COST_CUSTOMERS", 4)
+    bench.ddb_cost()
+    figures = {}
+    for line in capsys.readouterr().out.splitlines():
+        name, _, rest = line.partition(": ")
+        figures[name] = float(rest.split()[0])
+    phases = {p: figures[f"ddb_wcu_per_event_{p}"] for p in ("event", "sweep", "webhook")}
+    assert figures["ddb_wcu_per_event_all_in"] == pytest.approx(sum(phases.values()), abs=0.002)
+    for phase in ("event", "sweep"):
+        tables = [v for k, v in figures.items() if k.startswith(f"ddb_wcu_per_event_{phase}_")]
+        assert tables and sum(tables) == pytest.approx(phases[phase], abs=0.004)
+    assert phases["event"] > 1 and phases["webhook"] == 0  # a profile write per event at least; no webhook table
+    assert figures["ddb_wcu_per_webhook_duplicate_answer"] == pytest.approx(1.0)
+    assert figures["ddb_requests_per_event_profile_path"] <= 3
+    services = [v for k, v in figures.items() if k.startswith("usd_per_million_events_")]
+    assert len(services) == 6 and figures["usd_per_million_events"] == pytest.approx(sum(services), abs=0.003)
