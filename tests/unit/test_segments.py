@@ -700,8 +700,9 @@ def test_the_memory_is_stored_compact_and_reads_back_with_its_changes():
     assert any(changes for changes in remembered.values())  # entries with changes were exercised
 
 
-def test_a_memory_stored_before_times_were_kept_still_reads_and_goes_by_count():
-    """Entries without a time (stored before) keep the list form and are never forgotten by time."""
+def test_a_memory_stored_before_times_were_kept_still_reads_and_goes_72_hours_after_the_next_write():
+    """Entries without a time (stored before) still read; the first write since stamps them with its
+    time, so they are remembered 72 hours more and then forgotten, and the memory goes compact."""
     event = order("o1", T0, total="500.00")
     profile = profile_of(event)
     changes = record(profile, T0 + 60, cause=event.event_id)
@@ -712,8 +713,13 @@ def test_a_memory_stored_before_times_were_kept_still_reads_and_goes_by_count():
     later = order("o2", T0 + 10 * DAY)
     stored.apply(later, aliases=[])
     record(stored, T0 + 10 * DAY, cause=later.event_id)
-    assert stored.applied(event.event_id) == changes
-    assert isinstance(json.loads(stored.model_dump_json())["recent_events"], list)
+    assert stored.applied(event.event_id) == changes  # kept, though applied ten days before
+    assert isinstance(json.loads(stored.model_dump_json())["recent_events"], list)  # (a 16-digit key)
+    last = order("o3", T0 + 10 * DAY + RECENT_EVENTS_KEPT_S)
+    stored.apply(last, aliases=[])
+    record(stored, T0 + 10 * DAY + RECENT_EVENTS_KEPT_S, cause=last.event_id)
+    assert stored.applied(event.event_id) is None and stored.applied(last.event_id) is not None
+    assert isinstance(json.loads(stored.model_dump_json())["recent_events"], dict)
 
 
 def test_message_times_are_stored_relative_to_the_delivery_and_old_records_still_read():

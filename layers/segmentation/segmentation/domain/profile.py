@@ -732,10 +732,16 @@ class Profile(BaseModel):
 
     def remember(self, *applied: AppliedEvent, now: int | None = None) -> None:
         """Add ``applied`` to the memory of applied events, and forget those applied more than
-        RECENT_EVENTS_KEPT_S before ``now`` and all but the last RECENT_EVENTS_KEPT."""
+        RECENT_EVENTS_KEPT_S before ``now`` and all but the last RECENT_EVENTS_KEPT.
+
+        Entries stored before times were kept count as applied ``now``, the first time the profile
+        is written since: they go RECENT_EVENTS_KEPT_S later, which is later than they would have."""
         kept = [*self.recent_events, *applied]
         if now is not None:
-            kept = [e for e in kept if e.t is None or e.t > now - RECENT_EVENTS_KEPT_S]
+            for e in kept:
+                if e.t is None:
+                    e.t = now
+            kept = [e for e in kept if e.t > now - RECENT_EVENTS_KEPT_S]  # type: ignore[operator]
         self.recent_events = kept[-RECENT_EVENTS_KEPT:]
 
     # -- the outbox ---------------------------------------------------------------------
