@@ -727,21 +727,19 @@ class Profile(BaseModel):
         if catalog_version is not None:
             self.catalog_version = catalog_version
         if cause != "time":
-            self.remember(AppliedEvent.of(cause, changes, at), now=at)
+            self.remember(AppliedEvent.of(cause, changes, at), at)
         return changes
 
-    def remember(self, *applied: AppliedEvent, now: int | None = None) -> None:
+    def remember(self, applied: AppliedEvent, now: int) -> None:
         """Add ``applied`` to the memory of applied events, and forget those applied more than
         RECENT_EVENTS_KEPT_S before ``now`` and all but the last RECENT_EVENTS_KEPT.
 
         Entries stored before times were kept count as applied ``now``, the first time the profile
         is written since: they go RECENT_EVENTS_KEPT_S later, which is later than they would have."""
-        kept = [*self.recent_events, *applied]
-        if now is not None:
-            for e in kept:
-                if e.t is None:
-                    e.t = now
-            kept = [e for e in kept if e.t > now - RECENT_EVENTS_KEPT_S]  # type: ignore[operator]
+        for e in self.recent_events:
+            if e.t is None:
+                e.t = now
+        kept = [e for e in [*self.recent_events, applied] if e.t > now - RECENT_EVENTS_KEPT_S]  # type: ignore[operator]
         self.recent_events = kept[-RECENT_EVENTS_KEPT:]
 
     # -- the outbox ---------------------------------------------------------------------

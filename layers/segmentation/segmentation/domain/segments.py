@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -32,8 +32,6 @@ class Evaluation:
     segments: frozenset[str]
     traits: dict
     next_due_at: int | None = None
-    #: per segment (or ``family:value``) the first instant its membership changes
-    unit_due: dict[str, int] = field(default_factory=dict)
 
 
 class SegmentEvaluator(Protocol):

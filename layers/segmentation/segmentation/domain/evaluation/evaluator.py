@@ -100,17 +100,17 @@ class CatalogEvaluator:
     def evaluate(self, profile: Profile, now: int) -> Evaluation:
         """Memberships, traits and next_due_at at ``now``: every segment, every family value."""
         ctx = self._context(profile, now)
-        member: dict[str, bool] = {}
-        due_at: dict[str, int] = {}
+        segments: set[str] = set()
+        due: list[int] = []
         for sid, fam in self.units(ctx, now):
-            key = sid if fam is None else f"{sid}:{fam}"
-            member[key] = self.member(ctx, sid, fam, now)
-            first = self._first_change(ctx, (sid, fam), now, member[key])
+            member = self.member(ctx, sid, fam, now)
+            if member:
+                segments.add(sid if fam is None else f"{sid}:{fam}")
+            first = self._first_change(ctx, (sid, fam), now, member)
             if first is not None:
-                due_at[key] = first
-        segments = frozenset(k for k, m in member.items() if m)
-        return Evaluation(at=now, segments=segments, traits=self.traits(ctx, now),
-                          next_due_at=min(due_at.values(), default=None), unit_due=due_at)
+                due.append(first)
+        return Evaluation(at=now, segments=frozenset(segments), traits=self.traits(ctx, now),
+                          next_due_at=min(due, default=None))
 
     def segment_members(self, profile: Profile, now: int, segment_id: str) -> set[str]:
         """The memberships of one segment (and its family values) at ``now``: what a full evaluation
