@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import boto3
 from segctl.provision import dev_secret_values
-from segctl.signing import shopify_headers
+from segctl.signing import demo_keys, shopify_headers
 from segctl.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,3 +209,27 @@ experiments:
       recent: {event: {signal: email_opened, within: 7d}}
       ever: {event: {signal: email_opened}}
 """
+
+
+@cache
+def webhook_keys() -> tuple[object, str, object, str]:
+    """One set of demo key pairs per test process (generating RSA keys is slow): SendGrid's EC
+    private key, its public key, Adobe's RSA private key, its public key."""
+    return demo_keys()
+
+
+def answer_json(handler, status: int, body) -> None:
+    """A test HTTP server's JSON answer (``handler``: a BaseHTTPRequestHandler in its do_* method)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def queue_urls(aws, monkeypatch, *queues: str):
+    """An SQS client on the test's moto and the URLs of ``queues`` (logical ids of template.yaml)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://sqs.us-east-1.amazonaws.com")  # moto's, in-process
+    sqs = boto3.client("sqs")
+    return sqs, {q: sqs.get_queue_url(QueueName=aws.physical_name(q))["QueueUrl"] for q in queues}

@@ -31,7 +31,7 @@ from conftest import free_port, start_api
 from segctl.demo import http, signed_request
 from segctl.provision import dev_secret_values
 from segctl.signing import demo_keys
-from support import ROOT, catalog_with_an_experiment
+from support import ROOT, answer_json, catalog_with_an_experiment
 
 pytestmark = pytest.mark.acceptance
 KEYS = demo_keys()  # the server verifies SendGrid and Magento deliveries with these keys' public halves
@@ -210,12 +210,7 @@ def deployed_api(base_url):
                 body = {**body, "experiments": [*body["experiments"], *FAKE_EXPERIMENTS["experiments"]]}
             if path == "/cohorts" and status == 404:
                 status, body = 200, FAKE_COHORTS
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer_json(self, status, body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

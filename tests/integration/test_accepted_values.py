@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from urllib.parse import quote
 
 import pytest
 from segctl.provision import dev_secret_values
 from segctl.signing import (
     adobe_headers,
-    demo_keys,
     klaviyo_headers,
     mailchimp_delivery,
     mandrill_delivery,
@@ -27,14 +25,12 @@ from segctl.signing import (
     woocommerce_headers,
 )
 from segmentation import bootstrap
-from support import ROOT
+from support import ROOT, webhook_keys
 
 EVENTS = ROOT / "events"
 
 
-@cache
-def keys():
-    return demo_keys()  # (SendGrid EC private, its public, Adobe RSA private, its public)
+keys = webhook_keys  # () -> (SendGrid EC private, its public, Adobe RSA private, its public)
 
 
 @pytest.fixture

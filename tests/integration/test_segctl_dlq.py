@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from segctl.cli import main
+from support import queue_urls
 
 
 @pytest.fixture
 def queues(aws, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://sqs.us-east-1.amazonaws.com")  # moto's, in-process
-    sqs = boto3.client("sqs")
-    url = {q: sqs.get_queue_url(QueueName=aws.physical_name(q))["QueueUrl"]
-           for q in ("EspSyncQueue", "EspSyncDeadLetterQueue")}
-    return sqs, url
+    return queue_urls(aws, monkeypatch, "EspSyncQueue", "EspSyncDeadLetterQueue")
 
 
 def change(n: int) -> str:
@@ -51,11 +47,7 @@ def test_a_queue_that_is_not_a_dead_letter_queue_is_refused(queues):
 
 @pytest.fixture
 def profile_queues(aws, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://sqs.us-east-1.amazonaws.com")  # moto's, in-process
-    sqs = boto3.client("sqs")
-    url = {q: sqs.get_queue_url(QueueName=aws.physical_name(q))["QueueUrl"]
-           for q in ("ProfileQueue", "ProfileDeadLetterQueue")}
-    return sqs, url
+    return queue_urls(aws, monkeypatch, "ProfileQueue", "ProfileDeadLetterQueue")
 
 
 def customer_event(event_id: str, **identity) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
@@ -31,7 +30,6 @@ from segctl.provision import dev_secret_values
 from segctl.server import Router, request_event
 from segctl.signing import (
     adobe_headers,
-    demo_keys,
     klaviyo_headers,
     mailchimp_delivery,
     mandrill_delivery,
@@ -41,14 +39,12 @@ from segctl.signing import (
 )
 from segctl.template import Template
 from segmentation import bootstrap
-from support import ROOT, TEMPLATE
+from support import ROOT, TEMPLATE, webhook_keys
 
 EVENTS = ROOT / "events"
 
 
-@cache
-def keys():
-    return demo_keys()  # (SendGrid EC private, its public, Adobe RSA private, its public)
+keys = webhook_keys  # () -> (SendGrid EC private, its public, Adobe RSA private, its public)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ must be the one sent. No network."""
 from __future__ import annotations
 
 import datetime
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from segctl.dashboard.source import RemoteSource, SourceError
+from support import answer_json
 
 FIXED = datetime.datetime(2026, 11, 30, 12, 34, 56, tzinfo=datetime.UTC)
 KEY, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-example"
@@ -35,13 +35,7 @@ def recorder():
 
         def do_GET(self):
             seen.append({"method": "GET", "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}})
-            status, body = server.answer
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer_json(self, *server.answer)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.answer = (200, {"segments": []})
